@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make quickstart` (the main job) and `make test`.
+# Both build (or reuse) the virtual environment in .venv and install everything.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= runs/quickstart
+
+.PHONY: quickstart test lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(PY) -m ienet_jax.quickstart --workdir=$(WORKDIR)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -n 2 --durations=15
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	$(PY) -m bench.model
+
+clean-venv:
+	rm -rf $(VENV)

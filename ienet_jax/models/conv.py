@@ -1,0 +1,164 @@
+"""Channels-last convolutions behind one function, with a CPU-friendly implementation.
+
+XLA's CPU convolutions (3D ones above all, and their gradients) are many times slower
+than the same convolution written as a sum over kernel taps of shifted-slice matmuls
+(see the project's performance notes). `conv` picks that tap sum on CPU and XLA's native
+convolution on GPU/TPU; both give the same numbers. A convolution whose stride equals
+its kernel (patch embedding) is a reshape and one matmul: `patchify_conv`.
+
+Layouts: inputs `[B, *spatial, C_in]`, kernels `[*kernel, C_in, C_out]` (Flax layout),
+stride 1 unless stated.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+Padding = Sequence[tuple[int, int]]
+
+IMPLEMENTATIONS = ("auto", "taps", "xla")
+
+
+def _resolve(impl: str) -> str:
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    if impl == "auto":
+        return "taps" if jax.default_backend() == "cpu" else "xla"
+    return impl
+
+
+def conv(
+    x: jnp.ndarray,
+    kernel: jnp.ndarray,
+    padding: Padding,
+    dilation: Sequence[int] | None = None,
+    *,
+    impl: str = "auto",
+    precision=None,
+) -> jnp.ndarray:
+    """Stride-1 N-d convolution (cross-correlation, as PyTorch/Flax) `[B, *S, Ci] → [B, *S', Co]`.
+
+    `padding` is one `(low, high)` pair of zero padding per spatial axis; `dilation` one
+    int per spatial axis (default 1). Output size per axis: `S + low + high − d·(k − 1)`.
+    """
+    nsp = kernel.ndim - 2
+    if x.ndim != nsp + 2:
+        raise ValueError(f"conv: input rank {x.ndim} does not match a {nsp}-d kernel")
+    if x.shape[-1] != kernel.shape[-2]:
+        raise ValueError(f"conv: input has {x.shape[-1]} channels, kernel expects {kernel.shape[-2]}")
+    dilation = tuple(dilation) if dilation is not None else (1,) * nsp
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if len(padding) != nsp or len(dilation) != nsp:
+        raise ValueError(f"conv: need {nsp} padding pairs and dilations, got {padding}, {dilation}")
+    kernel = kernel.astype(x.dtype)
+    if _resolve(impl) == "xla":
+        dn = jax.lax.conv_dimension_numbers(
+            x.shape, kernel.shape, ("N" + "DHW"[-nsp:] + "C", "DHW"[-nsp:] + "IO", "N" + "DHW"[-nsp:] + "C")
+        ) if nsp <= 3 else None
+        if dn is None:
+            raise ValueError("conv: the xla implementation supports 1-3 spatial axes")
+        return jax.lax.conv_general_dilated(
+            x, kernel, (1,) * nsp, padding, rhs_dilation=dilation,
+            dimension_numbers=dn, precision=precision,
+        )
+    xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    ksize = kernel.shape[:nsp]
+    out_shape = [xp.shape[1 + a] - dilation[a] * (ksize[a] - 1) for a in range(nsp)]
+    if min(out_shape) <= 0:
+        raise ValueError(f"conv: kernel {ksize} (dilation {dilation}) larger than padded input {xp.shape[1:-1]}")
+    out = None
+    for tap in itertools.product(*(range(k) for k in ksize)):
+        index = (slice(None),) + tuple(
+            slice(t * d, t * d + o) for t, d, o in zip(tap, dilation, out_shape)
+        )
+        term = jnp.einsum("...c,co->...o", xp[index], kernel[tap], precision=precision)
+        out = term if out is None else out + term
+    return out
+
+
+def patchify_conv(x: jnp.ndarray, kernel: jnp.ndarray, *, precision=None) -> jnp.ndarray:
+    """Convolution with stride = kernel size and no padding, as a reshape and one matmul.
+
+    `x` `[B, *S, Ci]` with every `S` a multiple of the kernel; `kernel` `[*K, Ci, Co]`.
+    Returns `[B, *(S // K), Co]`.
+    """
+    nsp = kernel.ndim - 2
+    ksize = kernel.shape[:nsp]
+    b, *spatial, ci = x.shape
+    if len(spatial) != nsp or any(s % k for s, k in zip(spatial, ksize)):
+        raise ValueError(f"patchify_conv: input spatial shape {tuple(spatial)} not a multiple of {ksize}")
+    grid = [s // k for s, k in zip(spatial, ksize)]
+    shape = [b]
+    for g, k in zip(grid, ksize):
+        shape += [g, k]
+    xr = x.reshape(*shape, ci)
+    # [B, g0, k0, g1, k1, ..., Ci] -> [B, g0, g1, ..., k0, k1, ..., Ci]
+    perm = [0] + [1 + 2 * a for a in range(nsp)] + [2 + 2 * a for a in range(nsp)] + [1 + 2 * nsp]
+    xr = xr.transpose(perm).reshape(b, *grid, int(np.prod(ksize)) * ci)
+    w = kernel.astype(x.dtype).reshape(-1, kernel.shape[-1])
+    return jnp.einsum("...k,ko->...o", xr, w, precision=precision)
+
+
+class Conv(nn.Module):
+    """Stride-1 convolution module over `conv` (channels-last, Flax kernel layout).
+
+    Attributes:
+      features: output channels.
+      kernel_size: one int per spatial axis.
+      padding: one `(low, high)` pair per spatial axis, or "SAME"/"VALID" (odd kernels, no dilation
+        needed for "SAME": the padding is `d·(k − 1) // 2` on both sides).
+      dilation: one int per spatial axis.
+      kernel_axes: logical axis names for the kernel (default: no names on taps, then
+        `conv_in`, `conv_out`).
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    padding: Padding | str = "SAME"
+    dilation: Sequence[int] | None = None
+    use_bias: bool = True
+    impl: str = "auto"
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    kernel_axes: tuple[str | None, ...] | None = None
+    precision: jax.lax.Precision | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        nsp = len(self.kernel_size)
+        dilation = tuple(self.dilation) if self.dilation is not None else (1,) * nsp
+        if isinstance(self.padding, str):
+            if self.padding == "VALID":
+                padding = ((0, 0),) * nsp
+            elif self.padding == "SAME":
+                padding = tuple(((k - 1) * d // 2, (k - 1) * d - (k - 1) * d // 2)
+                                for k, d in zip(self.kernel_size, dilation))
+            else:
+                raise ValueError(f"Conv padding must be 'SAME', 'VALID' or pairs, got {self.padding!r}")
+        else:
+            padding = self.padding
+        axes = self.kernel_axes or ((None,) * nsp + ("conv_in", "conv_out"))
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(self.kernel_init, axes),
+            (*self.kernel_size, x.shape[-1], self.features),
+            self.param_dtype,
+        )
+        dtype = self.dtype or x.dtype
+        y = conv(x.astype(dtype), jnp.asarray(kernel, dtype), padding, dilation,
+                 impl=self.impl, precision=self.precision)
+        if self.use_bias:
+            bias = self.param(
+                "bias", nn.with_logical_partitioning(self.bias_init, (axes[-1],)),
+                (self.features,), self.param_dtype,
+            )
+            y = y + jnp.asarray(bias, dtype)
+        return y
