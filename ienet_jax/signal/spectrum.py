@@ -50,7 +50,10 @@ def normalized_psd(x: jnp.ndarray, fs, bpm: jnp.ndarray, eps: float = 0.0) -> jn
     """
     p = bpm_power(x, fs, bpm)
     p = p / (jnp.sum(p, axis=-1, keepdims=True) + eps)
-    return p / (jnp.max(p, axis=-1, keepdims=True) + eps)
+    peak = jnp.max(p, axis=-1, keepdims=True)
+    # XLA may divide via a reciprocal, leaving the peak at 1 − 6e-8; the reference's IEEE
+    # division gives exactly 1 there, which the hard gate (`psd < 1 → 0`) relies on.
+    return jnp.where(p == peak, 1.0, p / (peak + eps)).astype(p.dtype)
 
 
 def hard_gate_hr(psd: jnp.ndarray, bpm: jnp.ndarray) -> jnp.ndarray:
