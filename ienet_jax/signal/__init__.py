@@ -1,5 +1,16 @@
 """Signal processing: detrending, filtering, spectra, heart rate, SNR and unsupervised baselines."""
 
+from ienet_jax.signal.baselines import chrom, green, pos  # noqa: F401
+from ienet_jax.signal.filters import bandpass, detrend  # noqa: F401
+from ienet_jax.signal.hr import (  # noqa: F401
+    fft_hr,
+    fft_resolution_bpm,
+    macc,
+    next_pow2,
+    peak_hr,
+    periodogram,
+    snr_db,
+)
 from ienet_jax.signal.spectrum import (  # noqa: F401
     bpm_grid,
     bpm_power,
