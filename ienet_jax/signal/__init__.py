@@ -11,6 +11,12 @@ from ienet_jax.signal.hr import (  # noqa: F401
     periodogram,
     snr_db,
 )
+from ienet_jax.signal.per_video import (  # noqa: F401
+    evaluate_video,
+    evaluation_windows,
+    filter_pair,
+    hr_from_signals,
+)
 from ienet_jax.signal.spectrum import (  # noqa: F401
     bpm_grid,
     bpm_power,
