@@ -11,7 +11,7 @@ WORKDIR ?= runs/quickstart
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,tf]"
 	touch $(STAMP)
 
 quickstart: $(STAMP)
