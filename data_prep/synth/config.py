@@ -1,0 +1,151 @@
+"""Every realism knob of the synthetic recordings, grouped by concept, with presets.
+
+`easy` is a cooperative subject in a lit lab with a good camera (the quickstart
+default); `hard` adds darker and weaker pulses, stronger head motion, light steps,
+flicker, sensor noise and a lossy inter-frame codec. Ranges `(lo, hi)` are sampled
+uniformly per subject or per session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+Range = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class PulseConfig:
+    """Heart rate, its variability, respiration and the beat morphology."""
+
+    hr_bpm: Range = (55.0, 110.0)  # per-subject resting HR
+    hr_limits: Range = (45.0, 150.0)  # the instantaneous HR is clipped to this
+    drift_bpm: float = 4.0  # std of the slow HR drift (timescale `drift_s`)
+    drift_s: float = 20.0
+    mayer_bpm: float = 1.5  # std of ~0.1 Hz HR oscillations (Mayer waves)
+    rsa_bpm: Range = (1.0, 3.0)  # respiratory sinus arrhythmia amplitude
+    beat_jitter: float = 0.03  # std of beat-to-beat relative interval change
+    resp_hz: Range = (0.15, 0.4)
+    resp_amplitude: float = 0.15  # relative pulse-amplitude modulation by breathing
+    resp_baseline: float = 0.15  # baseline wander by breathing (in pulse units)
+    dicrotic_ratio: Range = (0.35, 0.6)  # diastolic / systolic peak height
+    amplitude_jitter: float = 0.05  # std of per-beat relative amplitude
+
+
+@dataclasses.dataclass(frozen=True)
+class AppearanceConfig:
+    """Who is in front of the camera and where."""
+
+    face_frac: Range = (0.36, 0.5)  # face width / frame height
+    center_x: Range = (0.42, 0.58)  # face centre / frame width
+    center_y: Range = (0.40, 0.50)  # face centre / frame height
+    skin_tones: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)  # indices into `face.SKIN_TONES`
+    aspect: Range = (0.92, 1.08)  # horizontal stretch of the face
+    clothing_hue_deg: Range = (-180.0, 180.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpticsConfig:
+    """Skin optics, illumination and the sensor (RGB and NIR)."""
+
+    ac_dc: Range = (0.008, 0.016)  # pulsatile |ΔI|/I along the blood direction, peak-to-peak
+    nir_ratio: Range = (0.25, 0.45)  # NIR pulsatility / RGB pulsatility
+    shading: float = 0.15  # strength of the static spatial light gradient
+    specular: float = 0.06  # peak specular highlight (fraction of white)
+    drift: float = 0.03  # std of slow illumination drift (relative)
+    drift_s: float = 15.0
+    colour_drift: float = 0.01  # std of slow white-balance drift per channel
+    flicker: float = 0.002  # mains flicker amplitude (relative, aliased by the frame rate)
+    steps_per_min: float = 0.0  # sudden light changes (a lamp switched)
+    step_size: float = 0.08  # std of a light step (relative)
+    read_noise: float = 1.0  # sensor noise std in 8-bit levels …
+    shot_noise: float = 0.02  # … plus this × intensity (variance)
+    nir_noise: float = 2.0  # NIR sensor noise std in 8-bit levels
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionConfig:
+    """Head motion: mean-reverting sway plus occasional larger movements."""
+
+    translate: float = 0.008  # sway std, fraction of frame height
+    rotate_deg: float = 1.5
+    scale: float = 0.015  # std of log scale
+    tau_s: float = 2.5  # sway correlation time
+    events_per_min: float = 0.5
+    event_translate: float = 0.04
+    event_rotate_deg: float = 4.0
+    event_scale: float = 0.03
+    event_s: Range = (0.8, 2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingConfig:
+    """Camera clock: nominal rate, per-session rate offset, jitter and dropped frames."""
+
+    rate_scale: Range = (1.0, 1.0)  # actual mean rate / nominal fps
+    jitter_ms: float = 0.5  # std of per-frame timestamp jitter
+    drop_prob: float = 0.0  # chance a frame is lost (the interval doubles)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecConfig:
+    """How the .avi files are compressed (an OpenCV fourcc and its quality)."""
+
+    fourcc: str = "MJPG"
+    quality: int = 95  # only used by codecs that honour VIDEOWRITER_PROP_QUALITY
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    pulse: PulseConfig = PulseConfig()
+    appearance: AppearanceConfig = AppearanceConfig()
+    optics: OpticsConfig = OpticsConfig()
+    motion: MotionConfig = MotionConfig()
+    timing: TimingConfig = TimingConfig()
+    codec: CodecConfig = CodecConfig()
+
+
+PRESETS: dict[str, SynthConfig] = {
+    "easy": SynthConfig(),
+    "hard": SynthConfig(
+        pulse=PulseConfig(
+            hr_bpm=(50.0, 130.0), drift_bpm=8.0, drift_s=15.0, mayer_bpm=2.5, beat_jitter=0.05
+        ),
+        appearance=AppearanceConfig(
+            face_frac=(0.3, 0.5), center_x=(0.38, 0.62), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7, 8)
+        ),
+        optics=OpticsConfig(
+            ac_dc=(0.003, 0.008),
+            nir_ratio=(0.2, 0.4),
+            shading=0.3,
+            specular=0.12,
+            drift=0.08,
+            drift_s=8.0,
+            colour_drift=0.03,
+            flicker=0.01,
+            steps_per_min=1.5,
+            read_noise=2.5,
+            shot_noise=0.05,
+            nir_noise=4.0,
+        ),
+        motion=MotionConfig(
+            translate=0.02,
+            rotate_deg=3.0,
+            scale=0.03,
+            tau_s=1.5,
+            events_per_min=4.0,
+            event_translate=0.08,
+            event_rotate_deg=7.0,
+            event_scale=0.06,
+            event_s=(0.5, 1.5),
+        ),
+        timing=TimingConfig(jitter_ms=2.0, drop_prob=0.005),
+        codec=CodecConfig(fourcc="XVID"),
+    ),
+}
+
+
+def get_preset(name: str) -> SynthConfig:
+    """The `SynthConfig` named `name` (`easy` or `hard`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown synth preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
