@@ -1,0 +1,331 @@
+"""The grain input pipeline over a split of converted clips, built from the `data` config section.
+
+    index → shuffle (seeded, reshuffled every epoch) → shard by JAX process → repeat
+      → load + decode → augment (train) / crop (eval) → normalise → to_iter_dataset
+      → drop corrupt (counted) → batch → mp_prefetch (worker processes) → account
+
+Everything up to `to_iter_dataset` is a grain `MapDataset`: element `k` of an epoch is a pure
+function of (seed, epoch, k), so the iterator state is a few integers, and restoring it
+(`get_state`/`set_state`, or orbax via `grain.checkpoint.CheckpointSave/CheckpointRestore`
+— see `checkpoint_args`) continues with the very next batch.
+
+Sharding (process `i` of `n`, default `jax.process_index()/process_count()`):
+- training: every epoch's global permutation is cut into `n` disjoint equal shares of
+  `floor(N/n)` clips (`share = perm[i : n·floor(N/n) : n]`); the `N mod n` clips left over
+  are skipped in that epoch only (the permutation, hence the left-over clips, change every
+  epoch). Equal shares keep all hosts at the same step count. Batches drop the remainder.
+- evaluation: nothing is dropped. Process `i` takes clips `i, i+n, …` in stored order and
+  pads its share (with masked copies of its first clip) to the same whole number of batches
+  on every process; `batch["mask"]` is False on padding. One epoch, no augmentation.
+
+`data.batch_size` is the GLOBAL batch (like `train.batch_size`); each process yields
+`batch_size / n` clips per batch (`Pipeline.batch_size`).
+
+Batches: `{rgb, nir (per data.modalities), bvp [B, T], hr [B] bpm, fps [B] Hz, start_frame [B],
+subject [B] str, video [B] str, mask [B] bool}`; frames `[B, T, H, W, C]`, dtype per
+`data.normalize` (see `normalize.py`).
+
+Corrupt records with `data.skip_corrupt` are dropped before batching; the count (including
+shard tails lost at index time) is logged and kept in `iterator.stats["skipped"]` (part of
+the checkpointed state). A record skipped after the last full batch of a finite run is only
+logged. With skipping, hosts may see different batch counts per epoch: for multi-host
+training use `num_epochs=None` and stop on the step count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import grain
+import ml_collections
+import numpy as np
+from absl import flags, logging
+
+from ienet_jax.data.augment import Augment, Crop
+from ienet_jax.data.decode import check_modalities, decode_record
+from ienet_jax.data.normalize import Normalize, check_normalize
+from ienet_jax.data.source import ClipSource
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """The `data` config section (keys are a contract with configs and the trainer)."""
+    return ml_collections.ConfigDict(dict(
+        dir="",                     # converted dataset folder (features.json + shards)
+        split="train",              # train | validation | test
+        batch_size=8,               # GLOBAL clips per batch (divided among processes)
+        seed=0,                     # shuffle + augmentation seed
+        shuffle=True,               # training only
+        num_epochs=None,            # None = repeat forever (training); evaluation: 1
+        workers=0,                  # grain worker processes (0 = in the main process)
+        prefetch=2,                 # batches buffered per worker
+        read_threads=2,             # threads loading/decoding clips per process/worker
+        normalize="reference",      # none | reference | standardize | tscan
+        augment=ml_collections.ConfigDict(dict(
+            flip=False,             # horizontal flip of RGB and NIR together, p = 0.5
+            brightness=0.0,         # max |shift|, fraction of full scale
+            contrast=0.0,           # max relative contrast change
+            gamma=0.0,              # max relative gamma change
+            temporal_crop=False,    # random start of a clip_length window
+            speed_range=None,       # (lo, hi) playback speed; bvp resampled, hr × speed
+        )),
+        modalities=("rgb", "nir"),
+        skip_corrupt=False,         # drop (and count) records with bad CRCs
+        clip_length=None,           # frames per clip; None = as stored
+    ))
+
+
+def _mark_flags_parsed() -> None:
+    """grain's worker processes read absl flags; outside `app.run` they are unparsed."""
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+class _Load(grain.transforms.Map):
+    """Index → decoded example with `mask`; index `-(i+1)` is a masked copy of clip `i`."""
+
+    def __init__(self, source: ClipSource, modalities: tuple[str, ...]):
+        self.source = source
+        self.modalities = modalities
+
+    def map(self, index) -> dict[str, Any] | None:
+        index = int(index)
+        valid = index >= 0
+        record = self.source[index if valid else -index - 1]
+        if record is None:  # corrupt, skip_corrupt=True
+            return None
+        example = decode_record(self.source.spec, record[1], record[0])
+        for name in ("rgb", "nir"):
+            if name not in self.modalities:
+                example.pop(name, None)
+        example["mask"] = np.bool_(valid)
+        return example
+
+
+class _DropCorruptIterator(grain.DatasetIterator):
+    def __init__(self, parent):
+        super().__init__(parent)
+        self._pending = 0
+
+    def __next__(self):
+        element = next(self._parent)
+        while element is None:
+            self._pending += 1
+            element = next(self._parent)
+        element = dict(element)
+        element["skipped"] = np.int32(self._pending)
+        self._pending = 0
+        return element
+
+    def get_state(self):
+        return {"parent": self._parent.get_state(), "pending": int(self._pending)}
+
+    def set_state(self, state):
+        self._parent.set_state(state["parent"])
+        self._pending = int(state["pending"])
+
+
+class _DropCorrupt(grain.IterDataset):
+    """Drops `None` (corrupt) elements; each element carries `skipped`: Nones just before it."""
+
+    def __iter__(self):
+        return _DropCorruptIterator(self._parent.__iter__())
+
+
+class PipelineIterator(grain.DatasetIterator):
+    """The pipeline's iterator: batches of numpy arrays; `stats` = {batches, skipped}.
+
+    A grain `DatasetIterator`: `get_state()`/`set_state()` (JSON-serialisable dicts) and
+    grain's orbax handler work on it directly.
+    """
+
+    def __init__(self, parent, index_skipped: int):
+        super().__init__(parent)
+        self._index_skipped = index_skipped
+        self._skipped = 0
+        self._batches = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """`batches` yielded so far, corrupt records `skipped` so far (incl. lost shard tails)."""
+        return {"batches": self._batches, "skipped": self._index_skipped + self._skipped}
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = dict(next(self._parent))
+        skipped = int(np.sum(batch.pop("skipped")))
+        if skipped:
+            self._skipped += skipped
+            logging.warning("input pipeline: skipped %d corrupt records (%d in total)",
+                            skipped, self.stats["skipped"])
+        self._batches += 1
+        return batch
+
+    def get_state(self):
+        return {"parent": self._parent.get_state(), "skipped": int(self._skipped),
+                "batches": int(self._batches)}
+
+    def set_state(self, state):
+        self._parent.set_state(state["parent"])
+        self._skipped = int(state["skipped"])
+        self._batches = int(state["batches"])
+
+
+class _Account(grain.IterDataset):
+    def __init__(self, parent, index_skipped: int):
+        super().__init__(parent)
+        self._index_skipped = index_skipped
+
+    def __iter__(self):
+        return PipelineIterator(self._parent.__iter__(), self._index_skipped)
+
+
+def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Pads a short evaluation batch to `size` rows with masked copies of its last row."""
+    n = len(batch["mask"])
+    if n == size:
+        return batch
+    take = np.minimum(np.arange(size), n - 1)
+    out = {k: v[take] for k, v in batch.items()}
+    out["mask"] = np.arange(size) < n
+    out["mask"] &= batch["mask"][take]
+    out["skipped"] = np.where(np.arange(size) < n, batch["skipped"][take], 0).astype(np.int32)
+    return out
+
+
+class _PadBatch(grain.transforms.Map):
+    def __init__(self, size: int):
+        self.size = size
+
+    def map(self, batch):
+        return _pad_batch(batch, self.size)
+
+
+class Pipeline:
+    """The input pipeline of one process for `config` (the `data` section).
+
+    Args:
+      config: the `data` ConfigDict (`default_data_config()` keys).
+      training: shuffle/augment/drop-remainder/repeat (True) or evaluation (False: stored
+        order, padded + masked last batch, one epoch). Default: `config.split == "train"`.
+      process_index, process_count: this process's share (default: JAX's).
+
+    `iter(pipeline)` → `PipelineIterator` over per-process batches. Attributes: `source`,
+    `dataset` (the grain `IterDataset`), `batch_size` (per process), `num_clips` (this
+    process's real clips per epoch), `batches_per_epoch`.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, *, training: bool | None = None,
+                 process_index: int | None = None, process_count: int | None = None):
+        if process_index is None or process_count is None:
+            import jax
+
+            process_index = jax.process_index() if process_index is None else process_index
+            process_count = jax.process_count() if process_count is None else process_count
+        if not 0 <= process_index < process_count:
+            raise ValueError(f"process_index={process_index} outside [0, {process_count})")
+        self.config = config
+        self.training = config.split == "train" if training is None else bool(training)
+        self.process_index, self.process_count = process_index, process_count
+        if not config.dir:
+            raise ValueError("data.dir is empty: set it to a converted dataset folder")
+        if config.batch_size <= 0 or config.batch_size % process_count:
+            raise ValueError(f"data.batch_size={config.batch_size} (global) must be a positive "
+                             f"multiple of the process count {process_count}")
+        self.batch_size = config.batch_size // process_count
+        for key in ("workers", "prefetch", "read_threads"):
+            if config[key] < 0 or (key != "workers" and config[key] == 0):
+                raise ValueError(f"data.{key}={config[key]}: expected "
+                                 f"{'>= 0' if key == 'workers' else '> 0'}")
+        self.source = ClipSource(config.dir, config.split, skip_corrupt=config.skip_corrupt)
+        self.modalities = check_modalities(self.source.spec, config.modalities,
+                                           os.fspath(config.dir))
+        check_normalize(config.normalize, self.modalities)
+        if config.clip_length is not None and not (
+                0 < config.clip_length <= self.source.spec.clip_length):
+            raise ValueError(f"data.clip_length={config.clip_length}: expected 1 … "
+                             f"{self.source.spec.clip_length} (stored clip length)")
+        self.dataset = self._build()
+
+    # ---------------------------------------------------------------- index stage
+    def _train_indices(self) -> grain.MapDataset:
+        n, pc = len(self.source), self.process_count
+        per = n // pc
+        if per < self.batch_size * max(self.config.workers, 1):
+            raise ValueError(
+                f"data.split={self.config.split!r} has {n} clips: {per} per process, fewer than "
+                f"one batch of {self.batch_size} per worker (data.batch_size, data.workers)")
+        ds = grain.MapDataset.range(n).seed(self.config.seed)
+        if self.config.shuffle:
+            ds = ds.shuffle()
+        ds = ds[self.process_index: per * pc: pc]
+        self.num_clips = per
+        return ds.repeat(self.config.num_epochs)
+
+    def _eval_indices(self) -> grain.MapDataset:
+        n, pc, pi = len(self.source), self.process_count, self.process_index
+        if n < pc:
+            raise ValueError(f"data.split={self.config.split!r} has {n} clips for {pc} processes")
+        mine = np.arange(pi, n, pc)
+        chunk = self.batch_size * max(self.config.workers, 1)
+        padded = math.ceil(math.ceil(n / pc) / chunk) * chunk
+        pads = np.full(padded - len(mine), -(mine[0] + 1))
+        self.num_clips = len(mine)
+        return grain.MapDataset.source(np.concatenate([mine, pads]))
+
+    # ---------------------------------------------------------------- the pipeline
+    def _build(self) -> grain.IterDataset:
+        c = self.config
+        ds = self._train_indices() if self.training else self._eval_indices()
+        ds = ds.map(_Load(self.source, self.modalities))
+        if self.training:
+            ds = ds.random_map(Augment.from_config(c.augment, c.clip_length))
+        elif c.clip_length is not None:
+            ds = ds.map(Crop(c.clip_length))
+        ds = ds.map(Normalize(c.normalize))
+        it = ds.to_iter_dataset(
+            grain.ReadOptions(num_threads=c.read_threads,
+                              prefetch_buffer_size=c.prefetch * self.batch_size),
+            allow_nones=True,
+        )
+        it = _DropCorrupt(it).batch(self.batch_size, drop_remainder=self.training)
+        if not self.training:
+            it = it.map(_PadBatch(self.batch_size))
+        if c.workers > 0:
+            _mark_flags_parsed()
+            it = it.mp_prefetch(grain.MultiprocessingOptions(
+                num_workers=c.workers, per_worker_buffer_size=c.prefetch))
+        workers = max(c.workers, 1)
+        shares = [len(range(w, self._epoch_clips(), workers)) for w in range(workers)]
+        rounding = math.floor if self.training else math.ceil
+        self.batches_per_epoch = sum(rounding(s / self.batch_size) for s in shares)
+        if self.process_index == 0:
+            logging.info(
+                "data %s/%s: %d clips, %d processes × %d clips per batch, %d batches per epoch "
+                "per process, %s", c.dir, c.split, len(self.source), self.process_count,
+                self.batch_size, self.batches_per_epoch,
+                "training" if self.training else "evaluation")
+        return _Account(it, self.source.index_skipped)
+
+    def _epoch_clips(self) -> int:
+        """Index positions per process per epoch (real clips, plus padding in evaluation)."""
+        if self.training:
+            return self.num_clips
+        chunk = self.batch_size * max(self.config.workers, 1)
+        n, pc = len(self.source), self.process_count
+        return math.ceil(math.ceil(n / pc) / chunk) * chunk
+
+    def __iter__(self) -> PipelineIterator:
+        if self.config.workers > 0:
+            _mark_flags_parsed()
+        return iter(self.dataset)
+
+
+def checkpoint_args(iterator: PipelineIterator, restore: bool = False):
+    """orbax args saving (or restoring into) `iterator` with grain's checkpoint handler.
+
+    Use as one item of a `CompositeArgs`, e.g. `ocp.args.Composite(state=…,
+    data=checkpoint_args(it))`; grain writes one JSON file per JAX process.
+    """
+    cls = grain.checkpoint.CheckpointRestore if restore else grain.checkpoint.CheckpointSave
+    return cls(iterator)
