@@ -1,0 +1,224 @@
+"""TS-CAN (temporal shift convolutional attention network), single-task MTTS-CAN, channels-last.
+
+Liu et al., "Multi-Task Temporal Shift Attention Networks for On-Device Contactless Vitals
+Measurement", NeurIPS 2020; layer for layer the PyTorch port in the AimaNet repository, with
+the MTTS-CAN attention mask `g / sum_HW(g) · H · W · 0.5`.
+
+Two branches see every frame: a motion branch on difference-normalised frames, whose convs are
+preceded by a temporal shift (TSM) inside segments of `frame_depth` frames, and an appearance
+branch on standardised frames, whose sigmoid gates (one per block) weight the motion features
+spatially. Two such blocks (32 then 64 filters: conv3×3 same, conv3×3 valid, tanh, gate,
+avg-pool, dropout), then Dense 128 tanh, dropout, Dense 1: one value per frame, the first
+derivative of the BVP. Batch and time are folded into one axis `[B·T, H, W, C]`; the temporal
+shift unfolds segments with a reshape, so nothing loops over frames.
+
+Inputs come from `ienet_jax.models.tscan_inputs.tscan_inputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
+
+INPUT_CHANNELS = 6  # 3 motion + 3 appearance
+
+
+def temporal_shift(x: jnp.ndarray, frame_depth: int) -> jnp.ndarray:
+    """TSM on `[N·D, H, W, C]` (segments of `D = frame_depth` consecutive frames).
+
+    Within each segment, channels `[0, C//3)` take the next frame's values, `[C//3, 2·(C//3))`
+    the previous frame's, the rest stay; the missing end frames are zeros.
+    """
+    nd, h, w, c = x.shape
+    if nd % frame_depth:
+        raise ValueError(f"temporal_shift: {nd} frames are not a multiple of {frame_depth}")
+    fold = c // 3
+    x = x.reshape(nd // frame_depth, frame_depth, h, w, c)
+    zeros = jnp.zeros_like(x[:, :1, ..., :fold])
+    left = jnp.concatenate([x[:, 1:, ..., :fold], zeros], axis=1)
+    right = jnp.concatenate([zeros, x[:, :-1, ..., fold:2 * fold]], axis=1)
+    out = jnp.concatenate([left, right, x[..., 2 * fold:]], axis=-1)
+    return out.reshape(nd, h, w, c)
+
+
+def attention_mask(gate: jnp.ndarray) -> jnp.ndarray:
+    """MTTS-CAN mask `g / sum_HW(g) · H · W · 0.5` of a sigmoid gate `[N, H, W, 1]` (in f32)."""
+    _, h, w, _ = gate.shape
+    g = gate.astype(jnp.float32)
+    return g / jnp.sum(g, axis=(1, 2), keepdims=True) * (h * w * 0.5)
+
+
+def avg_pool(x: jnp.ndarray, size: int) -> jnp.ndarray:
+    """Non-overlapping `size × size` average pooling of `[N, H, W, C]`; odd edges are dropped."""
+    n, h, w, c = x.shape
+    ho, wo = h // size, w // size
+    x = x[:, : ho * size, : wo * size]
+    return x.reshape(n, ho, size, wo, size, c).mean(axis=(2, 4))
+
+
+def flat_spatial_size(frame_size: int, kernel_size: int = 3, pool: int = 2, blocks: int = 2) -> int:
+    """Side of the final feature map: each block keeps the size ("same" conv), loses
+    `kernel_size − 1` ("valid" conv) and pools by `pool` (36 → 7, 72 → 16)."""
+    size = frame_size
+    for _ in range(blocks):
+        size = (size - (kernel_size - 1)) // pool
+    return size
+
+
+class CANBlock(nn.Module):
+    """One motion/appearance block: `(motion, appearance) [N, H, W, Ci]` → `[N, H', W', F]` each.
+
+    Motion: TSM → conv same → tanh → TSM → conv valid → tanh → × attention mask of the
+    appearance gate. Appearance: conv same → tanh → conv valid → tanh; gate = sigmoid(conv 1×1).
+    Both: avg-pool, dropout.
+    """
+
+    filters: int
+    frame_depth: int
+    kernel_size: int = 3
+    pool: int = 2
+    dropout: float = 0.25
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "auto"
+
+    def _conv(self, features: int, kernel: int, padding: str, name: str) -> Conv:
+        return Conv(
+            features, kernel_size=(kernel, kernel), padding=padding, impl=self.conv_impl,
+            dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+        )
+
+    @nn.compact
+    def __call__(self, motion, appearance, *, train: bool):
+        k, f = self.kernel_size, self.filters
+        m = jnp.tanh(self._conv(f, k, "SAME", "motion_same")(
+            temporal_shift(motion, self.frame_depth)))
+        m = jnp.tanh(self._conv(f, k, "VALID", "motion_valid")(
+            temporal_shift(m, self.frame_depth)))
+        a = jnp.tanh(self._conv(f, k, "SAME", "appearance_same")(appearance))
+        a = jnp.tanh(self._conv(f, k, "VALID", "appearance_valid")(a))
+        gate = nn.sigmoid(self._conv(1, 1, "VALID", "gate")(a))
+        m = m * attention_mask(gate).astype(m.dtype)
+        m = nn.Dropout(self.dropout)(avg_pool(m, self.pool), deterministic=not train)
+        a = nn.Dropout(self.dropout)(avg_pool(a, self.pool), deterministic=not train)
+        return m, a
+
+
+class TSCAN(nn.Module):
+    """TS-CAN: `frames [B, T, H, W, 6]` → `{"rppg": [B, T]}` (BVP first derivative, float32).
+
+    `frames[..., :3]` are the difference-normalised motion frames and `frames[..., 3:]` the
+    standardised appearance frames (`tscan_inputs`); `T` must be a multiple of `frame_depth`
+    (the temporal shift works within consecutive segments of `frame_depth` frames). Apply as
+    `model.apply(variables, frames, train=False)`; training needs a `dropout` rng.
+
+    Attributes:
+      frame_depth: frames per temporal-shift segment (10 in the reference).
+      filters: filters of the two blocks (32, 64).
+      hidden: width of the hidden Dense layer (128).
+      dropout: (block dropout, dense dropout) rates (0.25, 0.5).
+      kernel_size: spatial conv kernel (3).
+      pool: avg-pool size (2).
+      dtype: compute dtype (None: the input's); params in `param_dtype`.
+      conv_impl: `ienet_jax.models.conv.conv` implementation.
+    """
+
+    frame_depth: int = 10
+    filters: Sequence[int] = (32, 64)
+    hidden: int = 128
+    dropout: Sequence[float] = (0.25, 0.5)
+    kernel_size: int = 3
+    pool: int = 2
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "auto"
+
+    @classmethod
+    def from_config(cls, model_config) -> TSCAN:
+        """From a `model` section (see `configs/tscan.py`); invalid values raise a ValueError
+        naming the `model.*` key."""
+        cfg = model_config
+        get = cfg.get
+
+        def check(ok: bool, key: str, expected: str, value) -> None:
+            if not ok:
+                raise ValueError(f"config key model.{key} must be {expected}, got {value!r}")
+
+        name = get("name", "tscan")
+        check(name == "tscan", "name", "'tscan'", name)
+        frame_depth = int(get("frame_depth", 10))
+        check(frame_depth >= 2, "frame_depth", "an int >= 2", frame_depth)
+        clip_length = get("clip_length", None)
+        if clip_length is not None:
+            check(int(clip_length) > 0 and int(clip_length) % frame_depth == 0, "clip_length",
+                  f"a positive multiple of model.frame_depth={frame_depth}", clip_length)
+        filters = tuple(int(f) for f in get("filters", (32, 64)))
+        check(len(filters) == 2 and min(filters) > 0, "filters", "two positive ints", filters)
+        dropout = get("dropout", (0.25, 0.5))
+        dropout = (float(dropout),) * 2 if isinstance(dropout, int | float) else tuple(dropout)
+        check(len(dropout) == 2 and all(0 <= r < 1 for r in dropout), "dropout",
+              "two rates in [0, 1) (blocks, dense)", dropout)
+        hidden = int(get("hidden", 128))
+        check(hidden > 0, "hidden", "a positive int", hidden)
+        kernel_size = int(get("kernel_size", 3))
+        check(kernel_size >= 1 and kernel_size % 2 == 1, "kernel_size", "an odd int", kernel_size)
+        pool = int(get("pool", 2))
+        check(pool >= 1, "pool", "an int >= 1", pool)
+        frame_size = get("frame_size", None)
+        if frame_size is not None:
+            side = flat_spatial_size(int(frame_size), kernel_size, pool)
+            check(side >= 1, "frame_size",
+                  f"large enough for two conv+pool blocks (kernel {kernel_size}, pool {pool})",
+                  frame_size)
+        conv_impl = get("conv_impl", "auto")
+        check(conv_impl in IMPLEMENTATIONS, "conv_impl", f"one of {IMPLEMENTATIONS}", conv_impl)
+        dtype = get("dtype", None)
+        try:
+            dtype = jnp.dtype(dtype) if dtype is not None else None
+        except TypeError as e:
+            raise ValueError(f"config key model.dtype must name a dtype, got {dtype!r}") from e
+        check(dtype is None or jnp.issubdtype(dtype, jnp.floating), "dtype", "a float dtype",
+              dtype)
+        return cls(frame_depth=frame_depth, filters=filters, hidden=hidden, dropout=dropout,
+                   kernel_size=kernel_size, pool=pool, dtype=dtype, conv_impl=conv_impl)
+
+    @nn.compact
+    def __call__(self, frames: jnp.ndarray, *, train: bool = False) -> dict[str, jnp.ndarray]:
+        if frames.ndim != 5 or frames.shape[-1] != INPUT_CHANNELS:
+            raise ValueError(
+                f"TSCAN expects frames [B, T, H, W, {INPUT_CHANNELS}] (motion ++ appearance), "
+                f"got shape {frames.shape}"
+            )
+        b, t, h, w, _ = frames.shape
+        if t % self.frame_depth:
+            raise ValueError(
+                f"TSCAN: clip length {t} is not a multiple of frame_depth={self.frame_depth}"
+            )
+        dtype = self.dtype or frames.dtype
+        x = frames.astype(dtype).reshape(b * t, h, w, INPUT_CHANNELS)
+        motion, appearance = x[..., :3], x[..., 3:]
+        for i, filters in enumerate(self.filters):
+            motion, appearance = CANBlock(
+                filters, self.frame_depth, self.kernel_size, self.pool, self.dropout[0],
+                dtype=dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl,
+                name=f"block{i + 1}",
+            )(motion, appearance, train=train)
+        y = motion.reshape(b * t, -1)  # flattened in (H, W, C) order
+        y = nn.Dense(
+            self.hidden, dtype=dtype, param_dtype=self.param_dtype, name="hidden",
+            kernel_init=nn.with_logical_partitioning(nn.linear.default_kernel_init,
+                                                     (None, "mlp")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("mlp",)),
+        )(y)
+        y = nn.Dropout(self.dropout[1])(jnp.tanh(y), deterministic=not train)
+        y = nn.Dense(
+            1, dtype=dtype, param_dtype=self.param_dtype, name="out",
+            kernel_init=nn.with_logical_partitioning(nn.linear.default_kernel_init,
+                                                     ("mlp", None)),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (None,)),
+        )(y)
+        return {"rppg": y.reshape(b, t).astype(jnp.float32)}
