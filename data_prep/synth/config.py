@@ -47,6 +47,7 @@ class AppearanceConfig:
 class OpticsConfig:
     """Skin optics, illumination and the sensor (RGB and NIR)."""
 
+    level: float = 1.0  # scene light level (relative; VIPL's dark/bright scenarios)
     ac_dc: Range = (0.008, 0.016)  # pulsatile |ΔI|/I along the blood direction, peak-to-peak
     nir_ratio: Range = (0.25, 0.45)  # NIR pulsatility / RGB pulsatility
     shading: float = 0.15  # strength of the static spatial light gradient
@@ -91,7 +92,7 @@ class CodecConfig:
     """How the .avi files are compressed (an OpenCV fourcc and its quality)."""
 
     fourcc: str = "MJPG"
-    quality: int = 95  # only used by codecs that honour VIDEOWRITER_PROP_QUALITY
+    quality: int = 90  # only used by codecs that honour VIDEOWRITER_PROP_QUALITY
 
 
 @dataclasses.dataclass(frozen=True)

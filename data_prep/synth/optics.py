@@ -78,7 +78,7 @@ def make_lighting(
     colour = 1.0 + cfg.colour_drift * np.stack(
         [smooth_noise(rng, t, cfg.drift_s * 2) for _ in range(3)], axis=-1
     )
-    gain_rgb = np.clip(level[:, None] * colour, 0.2, 3.0)
+    gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
     gain_nir = np.clip(1.0 + 0.3 * cfg.drift * smooth_noise(rng, t, cfg.drift_s), 0.2, 3.0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     u, v = (xx - width / 2) / height, (yy - height / 2) / height

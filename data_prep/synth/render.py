@@ -78,28 +78,30 @@ class Session:
         width, height = self.size
         subj, light, optics = self.subject, self.lighting, self.cfg.optics
         alpha = subj.alpha[..., None]
-        # Premultiplied sprite planes: [rgb, nir, alpha], and their pulsatile parts.
-        base = np.dstack([subj.rgb * alpha, subj.nir[..., None] * alpha, alpha])
+        # Premultiplied sprite planes [rgb, nir, alpha]; only the skin box changes per frame.
+        base = np.dstack([subj.rgb * alpha, subj.nir[..., None] * alpha, alpha]).astype(np.float32)
+        ys, xs = np.nonzero((subj.skin > 1e-3) | (subj.specular > 1e-3))
+        box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        skin = (subj.skin * subj.alpha)[box]
         pulsatile = np.dstack(
             [
-                subj.rgb * (subj.skin * subj.alpha)[..., None] * (light.ac_dc * PULSE_RGB),
-                (subj.nir * subj.skin * subj.alpha * light.ac_dc_nir)[..., None],
-                np.zeros_like(alpha),
+                subj.rgb[box] * skin[..., None] * (light.ac_dc * PULSE_RGB),
+                subj.nir[box] * skin * light.ac_dc_nir,
             ]
         ).astype(np.float32)
-        spec = (subj.specular * subj.alpha * 255.0).astype(np.float32)
+        glint = (subj.specular * subj.alpha * 255.0)[box][..., None] * np.float32(
+            [1.0, 1.0, 1.0, 0.5]
+        )
+        base_box = base[box][..., :4].copy()
+        plane = base.copy()
         bvp = self.bvp
         poses = self.motion.pose_at(self.frame_times)
         noise = _rng(self.noise_key, _NOISE)
-        plane = np.empty_like(base, dtype=np.float32)
         for i, t in enumerate(self.frame_times):
             dx, dy, rot, log_scale = poses[i]
-            np.multiply(pulsatile, -bvp[i], out=plane)
-            plane += base
             # Specular glints follow the pose (the head turns relative to the lamp).
             level = light.specular * float(np.clip(1.0 + 8.0 * dx + rot / 10.0, 0.2, 2.5))
-            plane[..., :3] += (level * spec)[..., None]
-            plane[..., 3] += 0.5 * level * spec
+            plane[box][..., :4] = base_box - pulsatile * bvp[i] + glint * level
             m = cv2.getRotationMatrix2D(subj.anchor, float(rot), float(np.exp(log_scale)))
             m[0, 2] += subj.center[0] + dx * height - subj.anchor[0]
             m[1, 2] += subj.center[1] + dy * height - subj.anchor[1]
