@@ -1,0 +1,77 @@
+"""IENet configuration: `get_config("reference" | "small" | "tiny")` → a locked ConfigDict.
+
+`reference` is the published model (128 × 64 × 64 clips at 30 fps, embed 96, dims
+96-192-384, depths 2-2-4, heads 3-6-12, window 2-7-7, patch 2-4-4, drop path 0.2) with
+context enhancement on (the paper's method; the published code leaves it off) and FEE
+off (stage 1 of the two-stage training). `small` and `tiny` shrink it for tests and
+quick starts. All sizes come from one table, `VARIANTS`, feeding `model_config`.
+
+Usage: `--config configs/ienet.py:tiny`; override keys from the command line, e.g.
+`--config.model.dtype=bfloat16`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+VARIANTS = {
+    # clip_length, frame_size, dims, depths, heads, window, drop_path
+    "reference": dict(
+        clip_length=128, frame_size=64, dims=(96, 192, 384), depths=(2, 2, 4),
+        heads=(3, 6, 12), window=(2, 7, 7), drop_path=0.2,
+    ),
+    "small": dict(
+        clip_length=64, frame_size=64, dims=(48, 96, 192), depths=(2, 2, 2),
+        heads=(2, 4, 8), window=(2, 7, 7), drop_path=0.1,
+    ),
+    "tiny": dict(
+        clip_length=32, frame_size=32, dims=(24, 48, 96), depths=(1, 1, 2),
+        heads=(1, 2, 4), window=(2, 4, 4), drop_path=0.1,
+    ),
+}
+
+
+def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
+    """The `model` section for a size variant (keys are a contract with trainer and tools)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown IENet config variant {variant!r}; choose from {tuple(VARIANTS)}")
+    size = VARIANTS[variant]
+    return ml_collections.ConfigDict(
+        dict(
+            name="ienet",
+            clip_length=size["clip_length"],
+            frame_size=size["frame_size"],
+            rgb_channels=3,
+            nir_channels=1,
+            patch=(2, 4, 4),
+            window=size["window"],
+            dims=size["dims"],
+            depths=size["depths"],
+            heads=size["heads"],
+            mlp_ratio=4.0,
+            qkv_bias=True,
+            drop_path=size["drop_path"],
+            dropout=0.0,
+            attn_dropout=0.0,
+            context=ml_collections.ConfigDict(dict(enabled=True, dilations=(1, 3, 5))),
+            fusion="l1_mean",
+            fee=ml_collections.ConfigDict(
+                dict(enabled=False, bpm_min=40.0, bpm_max=180.0, temperature=1.0)
+            ),
+            fps=30.0,
+            dtype="float32",
+            remat=False,
+            attention="einsum",
+            conv_impl="auto",
+        )
+    )
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full config for variant `arg` (default "reference"); sections are added here."""
+    variant = arg or "reference"
+    config = ml_collections.ConfigDict()
+    config.variant = variant
+    config.model = model_config(variant)
+    config.lock()
+    return config

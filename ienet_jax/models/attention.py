@@ -1,0 +1,190 @@
+"""3D (shifted) window attention of the video Swin transformer, as the reference computes it.
+
+Window geometry is static: the relative-position index and the shift mask are numpy
+constants built at trace time from the configured window and the (padded) token grid.
+
+Two reference subtleties the checkpoints depend on:
+- the bias table and index are built once for the *configured* window; when the window
+  shrinks to a small grid (e.g. 4×4 tokens with a 7×7 window), the top-left `[:N, :N]`
+  of the configured index is used, not an index for the smaller window;
+- padded tokens (zeros inserted after `norm1`) are attended to like any others; the only
+  mask is the shift mask (−100 between tokens of different regions).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from ienet_jax.models import axes
+
+Window = tuple[int, int, int]
+
+ATTENTION_IMPLS = ("einsum", "dot_product")
+MASK_VALUE = -100.0
+
+
+def effective_window(grid: Sequence[int], window: Sequence[int], shift: Sequence[int]):
+    """Window and shift actually used on a token grid `(D, H, W)`.
+
+    Along an axis whose size ≤ the window, the window shrinks to the size and the shift
+    becomes 0 (reference `get_window_size`).
+    """
+    win, sh = list(window), list(shift)
+    for a, size in enumerate(grid):
+        if size <= window[a]:
+            win[a] = size
+            sh[a] = 0
+    return tuple(win), tuple(sh)
+
+
+@functools.cache
+def relative_position_index(window: Window) -> np.ndarray:
+    """`[N, N]` int32 index into the `(2Wd−1)(2Wh−1)(2Ww−1)` bias table, N = Wd·Wh·Ww."""
+    wd, wh, ww = window
+    coords = np.stack(np.meshgrid(np.arange(wd), np.arange(wh), np.arange(ww), indexing="ij"))
+    coords = coords.reshape(3, -1)
+    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0)
+    rel = rel + np.array([wd - 1, wh - 1, ww - 1])
+    index = rel[..., 0] * (2 * wh - 1) * (2 * ww - 1) + rel[..., 1] * (2 * ww - 1) + rel[..., 2]
+    return index.astype(np.int32)
+
+
+def table_size(window: Window) -> int:
+    """Rows of the relative-position-bias table for a configured window."""
+    return (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1)
+
+
+def window_partition(x: jnp.ndarray, window: Sequence[int]) -> jnp.ndarray:
+    """`[B, D, H, W, C]` (multiples of the window) → `[B·nW, N, C]`, windows in (d, h, w) order."""
+    b, d, h, w, c = x.shape
+    wd, wh, ww = window
+    x = x.reshape(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
+    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    return x.reshape(-1, wd * wh * ww, c)
+
+
+def window_reverse(
+    windows: jnp.ndarray, window: Sequence[int], shape: Sequence[int]
+) -> jnp.ndarray:
+    """Inverse of `window_partition`: `[B·nW, N, C]` → `[B, D, H, W, C]`, `shape=(B, D, H, W)`."""
+    b, d, h, w = shape
+    wd, wh, ww = window
+    c = windows.shape[-1]
+    x = windows.reshape(b, d // wd, h // wh, w // ww, wd, wh, ww, c)
+    x = x.transpose(0, 1, 4, 2, 5, 3, 6, 7)
+    return x.reshape(b, d, h, w, c)
+
+
+@functools.cache
+def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> np.ndarray:
+    """`[nW, N, N]` float32 additive mask (0 or −100) for a shifted-window pass (tuples in).
+
+    Regions are labelled over the slices `[0:-w), [-w:-s), [-s:]` per axis of the padded
+    grid, exactly as the reference (including its `-0` slice on unshifted axes).
+    """
+    labels = np.zeros(tuple(padded), np.float32)
+    count = 0
+    slices = [(slice(-w), slice(-w, -s), slice(-s, None)) for w, s in zip(window, shift)]
+    for sd in slices[0]:
+        for sh in slices[1]:
+            for sw in slices[2]:
+                labels[sd, sh, sw] = count
+                count += 1
+    windows = np.asarray(window_partition(labels[None, ..., None], window))[..., 0]
+    diff = windows[:, None, :] - windows[:, :, None]
+    return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention within windows, with a relative position bias.
+
+    Attributes:
+      dim: channels C; heads: number of heads (C divisible by heads).
+      window: the configured window `(Wd, Wh, Ww)` (sizes the bias table).
+      qkv_bias: bias on the fused qkv projection.
+      attn_dropout, dropout: dropout on attention weights / on the output projection
+        (rng collection "dropout").
+      impl: "einsum" (batched einsum → f32 softmax → einsum; fastest on CPU) or
+        "dot_product" (`jax.nn.dot_product_attention` with bias + mask as `bias`).
+    """
+
+    dim: int
+    heads: int
+    window: Window
+    qkv_bias: bool = True
+    attn_dropout: float = 0.0
+    dropout: float = 0.0
+    impl: str = "einsum"
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jnp.ndarray, mask: np.ndarray | None, *, train: bool
+    ) -> jnp.ndarray:
+        """`x` `[B·nW, N, C]` windows (N ≤ configured window volume); `mask` `[nW, N, N]`|None."""
+        bw, n, c = x.shape
+        hd = c // self.heads
+        dense = functools.partial(
+            nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
+        )
+        init = nn.initializers.lecun_normal()
+        qkv = dense(
+            3 * c, use_bias=self.qkv_bias, name="qkv",
+            kernel_init=nn.with_logical_partitioning(init, (axes.EMBED, axes.QKV)),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
+        )(x)
+        qkv = qkv.reshape(bw, n, 3, self.heads, hd)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [Bw, N, h, d]
+
+        table = self.param(
+            "relative_position_bias_table",
+            nn.with_logical_partitioning(
+                nn.initializers.truncated_normal(0.02), (axes.TABLE, axes.HEADS)
+            ),
+            (table_size(self.window), self.heads),
+            self.param_dtype,
+        )
+        index = relative_position_index(self.window)[:n, :n]
+        bias = jnp.asarray(table)[index.reshape(-1)].reshape(n, n, self.heads)
+        bias = bias.transpose(2, 0, 1).astype(jnp.float32)  # [h, N, N]
+        scale = hd**-0.5
+
+        if self.impl == "einsum":
+            logits = jnp.einsum("bnhd,bmhd->bhnm", q * jnp.asarray(scale, q.dtype), k)
+            logits = logits.astype(jnp.float32) + bias
+            if mask is not None:
+                nw = mask.shape[0]
+                logits = logits.reshape(bw // nw, nw, self.heads, n, n) + mask[None, :, None]
+                logits = logits.reshape(bw, self.heads, n, n)
+            probs = jax.nn.softmax(logits, axis=-1)
+            probs = nn.Dropout(self.attn_dropout)(probs, deterministic=not train)
+            out = jnp.einsum("bhnm,bmhd->bnhd", probs.astype(self.dtype), v)
+        elif self.impl == "dot_product":
+            full = bias[None]
+            if mask is not None:
+                nw = mask.shape[0]
+                full = jnp.tile(full + mask[:, None], (bw // nw, 1, 1, 1))
+            if train and self.attn_dropout > 0:
+                raise ValueError(
+                    "model.attention='dot_product' does not support model.attn_dropout > 0"
+                )
+            out = jax.nn.dot_product_attention(
+                q, k, v, bias=full.astype(q.dtype), scale=scale, implementation="xla"
+            )
+        else:
+            raise ValueError(f"model.attention must be one of {ATTENTION_IMPLS}, got {self.impl!r}")
+
+        out = out.reshape(bw, n, c)
+        out = dense(
+            c, name="proj",
+            kernel_init=nn.with_logical_partitioning(init, (axes.ATTN, axes.EMBED)),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
+        )(out)
+        return nn.Dropout(self.dropout)(out, deterministic=not train)

@@ -1,0 +1,45 @@
+"""Logical axis names used by the models (the only names models use for sharding).
+
+Models annotate parameters with `nn.with_logical_partitioning` and key activations with
+`nn.with_logical_constraint` using these names; the mapping onto mesh axes (e.g.
+`batch → "data"`, `embed`/`mlp → "model"`) lives with the mesh, never in a model.
+
+- `batch`: examples (or attention windows, which are batch-like).
+- `time`, `height`, `width`: token / frame grid of a clip `[B, T, H, W, C]`.
+- `embed`: model width (channels of a Swin stage, LayerNorm and bias vectors).
+- `mlp`: hidden width of a Swin MLP.
+- `heads`: attention heads; `kv`: per-head width.
+- `qkv`: fused query/key/value projection outputs (3 × embed).
+- `attn`: attention output width (heads × kv) entering the output projection.
+- `merge`: the 4 × embed channels of a patch-merging layer.
+- `conv_in`, `conv_out`: convolution channels (context enhancement, upsampling, patch
+  embedding).
+- `table`: rows of a relative-position-bias table.
+- `tokens`: tokens of an attention window.
+"""
+
+BATCH = "batch"
+TIME = "time"
+HEIGHT = "height"
+WIDTH = "width"
+EMBED = "embed"
+MLP = "mlp"
+HEADS = "heads"
+KV = "kv"
+QKV = "qkv"
+ATTN = "attn"
+MERGE = "merge"
+CONV_IN = "conv_in"
+CONV_OUT = "conv_out"
+TABLE = "table"
+TOKENS = "tokens"
+
+ALL = (
+    BATCH, TIME, HEIGHT, WIDTH, EMBED, MLP, HEADS, KV, QKV, ATTN, MERGE, CONV_IN, CONV_OUT, TABLE,
+    TOKENS,
+)
+
+# A clip's activations `[B, T, H, W, C]`.
+CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
+# Window tokens `[B·nW, N, C]`.
+WINDOW_TOKENS = (BATCH, TOKENS, EMBED)

@@ -1,0 +1,66 @@
+"""Context enhancement (the "C" of the CET backbone): multi-dilation 3D convolutions.
+
+Channels are split into `len(dilations)` equal groups; group g goes through a
+Conv3d (kernel (2, 3, 3), dilation d_g on every axis, zero padding
+`((d_g + 1) // 2, d_g, d_g)` on both sides) and a BatchNorm, without activation. Each
+convolution returns T + 1 frames (odd d_g), of which the first T are kept (the reference
+drops the last frame); the groups are concatenated back. With the reference dilations
+(1, 3, 5) the paddings are (1, 1, 1), (2, 3, 3), (3, 5, 5), as published.
+
+The reference defines three copies of this module per block (for 96, 192 and 384
+channels) and uses the one whose width matches the block; here it is one module
+parameterised by the channel count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from ienet_jax.models import axes
+from ienet_jax.models.conv import Conv
+
+KERNEL = (2, 3, 3)
+
+
+class ContextEnhancement(nn.Module):
+    """`[B, T, H, W, C]` → `[B, T, H, W, C]`; C divisible by `len(dilations)`.
+
+    Submodules `conv_{g}` / `bn_{g}` per group g; BatchNorm statistics live in the
+    `batch_stats` collection (momentum 0.9 in Flax terms = PyTorch 0.1, eps 1e-5).
+    """
+
+    dilations: Sequence[int] = (1, 3, 5)
+    conv_impl: str = "auto"
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        groups = len(self.dilations)
+        b, t, h, w, c = x.shape
+        if c % groups:
+            raise ValueError(
+                f"context enhancement: {c} channels not divisible into {groups} groups "
+                "(model.dims must be divisible by len(model.context.dilations))"
+            )
+        width = c // groups
+        outs = []
+        for g, d in enumerate(self.dilations):
+            part = x[..., g * width:(g + 1) * width]
+            pad_t = (d + 1) // 2
+            y = Conv(
+                width, KERNEL, padding=((pad_t, pad_t), (d, d), (d, d)), dilation=(d, d, d),
+                impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype,
+                name=f"conv_{g}",
+            )(part)
+            y = nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                dtype=self.dtype, param_dtype=self.param_dtype, name=f"bn_{g}",
+                scale_init=nn.with_logical_partitioning(nn.initializers.ones, (axes.CONV_OUT,)),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.CONV_OUT,)),
+            )(y)
+            outs.append(y[:, :t])
+        return jnp.concatenate(outs, axis=-1)
