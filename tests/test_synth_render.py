@@ -1,0 +1,86 @@
+"""data_prep.synth.render_recording: the public API other tests build fake datasets from."""
+
+import numpy as np
+import pytest
+
+from data_prep.synth import Recording, render_recording
+
+SIZE = (160, 120)
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recording:
+    return render_recording(3, 1.0, fps=30.0, size=SIZE)
+
+
+def test_shapes_dtypes_and_truth(rec):
+    t = 30
+    assert rec.rgb.shape == (t, 120, 160, 3) and rec.rgb.dtype == np.uint8
+    assert rec.nir.shape == (t, 120, 160) and rec.nir.dtype == np.uint8
+    assert rec.frame_times.dtype == np.float64 and rec.frame_times[0] == 0.0
+    assert np.all(np.diff(rec.frame_times) > 0)
+    assert rec.bvp.dtype == np.float32 and rec.hr_bpm.dtype == np.float32
+    assert rec.bvp.shape == rec.hr_bpm.shape == (t,)
+    np.testing.assert_array_equal(rec.bvp_at(rec.frame_times), rec.bvp)
+    np.testing.assert_array_equal(rec.hr_at(rec.frame_times), rec.hr_bpm)
+    assert np.all((rec.hr_bpm >= 45) & (rec.hr_bpm <= 150))
+    assert rec.subject == "synth3" and rec.fps == 30.0
+    # Frames move and change (noise, motion, pulse), but not wildly.
+    diff = np.abs(rec.rgb[1:].astype(int) - rec.rgb[:-1]).mean()
+    assert 0.3 < diff < 20
+
+
+def test_same_seed_same_recording(rec):
+    again = render_recording(3, 1.0, fps=30.0, size=SIZE)
+    np.testing.assert_array_equal(again.rgb, rec.rgb)
+    np.testing.assert_array_equal(again.nir, rec.nir)
+    np.testing.assert_array_equal(again.frame_times, rec.frame_times)
+    np.testing.assert_array_equal(again.bvp, rec.bvp)
+
+
+def test_different_seed_different_subject(rec):
+    other = render_recording(4, 1.0, fps=30.0, size=SIZE, nir=False)
+    assert other.nir is None
+    assert other.subject != rec.subject
+    assert np.abs(other.rgb[0].astype(int) - rec.rgb[0]).mean() > 10
+    assert abs(float(other.hr_bpm.mean() - rec.hr_bpm.mean())) > 0.5
+
+
+def test_pulse_is_only_on_skin():
+    """Without noise/motion/light changes, frame differences are confined to the face."""
+    import dataclasses
+
+    from data_prep.synth import get_preset, make_session
+
+    cfg = get_preset("easy")
+    r = dataclasses.replace
+    still = r(
+        cfg,
+        optics=r(
+            cfg.optics,
+            read_noise=0.0,
+            shot_noise=0.0,
+            drift=0.0,
+            colour_drift=0.0,
+            flicker=0.0,
+            specular=0.0,
+            ac_dc=(0.05, 0.05),
+        ),
+        motion=r(cfg.motion, translate=1e-9, rotate_deg=1e-9, scale=1e-9, events_per_min=0.0),
+    )
+    session = make_session((1,), (1,), 1.0, 30.0, (320, 240), still)
+    frames = np.stack([f for f, _ in session.frames(nir=False)]).astype(float)
+    changed = np.abs(frames - frames.mean(0)).max(axis=(0, 3)) > 2  # [H, W]
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 500
+    cx, cy = session.subject.center
+    fw = session.subject.face_width
+    assert np.all(np.abs(xs - cx) < 0.8 * fw) and np.all(np.abs(ys - cy) < 1.2 * fw)
+    assert changed.mean() < 0.25
+
+
+def test_bad_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="preset"):
+        render_recording(0, 1.0, preset="medium")
+    with pytest.raises(ValueError, match="size"):
+        render_recording(0, 1.0, size=(32, 24))
