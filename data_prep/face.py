@@ -1,0 +1,182 @@
+"""Face detection and box tracking for cropping videos into face clips.
+
+`FaceDetector` is the interface (`detect(frame) -> [K, 4]` boxes `(x, y, w, h)` in pixels);
+`HaarDetector` fills it with OpenCV's frontal-face Haar cascade (run on a grey copy
+downscaled to at most `max_width` pixels wide for speed). `FaceTracker` turns sparse
+detections into one box per frame:
+
+- detection runs every `redetect_every` frames (every frame until the first face);
+- the largest face is taken; boxes are smoothed with an exponential moving average
+  (`smoothing` = weight of the new detection, 1 = no smoothing);
+- when a detection fails, the last box is held;
+- frames before the first detection are held back (at most `redetect_every` of them) and
+  cropped with the first box; older ones are skipped, and the video then starts later
+  (`CropResult.first_frame`). No face at all fails the video with a clear reason.
+
+Crops are squares of `box_scale` × the larger box side around the box centre (shifted to
+stay inside the frame, shrunk if the frame is smaller), resized with `cv2.INTER_AREA`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+
+class FaceDetector(Protocol):
+    """Finds faces in one frame (RGB uint8 `[H, W, 3]` or grey `[H, W]`)."""
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        """Boxes `[K, 4]` float `(x, y, w, h)` in pixels of `frame`; K = 0 if none."""
+        ...
+
+
+class HaarDetector:
+    """OpenCV Haar cascade (`haarcascade_frontalface_default.xml` by default)."""
+
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml",
+                 max_width: int = 320, scale_factor: float = 1.05, min_neighbors: int = 5,
+                 min_size_fraction: float = 0.1):
+        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade
+        self.classifier = cv2.CascadeClassifier(path)
+        if self.classifier.empty():
+            raise ValueError(f"cannot load Haar cascade {path}")
+        self.max_width = max_width
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size_fraction = min_size_fraction
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, self.max_width / grey.shape[1])
+        if scale < 1.0:
+            grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        min_side = max(8, int(self.min_size_fraction * min(grey.shape)))
+        boxes = self.classifier.detectMultiScale(
+            cv2.equalizeHist(grey), scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
+
+
+def crop_square(frame: np.ndarray, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
+    """Square crop of `box_scale` × the box's larger side around its centre → `[size, size, C]`."""
+    h, w = frame.shape[:2]
+    x, y, bw, bh = box
+    side = min(max(bw, bh) * box_scale, h, w)
+    cx, cy = x + bw / 2, y + bh / 2
+    x0 = int(round(np.clip(cx - side / 2, 0, w - side)))
+    y0 = int(round(np.clip(cy - side / 2, 0, h - side)))
+    s = max(1, int(round(side)))
+    patch = frame[y0:y0 + s, x0:x0 + s]
+    out = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return out if out.ndim == 3 else out[..., None]
+
+
+@dataclasses.dataclass
+class CropResult:
+    """Face crops of one stream.
+
+    crops `[T, S, S, C]` uint8; boxes `[T, 4]` (x, y, w, h) px; means `[T, C]` float32 mean
+    crop colour; first_frame: index of `crops[0]` in the stream; num_frames: frames decoded;
+    attempts / hits: detection calls and those that found a face. `means` average the
+    face box itself (the crop's centre, without the `box_scale` margin).
+    """
+
+    crops: np.ndarray
+    boxes: np.ndarray
+    means: np.ndarray
+    first_frame: int
+    num_frames: int
+    attempts: int
+    hits: int
+    frame_shape: tuple[int, int]
+
+    @property
+    def detection_rate(self) -> float:
+        return self.hits / max(1, self.attempts)
+
+
+class FaceTracker:
+    """Per-frame face boxes from a detector run every `redetect_every` frames."""
+
+    def __init__(self, detector: FaceDetector, redetect_every: int = 30,
+                 smoothing: float = 0.5):
+        if redetect_every < 1 or not 0 < smoothing <= 1:
+            raise ValueError(f"redetect_every={redetect_every} (≥ 1), smoothing={smoothing} "
+                             "(in (0, 1]) out of range")
+        self.detector = detector
+        self.redetect_every = redetect_every
+        self.smoothing = smoothing
+        self.box: np.ndarray | None = None
+        self.attempts = 0
+        self.hits = 0
+
+    def update(self, index: int, frame: np.ndarray) -> np.ndarray | None:
+        """The box for frame `index` (None while no face has been found yet)."""
+        if self.box is None or index % self.redetect_every == 0:
+            found = self.detector.detect(frame)
+            self.attempts += 1
+            if len(found):
+                self.hits += 1
+                best = found[np.argmax(found[:, 2] * found[:, 3])]
+                self.box = best if self.box is None else (
+                    (1 - self.smoothing) * self.box + self.smoothing * best)
+        return None if self.box is None else self.box.copy()
+
+
+def crop_stream(
+    frames: Iterable[np.ndarray],
+    size: int,
+    box_scale: float,
+    tracker: FaceTracker | None = None,
+    box_for_frame: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    where: str = "",
+) -> CropResult:
+    """Crops every frame of `frames` around the tracked face (or `box_for_frame(i, frame)`).
+
+    Exactly one of `tracker`, `box_for_frame` is given. Raises ValueError (naming `where`)
+    when no frame decodes or no face is ever found.
+    """
+    if (tracker is None) == (box_for_frame is None):
+        raise ValueError("crop_stream needs exactly one of tracker, box_for_frame")
+    hold = tracker.redetect_every if tracker else 1
+    pending: collections.deque = collections.deque(maxlen=hold)
+    crops, boxes, first_frame, n, shape = [], [], None, 0, (0, 0)
+    for i, frame in enumerate(frames):
+        n, shape = i + 1, frame.shape[:2]
+        box = tracker.update(i, frame) if tracker else box_for_frame(i, frame)
+        if box is None:
+            pending.append((i, frame))
+            continue
+        if first_frame is None:
+            first_frame = pending[0][0] if pending else i
+            for _, held in pending:
+                crops.append(crop_square(held, box, box_scale, size))
+                boxes.append(box)
+            pending.clear()
+        crops.append(crop_square(frame, box, box_scale, size))
+        boxes.append(box)
+    if n == 0:
+        raise ValueError(f"{where}: no frames could be decoded")
+    if first_frame is None:
+        attempts = tracker.attempts if tracker else n
+        raise ValueError(f"{where}: no face found in any of {attempts} detection frames")
+    crops_arr = np.stack(crops)
+    m = int(round(size * (1 - 1 / max(box_scale, 1.0)) / 2))  # the face box inside the crop
+    inner = crops_arr[:, m:size - m, m:size - m] if size - 2 * m >= 2 else crops_arr
+    return CropResult(
+        crops=crops_arr,
+        boxes=np.asarray(boxes, dtype=np.float64),
+        means=inner.reshape(len(inner), -1, inner.shape[-1]).mean(1, dtype=np.float64)
+        .astype(np.float32),
+        first_frame=first_frame,
+        num_frames=n,
+        attempts=tracker.attempts if tracker else 0,
+        hits=tracker.hits if tracker else 0,
+        frame_shape=tuple(shape),
+    )

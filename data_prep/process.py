@@ -1,0 +1,268 @@
+"""One video → its clips: read, track and crop the face, align the label, chunk, label HR.
+
+`convert_entry` is what a worker runs for each video: it loads the recording with its
+reader, builds the clip examples (see `ienet_jax.data.features`), writes them atomically
+to a per-video TFRecord file, and returns a JSON-able summary for the manifest. Any
+problem raises ValueError with the reason; the caller records it against the video.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from data_prep import clips as clipping
+from data_prep import face
+from data_prep.readers import get_reader
+from data_prep.readers.base import ClipSet, Entry, ReaderOptions, Recording
+from ienet_jax.data import features
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessOptions:
+    """How videos become clips (all part of the output's identity; see `convert`).
+
+    size: crop side (pixels); clip_length, stride: frames; box_scale: crop side / face box
+    side; redetect_every: frames between detections; smoothing: weight of a new detection;
+    nir_box: "own" (detect in NIR, fall back to the RGB box when NIR never shows a face) or
+    "rgb" (the RGB box, rescaled to the NIR frame size, from the RGB frame nearest in time);
+    tolerance: seconds the label / NIR may fall short of the frames' span at either end;
+    sanity_bpm: POS-vs-label HR difference flagged in the report.
+    """
+
+    size: int = 64
+    clip_length: int = 128
+    stride: int = 128
+    box_scale: float = 1.5
+    redetect_every: int = 30
+    smoothing: float = 0.5
+    nir_box: str = "own"
+    tolerance: float = 1.0
+    sanity_bpm: float = 10.0
+    frame_encoding: str = "zlib"
+
+
+_DETECTOR: face.FaceDetector | None = None
+
+
+def detector() -> face.FaceDetector:
+    """The process-wide Haar detector (built once per worker)."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        _DETECTOR = face.HaarDetector()
+    return _DETECTOR
+
+
+def _stream_times(times: np.ndarray | None, fps: float | None, n: int, where: str) -> np.ndarray:
+    """`[n]` frame times (s) for `n` decoded frames, from timestamps or the frame rate."""
+    if times is None:
+        if not fps or fps <= 0:
+            raise ValueError(f"{where}: no timestamps and no frame rate (pass --fps)")
+        return np.arange(n) / fps
+    if abs(len(times) - n) > 2:
+        raise ValueError(f"{where}: {len(times)} timestamps for {n} decoded frames")
+    if len(times) < n:  # a frame or two without timestamps at the end: extrapolate
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / (fps or 30.0)
+        times = np.concatenate([times, times[-1] + step * np.arange(1, n - len(times) + 1)])
+    return np.asarray(times[:n], dtype=np.float64)
+
+
+def _nir_crops(rec: Recording, rgb: face.CropResult, rgb_times_all: np.ndarray,
+               times: np.ndarray, opts: ProcessOptions, info: dict) -> np.ndarray:
+    """NIR crops `[T, S, S, 1]` paired to the kept RGB frames `times` by nearest time."""
+    nir = rec.nir
+    where = nir.path
+
+    def rgb_box(i: int, frame: np.ndarray) -> np.ndarray:
+        t = nir.times[i] if nir.times is not None and i < len(nir.times) else i / (nir.fps or 30)
+        j = int(clipping.nearest_index(rgb_times_all, np.array([t]))[0])
+        j = min(max(j - rgb.first_frame, 0), len(rgb.boxes) - 1)
+        sy, sx = frame.shape[0] / rgb.frame_shape[0], frame.shape[1] / rgb.frame_shape[1]
+        return rgb.boxes[j] * np.array([sx, sy, sx, sy])
+
+    if nir.times is None and not nir.fps:
+        raise ValueError(f"{where}: no timestamps and no frame rate (pass --nir-fps)")
+    mode = opts.nir_box
+    result = None
+    if mode == "own":
+        tracker = face.FaceTracker(detector(), opts.redetect_every, opts.smoothing)
+        try:
+            result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
+                                      where=where)
+        except ValueError as e:
+            if "no face found" not in str(e):
+                raise
+            mode = "rgb (no face found in NIR)"
+    if result is None:
+        result = face.crop_stream(nir.frames(), opts.size, opts.box_scale,
+                                  box_for_frame=rgb_box, where=where)
+    info["nir_box"] = mode
+    info["nir_detection_rate"] = round(result.detection_rate, 4) if result.attempts else None
+    nir_times = _stream_times(nir.times, nir.fps, result.num_frames, where)
+    nir_times = nir_times[result.first_frame:result.first_frame + len(result.crops)]
+    tol = max(opts.tolerance, 2.0 / clipping.mean_rate(nir_times))
+    try:
+        clipping.check_covers(nir_times, times, tol, f"{where}: NIR")
+    except ValueError as e:
+        raise ValueError(f"RGB/NIR length mismatch: {e}") from None
+    return result.crops[clipping.nearest_index(nir_times, times)]
+
+
+def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], dict]:
+    """A `Recording` → (clip examples per `features.ClipSpec`, summary for the report)."""
+    entry, info = rec.entry, {}
+    tracker = face.FaceTracker(detector(), opts.redetect_every, opts.smoothing)
+    rgb = face.crop_stream(rec.rgb.frames(), opts.size, opts.box_scale, tracker=tracker,
+                           where=rec.rgb.path)
+    info.update(frames=rgb.num_frames, first_frame=rgb.first_frame,
+                detection_rate=round(rgb.detection_rate, 4), detections=rgb.attempts,
+                frame_size=list(rgb.frame_shape))
+    times_all = _stream_times(rec.rgb.times, rec.rgb.fps, rgb.num_frames, rec.rgb.path)
+    kept = slice(rgb.first_frame, rgb.first_frame + len(rgb.crops))
+    times = times_all[kept]
+    fps_video = clipping.mean_rate(times_all)
+    info["fps"] = round(fps_video, 4)
+
+    label = np.asarray(rec.label, dtype=np.float64)
+    clipping.check_finite(label, f"{entry.path}: label")
+    label_times = rec.label_times
+    if label_times is None:
+        label_times = clipping.span_times(len(label), times_all[0], times_all[-1])
+    tol = max(opts.tolerance, 2.0 / fps_video)
+    try:
+        clipping.check_covers(label_times, times, tol, f"{entry.path}: label")
+    except ValueError as e:
+        raise ValueError(f"label shorter than the video: {e}") from None
+    bvp = clipping.resample(label, label_times, times).astype(np.float32)
+
+    hr = hr_times = None
+    if rec.hr is not None:
+        hr = np.asarray(rec.hr, dtype=np.float64)
+        hr_times = rec.hr_times
+        if hr_times is None:
+            hr_times = clipping.span_times(len(hr), times_all[0], times_all[-1])
+        ok = np.isfinite(hr) & (hr > 0)
+        hr, hr_times = (hr[ok], np.asarray(hr_times)[ok]) if ok.sum() >= 1 else (None, None)
+    beats = None if hr is not None else clipping.beat_times(label, label_times)
+    sources = collections.Counter()
+
+    nir = _nir_crops(rec, rgb, times_all, times, opts, info) if rec.nir is not None else None
+
+    examples = []
+    for s in clipping.clip_starts(len(times), opts.clip_length, opts.stride):
+        sl = slice(int(s), int(s) + opts.clip_length)
+        clip_t = times[sl]
+        fps = clipping.mean_rate(clip_t)
+        clip_hr, source = _clip_hr(clip_t, bvp[sl], fps, hr, hr_times, beats)
+        sources[source] += 1
+        ex = {
+            "rgb": rgb.crops[sl], "bvp": bvp[sl], "hr": np.float32(clip_hr),
+            "fps": np.float32(fps), "subject": entry.subject, "video": entry.video,
+            "start_frame": np.int64(rgb.first_frame + s),
+        }
+        if nir is not None:
+            ex["nir"] = nir[sl]
+        examples.append(ex)
+    info["hr_sources"] = dict(sources)
+    info["sanity"] = pos_sanity(rgb.means, bvp, fps_video, opts.sanity_bpm)
+    return examples, info
+
+
+HR_SERIES = "provided HR series (mean over clip)"
+HR_BEATS = "label beat intervals (phase over clip)"
+HR_SPECTRAL = "label spectral peak (Hann DFT, 0.05 bpm grid)"
+
+
+def _clip_hr(clip_t, clip_bvp, fps, hr, hr_times, beats) -> tuple[float, str]:
+    """A clip's HR (bpm) and its source: the provided HR series averaged over the clip,
+    else the label's beats (phase advance over the clip), else its spectral peak."""
+    if hr is not None:
+        return clipping.series_hr(hr, hr_times, clip_t), HR_SERIES
+    value = clipping.beats_hr(beats, float(clip_t[0]), float(clip_t[-1]))
+    if value is not None:
+        return value, HR_BEATS
+    return clipping.spectral_hr(clip_bvp, fps), HR_SPECTRAL
+
+
+def pos_sanity(means: np.ndarray, bvp: np.ndarray, fs: float, threshold: float) -> dict:
+    """POS HR of the face crops' mean RGB `[T, 3]` vs the label's HR (both FFT, 0.7–3 Hz)."""
+    try:
+        from ienet_jax.signal import fft_hr, pos
+    except ImportError as e:  # the signal package is optional for conversion
+        return {"status": f"unavailable ({e})"}
+    try:
+        pos_hr = float(fft_hr(pos(means.astype(np.float64), fs), fs, 0.7, 3.0))
+        label_hr = float(fft_hr(bvp.astype(np.float64), fs, 0.7, 3.0))
+    except ValueError as e:
+        return {"status": f"not computed ({e})"}
+    diff = abs(pos_hr - label_hr)
+    return {"status": "disagree" if diff > threshold else "ok", "pos_hr": round(pos_hr, 2),
+            "label_hr": round(label_hr, 2), "diff_bpm": round(diff, 2)}
+
+
+def clipset_examples(cs: ClipSet, opts: ProcessOptions) -> tuple[list[dict], dict]:
+    """Pre-cut clips → examples (lengths checked against `clip_length`)."""
+    t = cs.rgb.shape[1]
+    if t != opts.clip_length:
+        raise ValueError(f"{cs.entry.path}: clips hold {t} frames but --clip-length is "
+                         f"{opts.clip_length}")
+    for name, arr in (("Pulse", cs.bvp), ("GT", cs.hr)):
+        clipping.check_finite(np.asarray(arr), f"{cs.entry.path}: {name}")
+    examples = []
+    for i in range(len(cs.rgb)):
+        ex = {"rgb": cs.rgb[i], "bvp": cs.bvp[i], "hr": np.float32(cs.hr[i]),
+              "fps": np.float32(cs.fps), "subject": cs.entry.subject,
+              "video": cs.entry.video, "start_frame": np.int64(cs.start_frame[i])}
+        if cs.nir is not None:
+            ex["nir"] = cs.nir[i]
+        examples.append(ex)
+    info = {"frames": int(len(cs.rgb) * t), "fps": cs.fps, "hr_sources": {"GT pickle": len(cs.rgb)},
+            "frame_layout": "pre-cut clips", "sanity": {"status": "skipped (pre-cut clips)"}}
+    return examples, info
+
+
+def load(entry: Entry, reader_options: ReaderOptions, opts: ProcessOptions):
+    reader = get_reader(entry.dataset)
+    if entry.dataset == "ienet_pkl":
+        return reader.load(entry, reader_options, size=opts.size)
+    return reader.load(entry, reader_options)
+
+
+def convert_entry(entry: Entry, reader_options: ReaderOptions, opts: ProcessOptions,
+                  spec: features.ClipSpec, out_path: str) -> dict[str, Any]:
+    """Converts one video into the TFRecord file `out_path` (atomically); returns its summary."""
+    from data_prep.writer import write_records_atomic
+
+    start = time.perf_counter()
+    rec = load(entry, reader_options, opts)
+    if not spec.nir:
+        rec.nir = None
+    if isinstance(rec, ClipSet):
+        examples, info = clipset_examples(rec, opts)
+    else:
+        if spec.nir and rec.nir is None:
+            raise ValueError(f"{entry.path}: no NIR stream but the dataset's other videos have "
+                             "one (every record of a dataset needs the same features)")
+        examples, info = recording_clips(rec, opts)
+    if not examples:
+        raise ValueError(f"{entry.path}: no clips ({info.get('frames')} frames after cropping, "
+                         f"clip length {opts.clip_length})")
+
+    def serialized() -> Iterator[bytes]:
+        for i, ex in enumerate(examples):
+            features.validate_example(spec, ex, where=f"{entry.path} clip {i}")
+            yield features.serialize_example(spec, ex)
+
+    num_bytes = write_records_atomic(Path(out_path), serialized())
+    info.update(clips=len(examples), bytes=num_bytes,
+                clip_hr=[round(float(ex["hr"]), 3) for ex in examples],
+                seconds=round(time.perf_counter() - start, 3))
+    logging.info("%s: %d clips in %.1f s", entry.video, len(examples), info["seconds"])
+    return info

@@ -1,0 +1,192 @@
+"""The common record every dataset reader produces, and the frame-source helpers.
+
+A reader module exposes
+
+    discover(root: Path, options: ReaderOptions) -> list[Entry]   # cheap, picklable
+    load(entry: Entry, options: ReaderOptions) -> Recording | ClipSet
+
+`discover` lists the videos of a dataset tree without decoding anything; `load` runs in a
+worker process and returns lazily-readable frames (`Stream.frames()` yields one frame at a
+time, so 1080p or hour-long videos never sit in memory) plus the label signal with its own
+time axis. Problems with one video raise `ValueError` naming the file and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderOptions:
+    """Dataset-reading knobs from the command line (all optional).
+
+    fps: frame rate (Hz) for videos without timestamps; None → the container's rate.
+    nir_fps: NIR frame rate (Hz) where the layout has no timestamps; None → layout default.
+    label_fps: label sample rate (Hz) where the layout does not give one (generic CSVs).
+    signal_column: label column name for CSV labels (generic layout).
+    subject_pattern: regex with one group extracting the subject from a relative path.
+    """
+
+    fps: float | None = None
+    nir_fps: float | None = None
+    label_fps: float | None = None
+    signal_column: str | None = None
+    subject_pattern: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One video of a dataset: ids, the path reported on failure, reader-specific paths."""
+
+    dataset: str
+    video: str
+    subject: str
+    path: str
+    files: tuple[tuple[str, str], ...] = ()
+
+    def file(self, key: str) -> str | None:
+        return dict(self.files).get(key)
+
+
+@dataclasses.dataclass
+class Stream:
+    """A lazily-read frame stream: RGB uint8 `[H, W, 3]` or grey uint8 `[H, W]` frames.
+
+    times: `[T]` frame times in s, or None → `i / fps` once the frames are counted.
+    """
+
+    frames: Callable[[], Iterator[np.ndarray]]
+    path: str
+    times: np.ndarray | None = None
+    fps: float | None = None
+
+
+@dataclasses.dataclass
+class Recording:
+    """One video with its label.
+
+    label: `[L]` pulse signal (BVP/PPG, arbitrary units).
+    label_times: `[L]` s on the frames' clock, or None → spread evenly over the frames'
+      time span (layouts whose label rate is not given, e.g. VIPL-HR `wave.csv`).
+    hr, hr_times: optional provided HR series (bpm) and its times (None → spread evenly).
+    """
+
+    entry: Entry
+    rgb: Stream
+    label: np.ndarray
+    label_times: np.ndarray | None
+    nir: Stream | None = None
+    hr: np.ndarray | None = None
+    hr_times: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class ClipSet:
+    """Already-cut clips of one video (the reference's per-clip pickles).
+
+    rgb `[N, T, H, W, 3]` uint8, nir `[N, T, H, W, 1]` uint8 or None, bvp `[N, T]` float32,
+    hr `[N]` bpm, start_frame `[N]`, fps Hz.
+    """
+
+    entry: Entry
+    rgb: np.ndarray
+    nir: np.ndarray | None
+    bvp: np.ndarray
+    hr: np.ndarray
+    start_frame: np.ndarray
+    fps: float
+
+
+def video_stream(path: str | Path, gray: bool = False, fps: float | None = None) -> Stream:
+    """A `Stream` over a video file decoded with OpenCV (fps from the container unless given)."""
+    path = str(path)
+    if fps is None:
+        cap = cv2.VideoCapture(path)
+        if not cap.isOpened():
+            raise ValueError(f"{path}: cannot open video (missing, unreadable or unknown codec)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
+        cap.release()
+
+    def frames() -> Iterator[np.ndarray]:
+        cap = cv2.VideoCapture(path)
+        if not cap.isOpened():
+            raise ValueError(f"{path}: cannot open video (missing, unreadable or unknown codec)")
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                if gray:
+                    yield bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                else:
+                    yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+    return Stream(frames=frames, path=path, fps=fps)
+
+
+def image_stream(
+    paths: Sequence[str | Path],
+    convert: Callable[[np.ndarray, str], np.ndarray],
+    times: np.ndarray | None = None,
+    fps: float | None = None,
+    where: str = "",
+) -> Stream:
+    """A `Stream` over image files read with `cv2.IMREAD_UNCHANGED`, then `convert(img, path)`."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError(f"{where}: no frame images found")
+
+    def frames() -> Iterator[np.ndarray]:
+        for p in paths:
+            img = cv2.imread(p, cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise ValueError(f"{p}: cannot read image")
+            yield convert(img, p)
+
+    return Stream(frames=frames, path=where or str(Path(paths[0]).parent), times=times, fps=fps)
+
+
+def bgr_to_rgb(img: np.ndarray, path: str) -> np.ndarray:
+    """8-bit BGR(A)/grey image → RGB uint8 `[H, W, 3]`."""
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path}: expected an 8-bit image, got {img.dtype}")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:
+    """A headed numeric CSV → `{lower-case column name: float64 [N]}`."""
+    path = Path(path)
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e})") from None
+    if len(lines) < 2:
+        raise ValueError(f"{path}: expected a header line and at least one row")
+    header = [h.strip().strip('"').lower() for h in lines[0].split(",")]
+    try:
+        rows = np.array(
+            [[float(v) if v.strip() else np.nan for v in ln.split(",")] for ln in lines[1:]],
+            dtype=np.float64,
+        ).reshape(len(lines) - 1, -1)
+    except ValueError as e:
+        raise ValueError(f"{path}: non-numeric value ({e})") from None
+    if rows.shape[1] != len(header):
+        raise ValueError(f"{path}: {rows.shape[1]} values per row but {len(header)} header names")
+    return {name: rows[:, i] for i, name in enumerate(header)}
+
+
+def column(columns: dict[str, np.ndarray], names: Sequence[str], path) -> np.ndarray:
+    """The first of `names` (case-insensitive) present in `columns`, else a clear error."""
+    for name in names:
+        if name.lower() in columns:
+            return columns[name.lower()]
+    raise ValueError(f"{path}: no column named {' or '.join(names)} (has {sorted(columns)})")
