@@ -56,7 +56,8 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
             context=ml_collections.ConfigDict(dict(enabled=True, dilations=(1, 3, 5))),
             fusion="l1_mean",
             fee=ml_collections.ConfigDict(
-                dict(enabled=False, bpm_min=40.0, bpm_max=180.0, temperature=1.0)
+                # temperature: soft-gate (training) temperature on the max-normalised PSD.
+                dict(enabled=False, bpm_min=40.0, bpm_max=180.0, temperature=0.02)
             ),
             fps=30.0,
             dtype="float32",

@@ -168,7 +168,10 @@ def ienet_variables(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
         fee = fee_variables(state_dict, fee_prefix)
         variables["params"]["fee"] = fee["params"]
         variables["batch_stats"]["fee"] = fee.get("batch_stats", {})
-        consumed |= {k for k in state_dict if k.startswith(fee_prefix)}
+        consumed |= {
+            k for k in state_dict
+            if k.startswith(fee_prefix) and not k.startswith(HR_MODEL_PREFIX)
+        }
     _check_relative_position_index(state_dict, model)
     leftover = sorted(
         k for k in state_dict

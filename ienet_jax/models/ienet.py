@@ -69,7 +69,7 @@ class IENet(nn.Module):
     fee: bool = False
     bpm_min: float = 40.0
     bpm_max: float = 180.0
-    temperature: float = 1.0
+    temperature: float = 0.02
     fps: float = 30.0
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
@@ -129,6 +129,7 @@ class IENet(nn.Module):
 
             fee = FEEHead(
                 bpm_min=self.bpm_min, bpm_max=self.bpm_max, temperature=self.temperature,
+                dtype=jnp.float32, param_dtype=self.param_dtype, conv_impl=self.conv_impl,
                 name="fee",
             )(out["fused_rppg"], self.fps, train=train)
             out["hr"] = fee["hr"]

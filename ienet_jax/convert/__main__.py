@@ -1,0 +1,101 @@
+"""`python -m ienet_jax.convert`: a reference checkpoint → an orbax checkpoint of Flax variables.
+
+    python -m ienet_jax.convert --checkpoint ref.pth --config configs/ienet.py:reference \
+        --output converted/
+    python -m ienet_jax.convert --state-dict-npz ref.npz --config configs/ienet.py:tiny \
+        --output converted/
+
+The output directory holds `variables/` (orbax: params + batch_stats) and
+`model_config.json`; read it back with `ienet_jax.convert.restore_converted(DIR)`.
+Reading `.pth` files needs the `torch` extra; `.npz` files (state-dict keys → arrays) do not.
+`--set model.nir_channels=3` style overrides adjust the model section before converting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
+from absl import logging
+
+
+def load_config(spec: str):
+    """`path/to/config.py[:arg]` → `get_config(arg)` of that file."""
+    path, _, arg = spec.partition(":")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location("_convert_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path} has no get_config(arg) function")
+    return module.get_config(arg or None)
+
+
+def apply_overrides(config, overrides: list[str]) -> None:
+    """Apply `dotted.key=value` overrides (values parsed as Python literals when possible)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        node = config
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = node[name]
+        if leaf not in node:
+            raise ValueError(f"--set: unknown config key {key!r}")
+        node[leaf] = value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="reference PyTorch checkpoint (.pth)")
+    source.add_argument("--state-dict-npz", type=Path, help=".npz of reference state-dict arrays")
+    parser.add_argument("--config", required=True,
+                        help="config file and variant, e.g. configs/ienet.py:reference")
+    parser.add_argument("--output", required=True, type=Path, help="output directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. model.nir_channels=3 (repeatable)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ienet_jax import convert
+
+    steps = tqdm(total=3, desc="convert", unit="step")
+    config = load_config(args.config)
+    apply_overrides(config, args.set)
+    if args.checkpoint is not None:
+        state_dict = convert.load_torch_checkpoint(args.checkpoint)
+    else:
+        state_dict = convert.load_npz_state_dict(args.state_dict_npz)
+    steps.set_postfix_str(f"{len(state_dict)} tensors read")
+    steps.update()
+    variables = convert.from_reference_state_dict(state_dict, config.model)
+    steps.update()
+    out = convert.save_converted(args.output, variables, config.model)
+    steps.update()
+    steps.close()
+    logging.info("wrote converted %s variables to %s", config.model.name, out)
+    print(f"converted {config.model.name} checkpoint written to {out}")
+    return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ienet_jax.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return int(main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(run())
