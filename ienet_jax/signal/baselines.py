@@ -29,21 +29,21 @@ from ienet_jax.signal.filters import bandpass, detrend, filtfilt_padlen
 
 WINDOW_SECONDS = 1.6
 # POS projection onto the plane orthogonal to skin tone (Wang et al. 2017).
-POS_PROJECTION = np.array([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]], dtype=np.float32)
+POS_PROJECTION = ((0.0, 1.0, -1.0), (-2.0, 1.0, 1.0))
 POS_BAND_HZ = (0.75, 3.0)
 CHROM_BAND_HZ = (0.7, 2.5)
 CHROM_ORDER = 3
 
 
-def _as_rgb(rgb_means) -> tuple[jnp.ndarray, bool]:
-    """`[T, 3]` or `[B, T, 3]` → finite float32 `[B, T, 3]` and whether it was unbatched."""
+def _as_rgb(rgb_means) -> tuple[np.ndarray, bool]:
+    """`[T, 3]` or `[B, T, 3]` → finite float32 numpy `[B, T, 3]`, and whether it was unbatched."""
     arr = np.asarray(rgb_means, dtype=np.float64)
     if arr.ndim not in (2, 3) or arr.shape[-1] != 3:
         raise ValueError(f"rgb_means must be [T, 3] or [B, T, 3], got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("rgb_means contains NaN or inf")
     single = arr.ndim == 2
-    return jnp.asarray(arr[None] if single else arr, jnp.float32), single
+    return (arr[None] if single else arr).astype(np.float32), single
 
 
 def _bucket(n: int) -> int:
@@ -54,8 +54,9 @@ def _bucket(n: int) -> int:
     return -(-n // step) * step
 
 
-def _pad_time(rgb: jnp.ndarray, length: int) -> jnp.ndarray:
-    return jnp.pad(rgb, ((0, 0), (0, length - rgb.shape[1]), (0, 0)), mode="edge")
+def _pad_time(rgb: np.ndarray, length: int) -> jnp.ndarray:
+    """Edge-pad `[B, T, 3]` to `length` frames in numpy (an eager jnp.pad compiles per T)."""
+    return jnp.asarray(np.pad(rgb, ((0, 0), (0, length - rgb.shape[1]), (0, 0)), mode="edge"))
 
 
 def _finite_or_raise(x: np.ndarray, method: str) -> np.ndarray:
@@ -75,7 +76,7 @@ def green(rgb_means, fs) -> np.ndarray:
     """
     check_fs(fs)
     rgb, single = _as_rgb(rgb_means)
-    out = np.asarray(rgb[..., 1], np.float64)
+    out = rgb[..., 1].astype(np.float64)
     return out[0] if single else out
 
 
@@ -85,11 +86,14 @@ def _pos_overlap_add(rgb: jnp.ndarray, n_windows: jnp.ndarray, win: int) -> jnp.
     tp = rgb.shape[1]
     starts = jnp.arange(tp - win)
     idx = starts[:, None] + jnp.arange(win)[None, :]  # [W, win]
-    windows = rgb[:, idx, :]  # [B, W, win, 3]
-    cn = windows / jnp.mean(windows, axis=2, keepdims=True)
-    s = jnp.einsum("pc,bwlc->bwpl", jnp.asarray(POS_PROJECTION), cn)  # [B, W, 2, win]
-    std = jnp.std(s, axis=-1)  # [B, W, 2], population std as numpy
-    h = s[:, :, 0] + (std[..., 0] / std[..., 1])[..., None] * s[:, :, 1]
+    # Channel-first and the projection written out: 8x faster on CPU than [B, W, win, 3]
+    # windows contracted with an einsum.
+    windows = jnp.moveaxis(rgb, -1, 0)[:, :, idx]  # [3, B, W, win]
+    r, g, b = windows / jnp.mean(windows, axis=-1, keepdims=True)
+    s1 = g - b  # POS_PROJECTION[0] · (r, g, b)
+    s2 = -2.0 * r + g + b  # POS_PROJECTION[1] · (r, g, b)
+    ratio = jnp.std(s1, axis=-1) / jnp.std(s2, axis=-1)  # population std, as numpy
+    h = s1 + ratio[..., None] * s2
     h = h - jnp.mean(h, axis=-1, keepdims=True)
     h = jnp.where((starts < n_windows)[None, :, None], h, 0.0)
     return jnp.zeros(rgb.shape[:2], h.dtype).at[:, idx].add(h)
