@@ -1,0 +1,88 @@
+"""Reference TS-CAN state dict (AimaNet `TemporalShiftCAN`, PyTorch) → Flax variables of `TSCAN`.
+
+Key map (reference → Flax): `tsm_conv{1,2}` → `block1/motion_{same,valid}`,
+`reg_conv{1,2}` → `block1/appearance_{same,valid}`, `g1_conv` → `block1/gate`, the same with
+`tsm_conv{3,4}`, `reg_conv{3,4}`, `g2_conv` for `block2`; `fc1` → `hidden`, `fc2` → `out`.
+Conv2d weights `(out, in, kh, kw)` become `(kh, kw, in, out)`; Linear weights `(out, in)`
+become `(in, out)`. The reference flattens the last feature map in (C, H, W) order, the
+channels-last model in (H, W, C) order, so `fc1`'s input rows are permuted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from ienet_jax.convert.fee import reference_array, torch_conv_kernel
+from ienet_jax.models.tscan import INPUT_CHANNELS, TSCAN, flat_spatial_size
+
+
+def _conv(state_dict, key: str, c_in: int, c_out: int, k: int) -> dict:
+    weight = reference_array(state_dict, f"{key}.conv1.weight", (c_out, c_in, k, k))
+    bias = reference_array(state_dict, f"{key}.conv1.bias", (c_out,))
+    return {"kernel": torch_conv_kernel(weight), "bias": bias}
+
+
+def tscan_variables(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
+    """`{"params": …}` of `TSCAN.from_config(model_config)` (plain numpy arrays).
+
+    `model_config.frame_size` fixes the size of `fc1`'s input. Missing keys or wrong shapes
+    raise a ValueError naming the key; the result is checked against the structure and shapes
+    of the model's own initialisation.
+    """
+    model = TSCAN.from_config(model_config)
+    frame_size = int(model_config.frame_size)
+    k = model.kernel_size
+    f1, f2 = model.filters
+    params: dict = {}
+    c_in = 3
+    for block, filters, (m1, m2, a1, a2, g) in (
+        ("block1", f1, ("tsm_conv1", "tsm_conv2", "reg_conv1", "reg_conv2", "g1_conv")),
+        ("block2", f2, ("tsm_conv3", "tsm_conv4", "reg_conv3", "reg_conv4", "g2_conv")),
+    ):
+        params[block] = {
+            "motion_same": _conv(state_dict, m1, c_in, filters, k),
+            "motion_valid": _conv(state_dict, m2, filters, filters, k),
+            "appearance_same": _conv(state_dict, a1, c_in, filters, k),
+            "appearance_valid": _conv(state_dict, a2, filters, filters, k),
+            "gate": _conv(state_dict, g, filters, 1, 1),
+        }
+        c_in = filters
+    side = flat_spatial_size(frame_size, k, model.pool)
+    fc1 = reference_array(state_dict, "fc1.weight", (model.hidden, f2 * side * side))
+    # rows (c, h, w) → (h, w, c)
+    fc1 = fc1.reshape(model.hidden, f2, side, side).transpose(2, 3, 1, 0)
+    params["hidden"] = {
+        "kernel": np.ascontiguousarray(fc1.reshape(side * side * f2, model.hidden)),
+        "bias": reference_array(state_dict, "fc1.bias", (model.hidden,)),
+    }
+    params["out"] = {
+        "kernel": reference_array(state_dict, "fc2.weight", (1, model.hidden)).T.copy(),
+        "bias": reference_array(state_dict, "fc2.bias", (1,)),
+    }
+    variables = {"params": params}
+    _check_against_init(variables, model, frame_size)
+    return variables
+
+
+def _check_against_init(variables: dict, model: TSCAN, frame_size: int) -> None:
+    frames = jax.ShapeDtypeStruct(
+        (1, model.frame_depth, frame_size, frame_size, INPUT_CHANNELS), jnp.float32)
+    expected = nn.unbox(jax.eval_shape(
+        lambda x: model.init(jax.random.key(0), x, train=False), frames))
+    if jax.tree.structure(expected) != jax.tree.structure(variables):
+        raise ValueError(
+            "converted TS-CAN variables do not match the model's structure: "
+            f"expected {jax.tree.structure(expected)}, got {jax.tree.structure(variables)}"
+        )
+    for (path, want), got in zip(jax.tree_util.tree_leaves_with_path(expected),
+                                 jax.tree.leaves(variables)):
+        if tuple(want.shape) != got.shape:
+            raise ValueError(
+                f"converted TS-CAN variable {jax.tree_util.keystr(path)} has shape {got.shape}, "
+                f"the model expects {tuple(want.shape)}"
+            )
