@@ -79,5 +79,7 @@ def test_missing_and_misshapen_keys(state_dict):
     bad = dict(state_dict, **{"g2_conv.conv1.weight": np.zeros((1, 32, 1, 1), np.float32)})
     with pytest.raises(ValueError, match="g2_conv.conv1.weight"):
         tscan_variables(bad, _config())
+    with pytest.raises(ValueError, match="unexpected keys.*fc3.weight"):
+        tscan_variables(dict(state_dict, **{"fc3.weight": np.zeros((1, 1), np.float32)}), _config())
     with pytest.raises(ValueError, match="model.clip_length"):
         tscan_variables(state_dict, _config(clip_length=15))

@@ -20,6 +20,9 @@ from flax import linen as nn
 from ienet_jax.convert.fee import reference_array, torch_conv_kernel
 from ienet_jax.models.tscan import INPUT_CHANNELS, TSCAN, flat_spatial_size
 
+_REFERENCE_CONVS = tuple(f"{kind}_conv{i}" for kind in ("tsm", "reg") for i in range(1, 5)) + (
+    "g1_conv", "g2_conv")
+
 
 def _conv(state_dict, key: str, c_in: int, c_out: int, k: int) -> dict:
     weight = reference_array(state_dict, f"{key}.conv1.weight", (c_out, c_in, k, k))
@@ -30,9 +33,9 @@ def _conv(state_dict, key: str, c_in: int, c_out: int, k: int) -> dict:
 def tscan_variables(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
     """`{"params": …}` of `TSCAN.from_config(model_config)` (plain numpy arrays).
 
-    `model_config.frame_size` fixes the size of `fc1`'s input. Missing keys or wrong shapes
-    raise a ValueError naming the key; the result is checked against the structure and shapes
-    of the model's own initialisation.
+    `model_config.frame_size` fixes the size of `fc1`'s input. Missing, unexpected or
+    mis-shaped keys raise a ValueError naming the key; the result is checked against the
+    structure and shapes of the model's own initialisation.
     """
     model = TSCAN.from_config(model_config)
     frame_size = int(model_config.frame_size)
@@ -64,6 +67,14 @@ def tscan_variables(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
         "kernel": reference_array(state_dict, "fc2.weight", (1, model.hidden)).T.copy(),
         "bias": reference_array(state_dict, "fc2.bias", (1,)),
     }
+    expected = {f"{name}.conv1.{p}" for name in _REFERENCE_CONVS for p in ("weight", "bias")}
+    expected |= {f"fc{i}.{p}" for i in (1, 2) for p in ("weight", "bias")}
+    unexpected = sorted(set(state_dict) - expected)
+    if unexpected:
+        raise ValueError(
+            f"reference TS-CAN state dict has unexpected keys {unexpected[:8]}"
+            f"{' …' if len(unexpected) > 8 else ''} (a different model or a prefixed state dict?)"
+        )
     variables = {"params": params}
     _check_against_init(variables, model, frame_size)
     return variables
