@@ -117,3 +117,14 @@ def test_mse_and_l1_values():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_spectral_distance_per_clip_rates_under_jit():
+    pred, label = signals(5, (2, 64))
+    fs = jnp.array([25.0, 35.0])
+    both = jax.jit(lambda p, q, f: losses.spectral_distance(p, q, f, reduction="none"))(
+        pred, label, fs
+    )
+    for i in range(2):
+        single = losses.spectral_distance(pred[i : i + 1], label[i : i + 1], float(fs[i]))
+        np.testing.assert_allclose(both[i], single, rtol=1e-4)

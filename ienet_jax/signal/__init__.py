@@ -1,4 +1,14 @@
-"""Signal processing: detrending, filtering, spectra, heart rate, SNR and unsupervised baselines."""
+"""Signal processing: detrending, filtering, spectra, heart rate, SNR and unsupervised baselines.
+
+Two worlds, on purpose:
+- Evaluation (numpy/scipy, float64, per video; rPPG-Toolbox conventions, evaluation.md):
+  `detrend`, `bandpass`, `periodogram`, `fft_hr`, `peak_hr`, `snr_db`, `macc`,
+  `hr_from_signals`, `evaluate_video`, `evaluation_windows`.
+- Training (JAX, jittable, differentiable; IENet's FEE conventions): `bpm_grid`,
+  `bpm_power`, `normalized_psd`, `hard_gate_hr`, `soft_gate_hr`.
+- Baselines `pos`, `chrom`, `green`: jitted JAX window core, numpy post-filter/output.
+Signals are `[..., T]` with time last; rates in Hz, heart rates in bpm.
+"""
 
 from ienet_jax.signal.baselines import chrom, green, pos  # noqa: F401
 from ienet_jax.signal.filters import bandpass, detrend  # noqa: F401
