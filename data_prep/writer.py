@@ -105,6 +105,9 @@ class Journal:
 
 
 def _link(src: Path, dst: Path) -> None:
+    """Makes `dst` a hard link to (else a copy of) `src`; a no-op if it already is one."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return
     tmp = _tmp(dst)
     tmp.unlink(missing_ok=True)
     try:

@@ -4,11 +4,12 @@ Recordings come from the synthetic generator (`data_prep.synth`); each tree buil
 returns `{video id: Truth}` with the true frame times and instantaneous HR per frame, so
 tests compare each clip's `hr` with the mean true HR over the clip's frames.
 
-Two renders per subject: "clocked" (the easy preset: real-clock frame jitter and drops,
-for layouts with timestamps) and "uniform" (exact `i / fps` frame times and no
-beat-to-beat jitter, for layouts that time frames by their rate and derive the clip HR
-from the label's beats: with the preset's 3 % beat jitter a 2 s clip's beat rate itself
-departs from the smooth "true HR" by about 1 bpm, so no label-based HR could match it).
+Two renders per subject: "clocked" (the easy preset with a camera clock ±3 % off, 2 ms
+jitter and 2 % dropped frames, for layouts with timestamps) and "uniform" (exact
+`i / fps` frame times and no beat-to-beat jitter, for layouts that time frames by their
+rate and derive the clip HR from the label's beats: with the preset's 3 % beat jitter a
+2 s clip's beat rate itself departs from the smooth "true HR" by about 1 bpm, so no
+label-based HR could match it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class Truth:
 @functools.lru_cache(maxsize=16)
 def render(seed: int, uniform: bool, seconds: float = SECONDS) -> Truth:
     cfg = get_preset("easy")
-    if uniform:
+    if not uniform:  # a camera clock that is off, jittery and drops frames
+        cfg = dataclasses.replace(cfg, timing=dataclasses.replace(
+            cfg.timing, rate_scale=(0.97, 1.03), jitter_ms=2.0, drop_prob=0.02))
+    else:
         cfg = dataclasses.replace(
             cfg,
             timing=dataclasses.replace(cfg.timing, rate_scale=(1.0, 1.0), jitter_ms=0.0,
@@ -235,3 +239,27 @@ LAYOUTS = {
     "generic": generic,
 }
 NIR_LAYOUTS = {"vipl_hr", "mr_nirp", "ienet_pkl", "generic"}
+
+
+def run_convert(*argv) -> int:
+    """`python -m data_prep convert ARGV` in this process; returns the exit code."""
+    import argparse
+
+    from data_prep import convert
+
+    parser = argparse.ArgumentParser()
+    convert.add_arguments(parser)
+    return convert.main(parser.parse_args([str(a) for a in argv]))
+
+
+def read_output(out: Path) -> dict[str, list[dict]]:
+    """`{split: [examples]}` of a converted directory, read with our framing and spec."""
+    from ienet_jax.data import features, tfrecord
+
+    spec = features.ClipSpec.from_directory(out)
+    result: dict[str, list[dict]] = {}
+    for shard in sorted(out.glob("*.tfrecord-*-of-*")):
+        split = shard.name.split("-")[-4].split(".")[0]
+        result.setdefault(split, []).extend(
+            features.deserialize_example_np(spec, r) for r in tfrecord.iter_records(shard))
+    return result

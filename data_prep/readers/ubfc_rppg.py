@@ -1,8 +1,8 @@
 """UBFC-rPPG (DATASET_2): `subjectN/{vid.avi, ground_truth.txt}`.
 
 `ground_truth.txt` holds three whitespace-separated lines: PPG, HR (bpm), time (s), one
-sample per frame. The label and HR keep their own times (the third line); frames are
-timed at the container rate (30 fps) unless `--fps` is given. Subject = video id =
+sample per frame, so the time line also times the frames (a decoded frame count more
+than 2 off the line's length fails the video). Subject = video id =
 `subjectN`. (DATASET_1's `gtdump.xmp` layout is not supported.)
 """
 
@@ -48,4 +48,5 @@ def read_ground_truth(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndar
 def load(entry: Entry, options: ReaderOptions) -> Recording:
     ppg, hr, t = read_ground_truth(entry.file("gt"))
     rgb = video_stream(entry.file("video"), fps=options.fps)
+    rgb.times = t  # one label sample per frame: its time line times the frames
     return Recording(entry, rgb, ppg, t, hr=hr, hr_times=t)
