@@ -1,0 +1,90 @@
+"""Broken videos are reported with path and reason; the rest converts; resume; options."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from convert_fakes import generic, read_output, render, run_convert, write_video
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    generic(root)
+    good = root / "person1"
+
+    def clone(name, csv_edit=None, video=None, nir=None):
+        d = root / name
+        shutil.copytree(good, d)
+        if video is not None:
+            video(d / "take1.avi")
+        if nir is not None:
+            nir(d / "take1_nir.avi")
+        if csv_edit is not None:
+            lines = (d / "take1.csv").read_text().splitlines()
+            (d / "take1.csv").write_text("\n".join(csv_edit(lines)) + "\n")
+
+    tr = render(1, True)
+    clone("broken", video=lambda p: p.write_bytes(b"\x00garbage" * 100))
+    clone("nan_label", csv_edit=lambda ls: ls[:50] + [ls[50].split(",")[0] + ",nan"] + ls[51:])
+    clone("short_label", csv_edit=lambda ls: ls[: len(ls) // 2])
+    clone("no_face", video=lambda p: write_video(p, np.full_like(tr.rgb, 90)))
+    clone("nir_short", nir=lambda p: write_video(p, tr.nir[: len(tr.nir) // 2]))
+    return root
+
+
+REASONS = {
+    "broken": "cannot open video",
+    "nan_label": "1 NaN/inf values",
+    "short_label": "label shorter than the video",
+    "no_face": "no face found in any of",
+    "nir_short": "RGB/NIR length mismatch",
+}
+
+
+@pytest.mark.slow
+def test_failures_are_reported_and_the_rest_converted(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--dataset", "generic", "--input", tree, "--output", out, "--size", 16,
+            "--clip-length", 64, "--stride", 64, "--workers", 2]
+    assert run_convert(*args) == 1
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["ok"] == 3 and manifest["counts"]["failed"] == len(REASONS)
+    report = (out / "report.txt").read_text()
+    for v in manifest["videos"]:
+        name = v["video"].split("/")[0]
+        if name in REASONS:
+            assert v["status"] == "failed" and REASONS[name] in v["reason"], v
+            line = f"{v['path']}: {v['reason']}"
+            assert line in report and line in printed
+        else:
+            assert v["status"] == "ok" and v["clips"] == 2
+    assert sorted({ex["video"] for exs in read_output(out).values() for ex in exs}) == [
+        "person1/take1", "person2/take1", "person3/take1"]
+
+    # Resume: nothing to redo; failures are not retried unless asked; exit code by choice.
+    assert run_convert(*args, "--allow-failures") == 0
+    assert "0 to convert" in capsys.readouterr().out
+    assert run_convert(*args, "--retry-failed") == 1
+    assert f"{len(REASONS)} to convert" in capsys.readouterr().out
+
+    # Changing an option that shapes the output is refused, naming it.
+    assert run_convert(*args[:-6], "--clip-length", 32, "--stride", 32, "--workers", 1) == 2
+    err = capsys.readouterr().err
+    assert "different options" in err and "clip_length: was 64, now 32" in err
+    # --overwrite starts afresh.
+    assert run_convert(*args[:-6], "--clip-length", 32, "--stride", 32, "--workers", 1,
+                       "--overwrite", "--allow-failures") == 0
+    assert json.loads((out / "manifest.json").read_text())["counts"]["clips"] == 12
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "missing",
+                       "--output", tmp_path / "o") == 2
+    assert "not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
+                       "--output", tmp_path / "o") == 2
+    assert "no ubfc_rppg videos found" in capsys.readouterr().err
