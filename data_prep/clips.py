@@ -13,6 +13,15 @@ def span_times(n: int, start: float, end: float) -> np.ndarray:
     return np.linspace(start, end, n) if n > 1 else np.full(n, start, dtype=np.float64)
 
 
+def interval_centres(n: int, start: float, end: float) -> np.ndarray:
+    """Times of `n` per-interval values (e.g. VIPL-HR's one-per-second `gt_HR.csv`) over
+    `[start, end]` s: the middle of each second when `n` is within 1.5 of the span in
+    seconds, else the centres of `n` equal intervals."""
+    if abs(n - (end - start)) <= 1.5:
+        return start + 0.5 + np.arange(n, dtype=np.float64)
+    return start + (np.arange(n) + 0.5) * (end - start) / max(n, 1)
+
+
 def check_finite(values: np.ndarray, what: str) -> None:
     """Raises ValueError if `values` hold NaN/inf (naming `what`, e.g. the label file)."""
     bad = ~np.isfinite(values)

@@ -147,7 +147,7 @@ def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], d
         hr = np.asarray(rec.hr, dtype=np.float64)
         hr_times = rec.hr_times
         if hr_times is None:
-            hr_times = clipping.span_times(len(hr), times_all[0], times_all[-1])
+            hr_times = clipping.interval_centres(len(hr), times_all[0], times_all[-1])
         ok = np.isfinite(hr) & (hr > 0)
         hr, hr_times = (hr[ok], np.asarray(hr_times)[ok]) if ok.sum() >= 1 else (None, None)
     beats = None if hr is not None else clipping.beat_times(label, label_times)

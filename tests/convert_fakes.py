@@ -100,7 +100,8 @@ def vipl_hr(root: Path, seeds=(1, 2, 3)) -> dict[str, Truth]:
             if source == "source1":
                 wave_t = _span(tr, int(len(tr.frame_times) * 2))  # label at ~2× frame rate
                 _csv(d / "wave.csv", ["Wave"], [tr.bvp_at(wave_t)])
-                hr_t = _span(tr, int(round(tr.frame_times[-1])) + 1)  # ~1 Hz
+                n = int(round(tr.frame_times[-1]))  # ~1 Hz, at the centre of each interval
+                hr_t = tr.frame_times[0] + 0.5 + np.arange(n)
                 _csv(d / "gt_HR.csv", ["HR"], [tr.hr_at(hr_t)])
         out[f"p{k}/v1/source1"] = tr
     return out

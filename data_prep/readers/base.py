@@ -73,7 +73,8 @@ class Recording:
     label: `[L]` pulse signal (BVP/PPG, arbitrary units).
     label_times: `[L]` s on the frames' clock, or None → spread evenly over the frames'
       time span (layouts whose label rate is not given, e.g. VIPL-HR `wave.csv`).
-    hr, hr_times: optional provided HR series (bpm) and its times (None → spread evenly).
+    hr, hr_times: optional provided HR series (bpm) and its times (None → one value per
+      interval of the frames' time span, see `clips.interval_centres`).
     """
 
     entry: Entry

@@ -6,7 +6,9 @@ to RGB frames by time). Frame times come from `time.txt` (one timestamp per fram
 made relative to the first), falling back to the container rate when it is missing.
 `wave.csv` column `Wave` is sampled at its own, unstated rate: it is spread evenly over the
 video's time span and resampled onto the frame times; `gt_HR.csv` column `HR` (about one
-value per second) likewise. Subject = `pK`, video id = `pK/vN/sourceM`.
+value per second) is placed at the middle of each second of that span (or, when its
+length is not about the span in seconds, at the centres of equal intervals).
+Subject = `pK`, video id = `pK/vN/sourceM`.
 """
 
 from __future__ import annotations
