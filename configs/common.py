@@ -1,0 +1,156 @@
+"""Config sections shared by every model config, and the training presets.
+
+`build_config(model_section, preset, variant)` → the full locked ConfigDict:
+
+- `model`: the model helper's section (`configs/ienet.py`, `configs/tscan.py`).
+- `data`: the input pipeline section (`ienet_jax.data.default_data_config()`) plus
+  `data.synthetic` (used when `data.dir` is empty: synthetic clips with a pulse).
+- `train`: steps, GLOBAL batch, optimiser (Adam, coupled weight decay, step decay), loss
+  weights, stage, `init_from`, freezing.
+- `mesh`: `shape`/`axes` (one size may be -1) and the logical-axis `rules`.
+- `checkpoint`, `logging`, `eval`, and `seed`.
+
+Presets:
+- `reference_stage1`: IENet stage 1 as published: 0.3·NegPearson + 0.3·spectral, Adam lr
+  1e-4 with coupled weight decay 5e-5, lr ×0.5 at half the run (StepLR 50 of 100 epochs),
+  batch 2.
+- `reference_stage2`: IENet stage 2: FEE on (trained through its soft gate), 0.4·L1 HR,
+  batch 16, lr ×0.5 at half the run, the stage-1 network frozen for the first 80 % of the
+  steps (40 of 50 epochs); set `train.init_from` to the stage-1 workdir or a converted
+  reference checkpoint.
+- `tscan`: TS-CAN: MSE between the predicted BVP derivative and the difference-normalised
+  label, Adam lr 1e-3, batch 4, RGB only.
+- `quickstart`: a short run sized for 2 CPU cores (synthetic data unless `data.dir` is set).
+
+Step counts (`lr_decay_every`, `freeze_steps`) follow `train.num_steps` unless overridden.
+Model configs call `config_from_arg(model_config, arg, default_preset)` so that
+`--config configs/ienet.py:tiny,quickstart` picks variant and preset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_collections
+
+PRESETS = ("reference_stage1", "reference_stage2", "tscan", "quickstart")
+
+# First match wins; a dimension the mesh axes do not divide stays replicated.
+PARAM_RULES = (
+    ("batch", "data"),
+    ("embed|mlp|heads|qkv|attn|merge|conv_out", "model"),
+    (".*", None),
+)
+ACTIVATION_RULES = (("batch", "data"),)
+
+
+def data_section() -> ml_collections.ConfigDict:
+    from ienet_jax.data.pipeline import default_data_config
+
+    data = default_data_config()
+    data.normalize = "none"  # uint8 to the devices; normalised in the train step
+    data.synthetic = ml_collections.ConfigDict(dict(num_clips=256, num_eval_clips=16, seed=0))
+    return data
+
+
+def train_section() -> ml_collections.ConfigDict:
+    train = ml_collections.ConfigDict(dict(
+        stage=1,                  # IENet: 1 = rPPG (backbones, fusion, head), 2 = + FEE HR
+        num_steps=100_000,
+        batch_size=2,             # GLOBAL clips per step (divided among processes/devices)
+        learning_rate=1e-4,
+        lr_decay_factor=0.5,
+        optimizer="adam",         # adam (coupled L2 weight decay) | adamw (decoupled)
+        weight_decay=5e-5,
+        adam_b1=0.9,
+        adam_b2=0.999,
+        adam_eps=1e-8,
+        grad_clip_norm=0.0,       # 0 = off
+        grad_accum=1,             # batches per optimiser update
+        freeze_pattern="^(?!fee/)",  # regex over param paths frozen for freeze_steps
+        init_from="",             # stage-1 workdir / checkpoint, or converted reference dir
+        loss=ml_collections.ConfigDict(dict(neg_pearson=0.0, spectral=0.0, l1_hr=0.0,
+                                            mse=0.0)),
+    ))
+    train.lr_decay_every = train.get_ref("num_steps") // 2
+    train.freeze_steps = train.get_ref("num_steps") * 0
+    return train
+
+
+def mesh_section() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(shape=(-1, 1), axes=("data", "model"),
+                                          rules=PARAM_RULES, activation_rules=ACTIVATION_RULES))
+
+
+def checkpoint_section() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(every_steps=1000, keep=3, best_metric="hr_mae",
+                                          best_mode="min", async_save=True))
+
+
+def logging_section() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(every_steps=50, tensorboard=True))
+
+
+def eval_section() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(every_steps=1000, split="validation", batch_size=2,
+                                          num_batches=0))  # 0 = the whole split
+
+
+def _apply_preset(config: ml_collections.ConfigDict, preset: str) -> None:
+    train, model = config.train, config.model
+    if preset in ("reference_stage1", "quickstart") and model.name == "ienet":
+        train.loss.neg_pearson = 0.3
+        train.loss.spectral = 0.3
+    if preset == "reference_stage2":
+        if model.name != "ienet":
+            raise ValueError(f"preset 'reference_stage2' is for IENet, not model.name="
+                             f"{model.name!r}")
+        model.fee.enabled = True
+        train.stage = 2
+        train.batch_size = 16
+        train.loss.l1_hr = 0.4
+        train.freeze_steps = (train.get_ref("num_steps") * 4) // 5
+    if preset == "tscan" or (preset == "quickstart" and model.name == "tscan"):
+        if model.name != "tscan":
+            raise ValueError(f"preset 'tscan' needs model.name='tscan', got {model.name!r}")
+        train.loss.mse = 1.0
+        train.learning_rate = 1e-3
+        train.weight_decay = 0.0
+        train.batch_size = 4
+        config.data.modalities = ("rgb",)
+    if preset == "quickstart":
+        train.num_steps = 200
+        train.batch_size = 2
+        config.checkpoint.every_steps = 50
+        config.eval.every_steps = 50
+        config.eval.num_batches = 4
+        config.logging.every_steps = 10
+
+
+def build_config(model_section: ml_collections.ConfigDict, preset: str = "reference_stage1",
+                 variant: str = "") -> ml_collections.ConfigDict:
+    """The full, locked config: `model_section` + shared sections, adjusted by `preset`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown config preset {preset!r}; choose from {PRESETS}")
+    config = ml_collections.ConfigDict()
+    config.variant = variant
+    config.preset = preset
+    config.seed = 0
+    config.model = ml_collections.ConfigDict(model_section.to_dict())
+    config.data = data_section()
+    config.train = train_section()
+    config.mesh = mesh_section()
+    config.checkpoint = checkpoint_section()
+    config.logging = logging_section()
+    config.eval = eval_section()
+    _apply_preset(config, preset)
+    config.lock()
+    return config
+
+
+def config_from_arg(model_config: Callable[[str], ml_collections.ConfigDict], arg: str | None,
+                    default_variant: str, default_preset: str) -> ml_collections.ConfigDict:
+    """`get_config` for a model config file: `arg` is `"variant"` or `"variant,preset"`."""
+    variant, _, preset = (arg or "").partition(",")
+    variant = variant or default_variant
+    return build_config(model_config(variant), preset or default_preset, variant)

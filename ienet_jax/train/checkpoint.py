@@ -1,0 +1,200 @@
+"""Orbax checkpoints of the train state AND the input iterator, plus stage-2 initialisation.
+
+`Checkpointer` wraps an `ocp.CheckpointManager` over `WORKDIR/checkpoints` with two items:
+`state` (the `TrainState`, saved asynchronously by default) and `data` (the grain iterator
+state, one JSON file per process), so a restart continues with the very next batch.
+Kept: the last `checkpoint.keep` steps, plus the best one by `checkpoint.best_metric`
+(an eval metric; `checkpoint.best_mode` "min"/"max") among steps saved with metrics.
+Restoring takes an abstract target carrying the CURRENT mesh's shardings, so a checkpoint
+written on 8 devices restores onto 1 (or any other layout): orbax reshards.
+
+`load_variables(path)` reads `{params, batch_stats}` from a previous run (its workdir, its
+`checkpoints` folder, or one step folder) or from a converted reference checkpoint
+(`python -m ienet_jax.convert` output); `merge_variables` puts them into a fresh state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers as policies
+
+STATE, DATA = "state", "data"
+
+
+class Checkpointer:
+    """Save / restore `(state, iterator)` under `directory` (see the module docstring)."""
+
+    def __init__(self, directory: str | Path, checkpoint_config, *, read_only: bool = False):
+        self.directory = Path(directory).absolute()
+        keep = int(checkpoint_config.keep)
+        if keep < 1:
+            raise ValueError(f"config key checkpoint.keep must be >= 1, got {keep}")
+        keepers: list = [policies.LatestN(n=keep)]
+        self.best_metric = checkpoint_config.best_metric or None
+        mode = checkpoint_config.best_mode
+        if mode not in ("min", "max"):
+            raise ValueError(f"config key checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
+        if self.best_metric:
+            metric = self.best_metric
+            keepers.append(policies.BestN(get_metric_fn=lambda m: m[metric],
+                                          reverse=mode == "min", n=1,
+                                          keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=1,
+            preservation_policy=policies.AnyPreservationPolicy(keepers),
+            enable_async_checkpointing=bool(checkpoint_config.async_save),
+            read_only=read_only,
+            create=not read_only,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, item_names=(STATE, DATA),
+                                             options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The saved step with the best `best_metric` (None without metrics)."""
+        best, value = None, None
+        for step in self.manager.all_steps():
+            metrics = self.manager.metrics(step) or {}
+            if self.best_metric not in metrics:
+                continue
+            v = float(metrics[self.best_metric])
+            if value is None or v < value:
+                best, value = step, v
+        return best
+
+    def save(self, step: int, state: Any, iterator: Any = None,
+             metrics: dict[str, float] | None = None) -> bool:
+        """Start saving `state` (+ `iterator`) as `step` (asynchronously if configured)."""
+        items = {STATE: ocp.args.StandardSave(state)}
+        if iterator is not None:
+            items[DATA] = grain.checkpoint.CheckpointSave(iterator)
+        metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
+        saved = self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics,
+                                  force=True)
+        if saved:
+            logging.info("checkpoint: saving step %d to %s", step, self.directory)
+        return saved
+
+    def restore(self, step: int, abstract_state: Any, iterator: Any = None) -> tuple[Any, Any]:
+        """`(state, iterator)` of `step`; `abstract_state` carries the target shardings."""
+        items = {STATE: ocp.args.StandardRestore(abstract_state)}
+        has_data = (self.directory / str(step) / DATA).is_dir()
+        if iterator is not None and has_data:
+            items[DATA] = grain.checkpoint.CheckpointRestore(iterator)
+        elif iterator is not None:
+            logging.warning("checkpoint step %d has no input-iterator state: the input "
+                            "pipeline restarts from its beginning", step)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        logging.info("checkpoint: restored step %d from %s", step, self.directory)
+        return restored[STATE], restored.get(DATA, iterator) if has_data else iterator
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _replicated_target(metadata_tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    def one(meta):
+        return jax.ShapeDtypeStruct(tuple(meta.shape), meta.dtype, sharding=sharding)
+
+    return jax.tree.map(one, metadata_tree,
+                        is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+
+
+def load_variables(path: str | Path) -> dict:
+    """`{"params", "batch_stats"}` (numpy) from a run or a converted reference checkpoint.
+
+    `path`: a converted directory (holding `variables/`), a workdir (holding
+    `checkpoints/`; its latest step), a `checkpoints` folder, or one step folder.
+    """
+    path = Path(path).absolute()
+    if (path / "variables").is_dir():
+        from ienet_jax.convert import restore_converted
+
+        variables = restore_converted(path)
+        logging.info("init_from: converted reference variables %s", path)
+        return jax.tree.map(np.asarray, variables)
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if (path / STATE).is_dir():
+        step_dir = path
+    else:
+        steps = sorted(int(p.name) for p in path.glob("*") if p.name.isdigit() and p.is_dir())
+        if not steps:
+            raise ValueError(
+                f"config key train.init_from={str(path)!r}: no checkpoint found (expected a "
+                "workdir with checkpoints/, a checkpoints folder, a step folder holding "
+                "state/, or a converted reference directory holding variables/)")
+        step_dir = path / str(steps[-1])
+    replicated = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.StandardCheckpointer() as checkpointer:
+        meta = checkpointer.metadata(step_dir / STATE)
+        tree = getattr(meta, "item_metadata", meta)
+        tree = getattr(tree, "tree", tree)
+        restored = checkpointer.restore(step_dir / STATE, _replicated_target(tree, replicated))
+    logging.info("init_from: variables of %s", step_dir)
+    return jax.tree.map(np.asarray, {k: restored[k] for k in ("params", "batch_stats")})
+
+
+def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[str]]:
+    """`target` with every leaf that `source` also has replaced by the source's value.
+
+    Returns `(merged, missing)`: `missing` lists target paths absent from `source` (kept
+    from `target`, e.g. the FEE head of a stage-1 checkpoint). A shape mismatch or a source
+    leaf unknown to the target is a ValueError naming the path.
+    """
+    flat_source = {"/".join(map(str, k)): v for k, v in _flatten(source).items()}
+    flat_target = _flatten(target)
+    used, missing = set(), []
+    merged = {}
+    for key, value in flat_target.items():
+        name = "/".join(map(str, key))
+        if name in flat_source:
+            src = flat_source[name]
+            if tuple(src.shape) != tuple(value.shape):
+                raise ValueError(f"{what}: {name} has shape {tuple(src.shape)}, the model "
+                                 f"expects {tuple(value.shape)}")
+            merged[key] = src.astype(value.dtype)
+            used.add(name)
+        else:
+            merged[key] = value
+            missing.append(name)
+    unknown = sorted(set(flat_source) - used)
+    if unknown:
+        raise ValueError(f"{what}: {len(unknown)} variables unknown to the model, e.g. "
+                         f"{unknown[:3]} (wrong model config?)")
+    if not used:
+        raise ValueError(f"{what}: no variable matches the model")
+    return _unflatten(merged), missing
+
+
+def _flatten(tree: dict, prefix: tuple = ()) -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) or hasattr(v, "items"):
+            out.update(_flatten(dict(v), prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def _unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        for k in key[:-1]:
+            node = node.setdefault(k, {})
+        node[key[-1]] = value
+    return out

@@ -1,0 +1,99 @@
+"""The train state (params, batch_stats, opt_state, step, rng) and its sharded creation.
+
+Sharded init, as in the Flax examples: `jax.eval_shape(init)` gives the abstract state
+with the models' logical axis names (flax partitioning boxes) → `tree_shardings` maps them
+onto the mesh through the config rules → `jax.jit(init, out_shardings=…)` creates every
+array directly in its final layout (no host copy of the full model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from ienet_jax.parallel.rules import Rules, tree_shardings
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a train step reads and writes; a plain pytree of arrays.
+
+    `step` int32 `[]` (train steps done); `rng` uint32 `[2]` (the run's base key; step `s`
+    uses `fold_in(rng, s)`, so restarts replay the same randomness).
+    """
+
+    step: jnp.ndarray
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jnp.ndarray
+
+
+def example_inputs(model_config, batch_size: int = 1) -> tuple[jnp.ndarray, ...]:
+    """Zero inputs shaped like one batch for `model.init` (shapes from `config.model`)."""
+    t, s = int(model_config.clip_length), int(model_config.frame_size)
+    if model_config.name == "ienet":
+        return (jnp.zeros((batch_size, t, s, s, int(model_config.rgb_channels)), jnp.float32),
+                jnp.zeros((batch_size, t, s, s, int(model_config.nir_channels)), jnp.float32))
+    if model_config.name == "tscan":
+        return (jnp.zeros((batch_size, t, s, s, 6), jnp.float32),)
+    raise ValueError(f"config key model.name must be 'ienet' or 'tscan', got {model_config.name!r}")
+
+
+def _init_variables(model: nn.Module, model_config, rng) -> dict:
+    k_params, k_drop, k_path = jax.random.split(rng, 3)
+    return model.init({"params": k_params, "dropout": k_drop, "drop_path": k_path},
+                      *example_inputs(model_config), train=False)
+
+
+def abstract_params(model: nn.Module, model_config) -> Any:
+    """Unboxed `ShapeDtypeStruct` tree of the model's params (no computation)."""
+    variables = jax.eval_shape(lambda: _init_variables(model, model_config, jax.random.key(0)))
+    return nn.unbox(variables["params"])
+
+
+def _boxed_state(model, model_config, tx: optax.GradientTransformation, seed) -> TrainState:
+    rng = jax.random.PRNGKey(seed)
+    init_rng, run_rng = jax.random.split(rng)
+    variables = _init_variables(model, model_config, init_rng)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros([], jnp.int32), params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params), rng=run_rng,
+    )
+
+
+def state_shardings(model, model_config, tx, mesh: Mesh, rules: Rules) -> Any:
+    """NamedSharding tree shaped like the (unboxed) `TrainState`."""
+    abstract = jax.eval_shape(lambda: _boxed_state(model, model_config, tx, 0))
+    return tree_shardings(abstract, mesh, rules)
+
+
+def create_train_state(model, model_config, tx, mesh: Mesh, rules: Rules,
+                       seed: int) -> tuple[TrainState, Any]:
+    """`(state, shardings)`: a fresh state created directly in its sharded layout."""
+    shardings = state_shardings(model, model_config, tx, mesh, rules)
+    init = jax.jit(lambda s: nn.unbox(_boxed_state(model, model_config, tx, s)),
+                   out_shardings=shardings)
+    with jax.set_mesh(mesh):
+        state = init(np.uint32(seed))
+    return state, shardings
+
+
+def abstract_state(shardings: Any, model, model_config, tx) -> Any:
+    """`ShapeDtypeStruct`s with `sharding` set: the restore target for orbax."""
+    shapes = jax.eval_shape(lambda: nn.unbox(_boxed_state(model, model_config, tx, 0)))
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, shardings)
+
+
+def count_params(params: Any) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))

@@ -1,0 +1,106 @@
+"""Pure train and eval steps, compiled once with explicit shardings.
+
+`train_step(state, batch, rng) -> (state, metrics)`: forward in training mode (dropout,
+stochastic depth from `rng`; BatchNorm statistics updated), weighted loss, gradients,
+optimiser update. A step whose loss or gradient norm is not finite leaves the state
+untouched (`metrics["finite"] == False`): the trainer stops on it with the last good state.
+
+`eval_step(state, batch) -> sums`: per-batch sums (masked rows excluded) of each loss term
+and of the absolute HR error (bpm), plus the row count, to be averaged over a split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ienet_jax.train import objectives
+from ienet_jax.train.state import TrainState
+
+
+def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransformation,
+                    weights: dict[str, float]):
+    """The pure train step for `model` (see the module docstring)."""
+
+    def train_step(state: TrainState, batch: dict, rng: jax.Array):
+        k_drop, k_path = jax.random.split(rng)
+        inputs = objectives.model_inputs(model_name, batch)
+
+        def loss_fn(params):
+            outputs, updates = model.apply(
+                {"params": params, "batch_stats": state.batch_stats}, *inputs, train=True,
+                rngs={"dropout": k_drop, "drop_path": k_path}, mutable=["batch_stats"])
+            loss, metrics = objectives.weighted_loss(weights, model_name, outputs, batch)
+            return loss, (metrics, updates.get("batch_stats", state.batch_stats))
+
+        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        metrics = dict(metrics, grad_norm=grad_norm, finite=finite)
+        return new, metrics
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float]):
+    """The pure eval step: `(state, batch) -> {name: sum over the batch}` + `count`."""
+
+    def eval_step(state: TrainState, batch: dict):
+        inputs = objectives.model_inputs(model_name, batch)
+        outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                              *inputs, train=False)
+        mask = batch.get("mask")
+        n = objectives.predicted_signal(model_name, outputs).shape[0]
+        w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
+        count = jnp.sum(w)
+        _, metrics = objectives.weighted_loss(weights, model_name, outputs, batch)
+        sums = {k: v * jnp.maximum(count, 1.0) for k, v in metrics.items()}
+        hr = objectives.predicted_hr(model_name, outputs, batch["fps"].astype(jnp.float32))
+        sums["hr_mae"] = jnp.sum(jnp.abs(hr - batch["hr"].astype(jnp.float32)) * w)
+        sums["count"] = count
+        return sums
+
+    return eval_step
+
+
+class Compiled:
+    """A step function jitted once with shardings, called under the mesh and the activation
+    rules (so that `nn.with_logical_constraint` in the models takes effect)."""
+
+    def __init__(self, fn, mesh: Mesh, activation_rules, *, in_shardings, out_shardings,
+                 donate_argnums=()):
+        self.mesh = mesh
+        self.activation_rules = activation_rules
+        self.jitted = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
+                              donate_argnums=donate_argnums)
+
+    def __call__(self, *args):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(jax.set_mesh(self.mesh))
+            stack.enter_context(nn.logical_axis_rules(self.activation_rules))
+            return self.jitted(*args)
+
+
+def compile_steps(model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
+                  batch_spec: PartitionSpec, activation_rules) -> tuple[Compiled, Compiled]:
+    """`(train_step, eval_step)` jitted with the state's shardings and a batch sharding."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
+    train = Compiled(make_train_step(model, model_name, tx, weights), mesh, activation_rules,
+                     in_shardings=(state_shardings, batch_sharding, replicated),
+                     out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+    evaluate = Compiled(make_eval_step(model, model_name, weights), mesh, activation_rules,
+                        in_shardings=(state_shardings, batch_sharding),
+                        out_shardings=replicated)
+    return train, evaluate
