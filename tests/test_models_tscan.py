@@ -149,3 +149,19 @@ def test_configs():
         tscan_configs.get_config("huge")
     model = TSCAN.from_config(tscan_configs.get_config("toolbox").model)
     assert model.dtype == jnp.float32 and tuple(model.filters) == (32, 64)
+
+
+def test_sharded_forward_matches_single_device():
+    cfg = tscan_configs.get_config("tiny").model
+    model = TSCAN.from_config(cfg)
+    shape = (8, cfg.frame_depth, cfg.frame_size, cfg.frame_size, 6)
+    frames = jax.random.normal(jax.random.key(0), shape)
+    variables = _random_variables(model, shape)
+    mesh = jax.make_mesh((8,), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    with jax.set_mesh(mesh), nn.logical_axis_rules([("batch", "data")]):
+        out = jax.jit(lambda v, x: model.apply(v, x)["rppg"])(
+            variables, jax.device_put(frames, sharding))
+    assert out.sharding.spec[0] == "data"
+    want = model.apply(variables, frames)["rppg"]
+    np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-5, atol=1e-6)

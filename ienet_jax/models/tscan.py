@@ -54,10 +54,14 @@ def attention_mask(gate: jnp.ndarray) -> jnp.ndarray:
 
 def avg_pool(x: jnp.ndarray, size: int) -> jnp.ndarray:
     """Non-overlapping `size × size` average pooling of `[N, H, W, C]`; odd edges are dropped."""
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     ho, wo = h // size, w // size
-    x = x[:, : ho * size, : wo * size]
-    return x.reshape(n, ho, size, wo, size, c).mean(axis=(2, 4))
+    # A sum of strided views rather than a reshape: no reshape of a (possibly sharded) array.
+    total = sum(
+        x[:, i: i + ho * size: size, j: j + wo * size: size]
+        for i in range(size) for j in range(size)
+    )
+    return total / (size * size)
 
 
 def flat_spatial_size(frame_size: int, kernel_size: int = 3, pool: int = 2, blocks: int = 2) -> int:
@@ -199,6 +203,8 @@ class TSCAN(nn.Module):
                 f"TSCAN: clip length {t} is not a multiple of frame_depth={self.frame_depth}"
             )
         dtype = self.dtype or frames.dtype
+        # Shard clips over the batch axis; folding (B, T) keeps each clip's frames together.
+        frames = nn.with_logical_constraint(frames, ("batch", "time", "height", "width", None))
         x = frames.astype(dtype).reshape(b * t, h, w, INPUT_CHANNELS)
         motion, appearance = x[..., :3], x[..., 3:]
         for i, filters in enumerate(self.filters):
@@ -221,4 +227,4 @@ class TSCAN(nn.Module):
                                                      ("mlp", None)),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (None,)),
         )(y)
-        return {"rppg": y.reshape(b, t).astype(jnp.float32)}
+        return {"rppg": y[:, 0].reshape(b, t).astype(jnp.float32)}
