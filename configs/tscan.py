@@ -1,6 +1,6 @@
 """TS-CAN configs: `get_config("reference" | "toolbox" | "tiny")` → locked ConfigDict.
 
-Variants (of the `model` section; data/train sections will be added beside it):
+Variants of the `model` section (`model_config(variant)`):
 - `reference`: MTTS-CAN as published: 36×36 frames, segments of 10 frames, 32/64 filters,
   Dense 128. Clips of 180 frames (18 segments, 6 s at 30 fps): the rPPG-Toolbox chunk
   length, long enough for a PSD heart rate; the golden parity test uses 20 frames, which the
@@ -10,7 +10,9 @@ Variants (of the `model` section; data/train sections will be added beside it):
 - `tiny`: 12×12 frames, segments of 4, 8-frame clips, 4/8 filters, Dense 16: for tests and
   smoke runs.
 
-Usage: `--config configs/tscan.py:toolbox`.
+Usage: `--config configs/tscan.py:toolbox` or `configs/tscan.py:tiny,quickstart`: the arg is
+`variant[,preset]`; the shared data/train/mesh/checkpoint sections and the presets (default
+`tscan`) come from `configs/common.py`.
 """
 
 from __future__ import annotations
@@ -50,8 +52,7 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The full config of variant `arg` (default `reference`), locked."""
-    config = ml_collections.ConfigDict()
-    config.model = model_config(arg or "reference")
-    config.lock()
-    return config
+    """The full locked config for `arg` = `"variant[,preset]"` (default `reference,tscan`)."""
+    from configs.common import config_from_arg
+
+    return config_from_arg(model_config, arg, "reference", "tscan")

@@ -147,6 +147,9 @@ def test_configs():
         cfg.model.typo = 1  # locked
     with pytest.raises(ValueError, match="variant"):
         tscan_configs.get_config("huge")
+    quick = tscan_configs.get_config("tiny,quickstart")
+    assert quick.model.frame_size == 12 and quick.preset == "quickstart"
+    assert cfg.preset == "tscan" and cfg.train.loss.mse > 0
     model = TSCAN.from_config(tscan_configs.get_config("toolbox").model)
     assert model.dtype == jnp.float32 and tuple(model.filters) == (32, 64)
 
