@@ -11,6 +11,7 @@ lossy codec. Deterministic from `--seed`; re-running skips finished recordings.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -84,7 +85,11 @@ def main(args: argparse.Namespace) -> int:
                 frames += write_job(root, job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(args.workers, initializer=_worker_init) as pool:
+            # spawn: OpenCV's thread pool does not survive fork (children hang).
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                args.workers, mp_context=context, initializer=_worker_init
+            ) as pool:
                 futures = [pool.submit(_run, root, job) for job in todo]
                 for future in as_completed(futures):
                     frames += future.result()
