@@ -6,6 +6,14 @@ import cv2
 import numpy as np
 
 
+def _wall_colour(rng: np.random.Generator) -> np.ndarray:
+    """A muted indoor colour: a random hue mixed mostly with grey (RGB, 0…255)."""
+    grey = rng.uniform(50, 220)
+    hue = rng.uniform(0, 255, 3)
+    w = rng.uniform(0.1, 0.4)
+    return (1 - w) * grey + w * hue
+
+
 def make_background(
     rng: np.random.Generator, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -16,19 +24,20 @@ def make_background(
     """
     width, height = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    c0, c1 = rng.uniform(40, 220, 3), rng.uniform(40, 220, 3)
+    c0, c1 = _wall_colour(rng), _wall_colour(rng)
     angle = rng.uniform(0, np.pi)
     ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1.0) / 2.0
     ramp = np.clip(ramp, 0, 1)[..., None]
     img = c0 * (1 - ramp) + c1 * ramp
     # Soft blotches: low-resolution noise upsampled.
-    low = rng.standard_normal((6, 8, 3)).astype(np.float32) * rng.uniform(5, 25)
+    low = rng.standard_normal((6, 8, 1)) * rng.uniform(3, 12) + rng.standard_normal((6, 8, 3)) * 3
+    low = low.astype(np.float32)
     img += cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
     # Panels, doors, shelves: a few flat rectangles.
     for _ in range(rng.integers(0, 5)):
         x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
         w, h = rng.uniform(0.05, 0.4) * width, rng.uniform(0.05, 0.5) * height
-        colour = rng.uniform(30, 230, 3)
+        colour = _wall_colour(rng)
         x0i, y0i = int(x0), int(y0)
         img[y0i : int(y0 + h), x0i : int(x0 + w)] = colour
     # Fine texture, then a slight defocus.
