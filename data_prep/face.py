@@ -5,7 +5,11 @@
 downscaled to at most `max_width` pixels wide for speed). `FaceTracker` turns sparse
 detections into one box per frame:
 
-- detection runs every `redetect_every` frames (every frame until the first face);
+- detection runs every `redetect_every` frames (every `redetect_every // 5` frames until
+  the first face); once
+  a face is known, it searches a window of `roi_scale` × the box for faces of 0.6–1.6×
+  its size (several times cheaper), and the whole frame only when that finds nothing
+  (`roi_scale=0` always searches the whole frame);
 - the largest face is taken; boxes are smoothed with an exponential moving average
   (`smoothing` = weight of the new detection, 1 = no smoothing);
 - when a detection fails, the last box is held;
@@ -31,8 +35,13 @@ import numpy as np
 class FaceDetector(Protocol):
     """Finds faces in one frame (RGB uint8 `[H, W, 3]` or grey `[H, W]`)."""
 
-    def detect(self, frame: np.ndarray) -> np.ndarray:
-        """Boxes `[K, 4]` float `(x, y, w, h)` in pixels of `frame`; K = 0 if none."""
+    def detect(self, frame: np.ndarray,
+               size_range: tuple[float, float] | None = None) -> np.ndarray:
+        """Boxes `[K, 4]` float `(x, y, w, h)` in pixels of `frame`; K = 0 if none.
+
+        `size_range` (min, max face side in pixels) is a hint detectors may use to search
+        fewer scales; they may also ignore it.
+        """
         ...
 
 
@@ -51,15 +60,23 @@ class HaarDetector:
         self.min_neighbors = min_neighbors
         self.min_size_fraction = min_size_fraction
 
-    def detect(self, frame: np.ndarray) -> np.ndarray:
+    def detect(self, frame: np.ndarray,
+               size_range: tuple[float, float] | None = None) -> np.ndarray:
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         scale = min(1.0, self.max_width / grey.shape[1])
+        if size_range is not None:  # the smallest face sought needs only ~40 pixels
+            scale = min(scale, 40.0 / max(size_range[0], 1.0))
         if scale < 1.0:
             grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         min_side = max(8, int(self.min_size_fraction * min(grey.shape)))
+        max_side = min(grey.shape)
+        if size_range is not None:
+            min_side = max(min_side, int(size_range[0] * scale))
+            max_side = max(min_side + 1, min(max_side, int(np.ceil(size_range[1] * scale))))
         boxes = self.classifier.detectMultiScale(
             cv2.equalizeHist(grey), scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
+            minNeighbors=self.min_neighbors, minSize=(min_side, min_side),
+            maxSize=(max_side, max_side))
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
 
 
@@ -84,7 +101,8 @@ class CropResult:
     crops `[T, S, S, C]` uint8; boxes `[T, 4]` (x, y, w, h) px; means `[T, C]` float32 mean
     crop colour; first_frame: index of `crops[0]` in the stream; num_frames: frames decoded;
     attempts / hits: detection calls and those that found a face. `means` average the
-    face box itself (the crop's centre, without the `box_scale` margin).
+    face box itself (the crop's centre, without the `box_scale` margin). fallback_frames:
+    frames cropped with `box_for_frame` because the tracker had no face yet.
     """
 
     crops: np.ndarray
@@ -95,6 +113,7 @@ class CropResult:
     attempts: int
     hits: int
     frame_shape: tuple[int, int]
+    fallback_frames: int = 0
 
     @property
     def detection_rate(self) -> float:
@@ -105,21 +124,40 @@ class FaceTracker:
     """Per-frame face boxes from a detector run every `redetect_every` frames."""
 
     def __init__(self, detector: FaceDetector, redetect_every: int = 30,
-                 smoothing: float = 0.5):
+                 smoothing: float = 0.5, roi_scale: float = 2.5):
         if redetect_every < 1 or not 0 < smoothing <= 1:
             raise ValueError(f"redetect_every={redetect_every} (≥ 1), smoothing={smoothing} "
                              "(in (0, 1]) out of range")
         self.detector = detector
         self.redetect_every = redetect_every
         self.smoothing = smoothing
+        self.roi_scale = roi_scale
+        self.search_every = max(1, redetect_every // 5)
         self.box: np.ndarray | None = None
         self.attempts = 0
         self.hits = 0
 
+    def _detect_near(self, frame: np.ndarray) -> np.ndarray:
+        """Detection in a window of `roi_scale` × the current box (faces of 0.6–1.6× its
+        size), offset back to frame pixels; the whole frame if that finds nothing."""
+        x, y, w, h = self.box
+        side = self.roi_scale * max(w, h)
+        x0, y0 = int(max(0, x + w / 2 - side / 2)), int(max(0, y + h / 2 - side / 2))
+        x1 = int(min(frame.shape[1], x + w / 2 + side / 2))
+        y1 = int(min(frame.shape[0], y + h / 2 + side / 2))
+        if x1 - x0 >= 24 and y1 - y0 >= 24:
+            found = self.detector.detect(frame[y0:y1, x0:x1],
+                                         size_range=(0.6 * max(w, h), 1.6 * max(w, h)))
+            if len(found):
+                return found + np.array([x0, y0, 0, 0], dtype=np.float64)
+        return self.detector.detect(frame)
+
     def update(self, index: int, frame: np.ndarray) -> np.ndarray | None:
         """The box for frame `index` (None while no face has been found yet)."""
-        if self.box is None or index % self.redetect_every == 0:
-            found = self.detector.detect(frame)
+        every = self.redetect_every if self.box is not None else self.search_every
+        if index % every == 0:
+            near = self.box is not None and self.roi_scale > 0
+            found = self._detect_near(frame) if near else self.detector.detect(frame)
             self.attempts += 1
             if len(found):
                 self.hits += 1
@@ -137,19 +175,24 @@ def crop_stream(
     box_for_frame: Callable[[int, np.ndarray], np.ndarray] | None = None,
     where: str = "",
 ) -> CropResult:
-    """Crops every frame of `frames` around the tracked face (or `box_for_frame(i, frame)`).
+    """Crops every frame of `frames` around the tracked face and/or `box_for_frame(i, frame)`.
 
-    Exactly one of `tracker`, `box_for_frame` is given. Raises ValueError (naming `where`)
-    when no frame decodes or no face is ever found.
+    With a tracker, frames it has no box for yet take `box_for_frame` when given (e.g. the
+    RGB stream's box for NIR frames), else they are held back as described above. Raises
+    ValueError (naming `where`) when no frame decodes or no face is ever found.
     """
-    if (tracker is None) == (box_for_frame is None):
-        raise ValueError("crop_stream needs exactly one of tracker, box_for_frame")
+    if tracker is None and box_for_frame is None:
+        raise ValueError("crop_stream needs a tracker or box_for_frame")
     hold = tracker.redetect_every if tracker else 1
     pending: collections.deque = collections.deque(maxlen=hold)
     crops, boxes, first_frame, n, shape = [], [], None, 0, (0, 0)
+    fallbacks = 0
     for i, frame in enumerate(frames):
         n, shape = i + 1, frame.shape[:2]
-        box = tracker.update(i, frame) if tracker else box_for_frame(i, frame)
+        box = tracker.update(i, frame) if tracker else None
+        if box is None and box_for_frame is not None:
+            box = box_for_frame(i, frame)
+            fallbacks += 1
         if box is None:
             pending.append((i, frame))
             continue
@@ -179,4 +222,5 @@ def crop_stream(
         attempts=tracker.attempts if tracker else 0,
         hits=tracker.hits if tracker else 0,
         frame_shape=tuple(shape),
+        fallback_frames=fallbacks if tracker else 0,
     )

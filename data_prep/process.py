@@ -89,20 +89,15 @@ def _nir_crops(rec: Recording, rgb: face.CropResult, rgb_times_all: np.ndarray,
 
     if nir.times is None and not nir.fps:
         raise ValueError(f"{where}: no timestamps and no frame rate (pass --nir-fps)")
-    mode = opts.nir_box
-    result = None
-    if mode == "own":
+    tracker = None
+    if opts.nir_box == "own":
         tracker = face.FaceTracker(detector(), opts.redetect_every, opts.smoothing)
-        try:
-            result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
-                                      where=where)
-        except ValueError as e:
-            if "no face found" not in str(e):
-                raise
-            mode = "rgb (no face found in NIR)"
-    if result is None:
-        result = face.crop_stream(nir.frames(), opts.size, opts.box_scale,
-                                  box_for_frame=rgb_box, where=where)
+    result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
+                              box_for_frame=rgb_box, where=where)
+    mode = opts.nir_box
+    if tracker is not None and result.fallback_frames:
+        mode = (f"own, RGB box for the {result.fallback_frames} frames before the first NIR "
+                "face" if tracker.hits else "rgb (no face found in NIR)")
     info["nir_box"] = mode
     info["nir_detection_rate"] = round(result.detection_rate, 4) if result.attempts else None
     nir_times = _stream_times(nir.times, nir.fps, result.num_frames, where)
