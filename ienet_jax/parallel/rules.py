@@ -58,7 +58,7 @@ def _match(name: str, rules: Rules) -> tuple[str, ...] | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warn_once(message: str) -> None:
     logging.info("%s", message)
 

@@ -40,7 +40,9 @@ class Checkpointer:
         self.best_metric = checkpoint_config.best_metric or None
         mode = checkpoint_config.best_mode
         if mode not in ("min", "max"):
-            raise ValueError(f"config key checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
+            raise ValueError(
+                f"config key checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
+        self.best_mode = mode
         if self.best_metric:
             metric = self.best_metric
             keepers.append(policies.BestN(get_metric_fn=lambda m: m[metric],
@@ -67,7 +69,7 @@ class Checkpointer:
             if self.best_metric not in metrics:
                 continue
             v = float(metrics[self.best_metric])
-            if value is None or v < value:
+            if value is None or (v < value if self.best_mode == "min" else v > value):
                 best, value = step, v
         return best
 

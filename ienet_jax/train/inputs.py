@@ -9,12 +9,11 @@ iterators have `get_state`/`set_state`, so checkpoints capture the input positio
 
 from __future__ import annotations
 
+import grain
 import jax
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
-
-import grain
 
 DEVICE_FIELDS = ("rgb", "nir", "bvp", "hr", "fps", "mask")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 
 import jax
@@ -120,6 +121,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     # ---------------------------------------------------------------- model + optimiser
     model = build(config.model)
     weights = check_weights(config.train.loss, config.model)
+    stage = int(config.train.stage)
+    fee = config.model.name == "ienet" and bool(config.model.fee.enabled)
+    if stage not in (1, 2) or (stage == 2 and not fee):
+        raise ValueError(f"config key train.stage={stage}: expected 1, or 2 with an IENet whose "
+                         "model.fee.enabled=True (preset reference_stage2)")
     tx = make_optimizer(config.train, abstract_params(model, config.model))
 
     # ---------------------------------------------------------------- input
@@ -154,8 +160,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     with _Preemption() as preemption:
         while step < num_steps:
             batch = inputs.to_device(next(train_it), data_sharding)
+            t0 = time.perf_counter()
             state, metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
             metrics = jax.device_get(metrics)
+            progress.add(time.perf_counter() - t0, first=step == start)
             if not bool(metrics["finite"]):
                 ckpt.wait()
                 bad = {k: float(v) for k, v in metrics.items() if k != "finite"}
@@ -165,8 +173,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                     f" in {ckpt.directory}. Check the input data of this batch, or lower "
                     "train.learning_rate / set train.grad_clip_norm.")
             step += 1
-            if step == start + 1:
-                progress.start(step)
             for k, v in metrics.items():
                 if k != "finite":
                     history[k] = history.get(k, 0.0) + float(v)
@@ -174,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
             if _should(step, int(config.logging.every_steps), num_steps):
                 n = history.pop("_n")
                 means = {k: v / n for k, v in history.items()}
-                means.update(progress.rates(step))
+                means.update(progress.rates())
                 log.write(step, "train", means)
                 if jax.process_index() == 0:
                     logging.info("%s", progress.line(step, means["loss"]))

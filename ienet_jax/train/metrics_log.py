@@ -9,7 +9,6 @@ call, appended across restarts) and TensorBoard event files under `WORKDIR/tenso
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -59,26 +58,28 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Throughput and ETA from step completion times (excluding the compiling first step)."""
+    """Throughput and ETA from train-step times (the first, compiling, step excluded)."""
 
     def __init__(self, num_steps: int, global_batch: int):
         self.num_steps, self.global_batch = num_steps, global_batch
-        self._t0 = None
-        self._s0 = 0
+        self._seconds = 0.0
+        self._steps = 0
 
-    def start(self, step: int) -> None:
-        """Call after the first (compiled) step finished at `step`."""
-        self._t0, self._s0 = time.perf_counter(), step
+    def add(self, seconds: float, first: bool = False) -> None:
+        """Record one train step that took `seconds` (compile steps: `first=True`, ignored)."""
+        if not first:
+            self._seconds += seconds
+            self._steps += 1
 
-    def rates(self, step: int) -> dict[str, float]:
-        if self._t0 is None or step <= self._s0:
+    def rates(self, step: int = 0) -> dict[str, float]:
+        del step
+        if not self._steps:
             return {}
-        elapsed = time.perf_counter() - self._t0
-        step_time = elapsed / (step - self._s0)
+        step_time = self._seconds / self._steps
         return {"step_time_s": step_time, "clips_per_s": self.global_batch / step_time}
 
     def line(self, step: int, loss: float) -> str:
-        r = self.rates(step)
+        r = self.rates()
         pct = 100.0 * step / max(self.num_steps, 1)
         if not r:
             return f"step {step}/{self.num_steps} ({pct:.0f}%) | loss {loss:.4g}"
