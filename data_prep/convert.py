@@ -4,18 +4,32 @@
         [--size 64] [--clip-length 128] [--stride 128] [--workers 4]
 
 Per video: read frames lazily, track the face (Haar cascade every `--redetect-every`
-frames, smoothed, last box held on misses), crop `--box-scale` × the face box and resize to
-`--size` (INTER_AREA), resample the label onto the frame times, cut clips of
-`--clip-length` frames every `--stride` frames, label each clip with the dataset's HR
-series averaged over the clip (or the label signal's spectral peak), and check the label
-against the POS baseline on the face crops. Subjects are split train/validation/test
-(`--split-fractions`, `--seed`). See `data_prep.writer` for the output layout, readable by
+frames, smoothed, last box held on misses; see `data_prep.face`), crop `--box-scale` ×
+the face box and resize to `--size` (INTER_AREA), resample the label onto the frame times
+(linear, by timestamp), cut clips of `--clip-length` frames every `--stride` frames, and
+label each clip's HR with the dataset's HR series averaged over the clip, else from the
+label's beats (phase advance over the clip), else its spectral peak; the source is
+recorded per video. The label is checked against the POS baseline HR on the face crops'
+mean colour (flagged in the report beyond `--sanity-bpm`).
+
+NIR (RGB+NIR datasets): by default (`--nir-box own`) NIR frames get their own face
+tracking, with the RGB box (rescaled to the NIR frame size, from the RGB frame nearest in
+time) for frames before the first NIR face or throughout if NIR never shows one; with
+`--nir-box rgb` the RGB box is always used. NIR crops are then paired to the RGB frames by
+nearest timestamp, so different camera rates are fine; `--no-nir` drops NIR.
+
+Memory: frames are decoded one at a time; only the crops (`--size`² × 3 bytes per frame,
+12 kB at 64²) of the current video are held, about 22 MB per minute of 30 fps video.
+
+Subjects are split train/validation/test (`--split-fractions`, `--seed`), every split
+non-empty from 3 subjects on. See `data_prep.writer` for the output layout, readable by
 `tfds.builder_from_directory(OUT)` and by `ienet_jax.data`.
 
 Resuming: re-running the same command skips the videos already finished (successful and
-failed ones; `--retry-failed` retries failures). Changing any option that shapes the
-output (sizes, clip length, detection, splits, input, …) on an existing output directory is
-refused with the differing options listed; pass `--overwrite` to start afresh.
+failed ones; `--retry-failed` retries failures; `--limit N` trial runs extend later).
+Changing any option that shapes the output (sizes, clip length, detection, splits, input,
+…) on an existing output directory is refused with the differing options listed; pass
+`--overwrite` to start afresh.
 
 Failures: a video that cannot be converted (unreadable, no face, label shorter than the
 video, NaN in the label, RGB/NIR length mismatch, …) is recorded with its path and reason
@@ -102,7 +116,6 @@ def _identity(args, reader_options: ReaderOptions, opts: process.ProcessOptions,
         "name": args.name or args.dataset,
         "split_fractions": list(splits.parse_fractions(args.split_fractions)),
         "seed": args.seed,
-        "limit": args.limit,
         "reader": dataclasses.asdict(reader_options),
         "process": {k: v for k, v in dataclasses.asdict(opts).items() if k != "sanity_bpm"},
         "spec": spec.to_dict(),
@@ -199,6 +212,9 @@ def convert(args) -> int:
         raise ValueError(f"--input {args.input}: not a directory")
 
     entries = get_reader(args.dataset).discover(args.input, reader_options)
+    # Splits come from every subject of the tree, so a --limit trial run agrees with the
+    # full run that later resumes it.
+    subject_split = splits.assign_splits([e.subject for e in entries], fractions, args.seed)
     if args.limit:
         entries = entries[: args.limit]
     if not entries:
@@ -211,7 +227,6 @@ def convert(args) -> int:
     identity = _identity(args, reader_options, opts, spec)
     _check_options(staging, identity)
 
-    subject_split = splits.assign_splits([e.subject for e in entries], fractions, args.seed)
     journal = writer_lib.Journal(staging / JOURNAL_FILE)
     jobs = []
     for e in entries:

@@ -6,10 +6,9 @@ downscaled to at most `max_width` pixels wide for speed). `FaceTracker` turns sp
 detections into one box per frame:
 
 - detection runs every `redetect_every` frames (every `redetect_every // 5` frames until
-  the first face); once
-  a face is known, it searches a window of `roi_scale` × the box for faces of 0.6–1.6×
-  its size (several times cheaper), and the whole frame only when that finds nothing
-  (`roi_scale=0` always searches the whole frame);
+  the first face); once a face is known, it searches a window of `roi_scale` × the box
+  for faces of 0.6–1.6× its size (several times cheaper), and the whole frame only when
+  that finds nothing (`roi_scale=0` always searches the whole frame);
 - the largest face is taken; boxes are smoothed with an exponential moving average
   (`smoothing` = weight of the new detection, 1 = no smoothing);
 - when a detection fails, the last box is held;

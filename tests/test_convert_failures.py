@@ -88,3 +88,20 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
                        "--output", tmp_path / "o") == 2
     assert "no ubfc_rppg videos found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_limit_trial_run_is_extended_by_the_full_run(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--dataset", "generic", "--input", tree, "--output", out, "--size", 16,
+            "--clip-length", 64, "--stride", 64, "--allow-failures"]
+    assert run_convert(*args, "--limit", 2) == 0
+    first = json.loads((out / "manifest.json").read_text())
+    assert first["counts"]["videos"] == 2
+    capsys.readouterr()
+    assert run_convert(*args) == 0
+    assert "2 already done, 6 to convert" in capsys.readouterr().out
+    full = json.loads((out / "manifest.json").read_text())
+    assert full["counts"]["videos"] == 8
+    split_of = {v["video"]: v["split"] for v in full["videos"]}
+    assert all(split_of[v["video"]] == v["split"] for v in first["videos"])
