@@ -92,3 +92,16 @@ def test_corrupted_length_and_truncated_tail(tmp_path):
 def test_empty_file(tmp_path):
     tfrecord.write_records(tmp_path / "e", [])
     assert len(tfrecord.TFRecordFile(tmp_path / "e")) == 0
+
+
+def test_build_intact_indexes_the_records_before_a_damaged_tail(tmp_path):
+    path = tmp_path / "t.tfrecord"
+    tfrecord.write_records(path, [b"a" * 7, b"b" * 9, b"c" * 11])
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-5])
+    index, error = tfrecord.RecordIndex.build_intact(path)
+    assert len(index) == 2 and error is not None and error.record == 2
+    assert tfrecord.TFRecordFile(path, index=index)[1] == b"b" * 9
+    path.write_bytes(raw)
+    index, error = tfrecord.RecordIndex.build_intact(path)
+    assert len(index) == 3 and error is None

@@ -149,19 +149,37 @@ class RecordIndex:
 
     @classmethod
     def build(cls, path: str | os.PathLike) -> RecordIndex:
-        """Scans the headers of `path` (checking their CRCs and the file's completeness)."""
+        """Scans the headers of `path` (checking their CRCs and the file's completeness).
+
+        Raises `TFRecordError` at the first bad header or truncated record.
+        """
+        index, error = cls.build_intact(path)
+        if error is not None:
+            raise error
+        return index
+
+    @classmethod
+    def build_intact(cls, path: str | os.PathLike) -> tuple[RecordIndex, TFRecordError | None]:
+        """(index of the records before the first framing error, that error or None).
+
+        For readers that choose to skip a damaged tail (e.g. a shard cut short by a crash).
+        """
         file_size = os.path.getsize(path)
-        entries = []
+        entries, error = [], None
         with open(path, "rb") as f:
             offset = 0
             while True:
-                length = _read_header(path, f, len(entries), offset, file_size)
+                try:
+                    length = _read_header(path, f, len(entries), offset, file_size)
+                except TFRecordError as e:
+                    error = e
+                    break
                 if length is None:
                     break
                 entries.append((offset + _HEADER.size, length))
                 offset += _HEADER.size + length + _FOOTER.size
                 f.seek(offset)
-        return cls(path, np.array(entries, dtype=np.int64).reshape(-1, 2))
+        return cls(path, np.array(entries, dtype=np.int64).reshape(-1, 2)), error
 
     def __len__(self) -> int:
         return len(self.entries)
