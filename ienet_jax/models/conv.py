@@ -4,7 +4,9 @@ XLA's CPU convolutions (3D ones above all, and their gradients) are many times s
 than the same convolution written as a sum over kernel taps of shifted-slice matmuls
 (see the project's performance notes). `conv` picks that tap sum on CPU and XLA's native
 convolution on GPU/TPU; both give the same numbers. A convolution whose stride equals
-its kernel (patch embedding) is a reshape and one matmul: `patchify_conv`.
+its kernel (patch embedding) is a reshape and one matmul: `patchify_conv`. `impl="scan"`
+runs the same tap sum as a `lax.scan` over taps: same numbers, much smaller HLO (faster
+compiles for models with many dilated 3D convolutions).
 
 Layouts: inputs `[B, *spatial, C_in]`, kernels `[*kernel, C_in, C_out]` (Flax layout),
 stride 1 unless stated.
@@ -22,7 +24,7 @@ from flax import linen as nn
 
 Padding = Sequence[tuple[int, int]]
 
-IMPLEMENTATIONS = ("auto", "taps", "xla")
+IMPLEMENTATIONS = ("auto", "taps", "scan", "xla")
 
 
 def _resolve(impl: str) -> str:
@@ -72,6 +74,8 @@ def conv(
     out_shape = [xp.shape[1 + a] - dilation[a] * (ksize[a] - 1) for a in range(nsp)]
     if min(out_shape) <= 0:
         raise ValueError(f"conv: kernel {ksize} (dilation {dilation}) larger than padded input {xp.shape[1:-1]}")
+    if _resolve(impl) == "scan":
+        return _scan_taps(xp, kernel, dilation, out_shape, precision)
     out = None
     for tap in itertools.product(*(range(k) for k in ksize)):
         index = (slice(None),) + tuple(
@@ -80,6 +84,28 @@ def conv(
         term = jnp.einsum("...c,co->...o", xp[index], kernel[tap], precision=precision)
         out = term if out is None else out + term
     return out
+
+
+def _scan_taps(xp, kernel, dilation, out_shape, precision):
+    """The tap sum as a `lax.scan` over taps (dynamic slices): same numbers, one loop body.
+
+    Compiles several times faster than the unrolled tap sum (one matmul in the HLO instead
+    of one per tap), which matters for models with many dilated 3D convolutions.
+    """
+    nsp = kernel.ndim - 2
+    taps = list(itertools.product(*(range(k) for k in kernel.shape[:nsp])))
+    offsets = jnp.asarray([[t * d for t, d in zip(tap, dilation)] for tap in taps], jnp.int32)
+    weights = kernel.reshape(len(taps), kernel.shape[-2], kernel.shape[-1])
+    zero = jnp.zeros((), jnp.int32)
+    size = (xp.shape[0], *out_shape, xp.shape[-1])
+
+    def body(acc, tap):
+        offset, w = tap
+        window = jax.lax.dynamic_slice(xp, (zero, *(offset[a] for a in range(nsp)), zero), size)
+        return acc + jnp.einsum("...c,co->...o", window, w, precision=precision), None
+
+    init = jnp.zeros((*size[:-1], kernel.shape[-1]), xp.dtype)
+    return jax.lax.scan(body, init, (offsets, weights))[0]
 
 
 def patchify_conv(x: jnp.ndarray, kernel: jnp.ndarray, *, precision=None) -> jnp.ndarray:

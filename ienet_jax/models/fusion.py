@@ -17,7 +17,7 @@ versions are buggy:
   code only works for batch 1.
 
 The paper's modal-difference term is not in the published code and is not implemented.
-Statistics and weights are computed in float32; the result has the inputs' dtype.
+Statistics, weights and the fused map are float32 whatever the inputs' dtype.
 """
 
 from __future__ import annotations
@@ -45,11 +45,10 @@ def _weights(s_rgb: jnp.ndarray, s_nir: jnp.ndarray) -> tuple[jnp.ndarray, jnp.n
 
 
 def mdef(f_rgb: jnp.ndarray, f_nir: jnp.ndarray, kind: str = "l1_mean") -> jnp.ndarray:
-    """Fuse `[B, T, H, W, C]` RGB and NIR features into one map of the same shape."""
+    """Fuse `[B, T, H, W, C]` RGB and NIR features into one float32 map of the same shape."""
     if f_rgb.shape != f_nir.shape:
         raise ValueError(f"MDEF: RGB features {f_rgb.shape} and NIR features {f_nir.shape} differ")
     rgb, nir = f_rgb.astype(jnp.float32), f_nir.astype(jnp.float32)
     a_rgb, a_nir = _weights(_statistic(rgb, kind, (2, 3)), _statistic(nir, kind, (2, 3)))
     b_rgb, b_nir = _weights(_statistic(rgb, kind, -1), _statistic(nir, kind, -1))
-    fused = (a_rgb * rgb + a_nir * nir) + (b_rgb * rgb + b_nir * nir)
-    return fused.astype(f_rgb.dtype)
+    return (a_rgb * rgb + a_nir * nir) + (b_rgb * rgb + b_nir * nir)

@@ -13,19 +13,22 @@ from ienet_jax.models import axes
 
 
 class RPPGHead(nn.Module):
-    """`[B, T, H, W, C]` features → `[B, T]` rPPG signal (float32)."""
+    """`[B, T, H, W, C]` features → `[B, T]` rPPG signal.
 
-    dtype: jnp.dtype = jnp.float32
+    Computed in float32 whatever the features' dtype: the head is tiny and the rPPG is a
+    small variation around the spatial mean, which bfloat16 would round away.
+    """
+
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        pooled = jnp.mean(x.astype(jnp.float32), axis=(2, 3)).astype(self.dtype)  # [B, T, C]
+        pooled = jnp.mean(x.astype(jnp.float32), axis=(2, 3))  # [B, T, C]
         out = nn.Dense(
-            1, dtype=self.dtype, param_dtype=self.param_dtype, name="conv",
+            1, dtype=jnp.float32, param_dtype=self.param_dtype, name="conv",
             kernel_init=nn.with_logical_partitioning(
                 nn.initializers.lecun_normal(), (axes.EMBED, None)
             ),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
         )(pooled)
-        return out[..., 0].astype(jnp.float32)
+        return out[..., 0]

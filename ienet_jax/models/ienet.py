@@ -122,7 +122,7 @@ class IENet(nn.Module):
         f_nir = backbone("nir")(nir, train=train)
         fused = mdef(f_rgb, f_nir, self.fusion)
         self.sow("intermediates", "fused", fused)
-        head = RPPGHead(dtype=self.dtype, param_dtype=self.param_dtype, name="head")
+        head = RPPGHead(param_dtype=self.param_dtype, name="head")
         out = {"rgb_rppg": head(f_rgb), "nir_rppg": head(f_nir), "fused_rppg": head(fused)}
         if self.fee:
             from ienet_jax.models.fee import FEEHead

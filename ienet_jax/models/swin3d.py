@@ -9,6 +9,10 @@ conv) → stages of Swin blocks (shift = window // 2 on odd blocks), each but th
 ending with patch merging → LayerNorm → temporal upsampling (nearest × patch[0] on T,
 Conv (3, 1, 1), BatchNorm, ELU), which restores the clip's T.
 
+Mixed precision: with `dtype=bfloat16` the matmuls, convolutions and norms run in
+bfloat16 but the residual stream between blocks is kept in float32 (LayerNorm and softmax
+statistics are float32 too).
+
 Stage outputs are sown into the `intermediates` collection (`patch_embed_out`, `stage_{i}_out`,
 `backbone_out`) for parity tests; apply with `mutable=["intermediates"]` to read them.
 """
@@ -103,7 +107,7 @@ class Mlp(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    """Pre-norm Swin block `[B, D, H, W, C]` → same shape.
+    """Pre-norm Swin block `[B, D, H, W, C]` → same shape and dtype.
 
     `x + drop_path(attn_branch(x))`, then `x + drop_path(mlp(norm2(x)))`, where the
     attention branch is [context enhancement] → norm1 → zero-pad to window multiples →
@@ -146,9 +150,9 @@ class SwinBlock(nn.Module):
             y = jnp.roll(y, shift, axis=(1, 2, 3))
         y = y[:, :d, :h, :w]
         drop = DropPath(self.drop_path)
-        x = x + drop(y, train=train)
+        x = x + drop(y, train=train).astype(x.dtype)
         y = Mlp(c, self.opts, name="mlp")(layer_norm(self.opts, "norm2")(x), train=train)
-        x = x + drop(y, train=train)
+        x = x + drop(y, train=train).astype(x.dtype)
         return nn.with_logical_constraint(x, axes.CLIP)
 
 
@@ -270,7 +274,9 @@ class SwinTransformer3D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        # The residual stream stays float32; branches compute in `opts.dtype`.
         x = PatchEmbed(self.dims[0], self.patch, self.opts, name="patch_embed")(x)
+        x = x.astype(jnp.float32)
         x = nn.with_logical_constraint(x, axes.CLIP)
         self.sow("intermediates", "patch_embed_out", x)
         x = nn.Dropout(self.opts.dropout)(x, deterministic=not train)
@@ -281,7 +287,7 @@ class SwinTransformer3D(nn.Module):
             x = SwinStage(
                 dim, depth, heads, tuple(rates[start:start + depth]), out_dim, self.remat,
                 self.opts, name=f"stage_{i}",
-            )(x, train)
+            )(x, train).astype(jnp.float32)
             start += depth
             self.sow("intermediates", f"stage_{i}_out", x)
         x = layer_norm(self.opts, "norm")(x)

@@ -1,0 +1,235 @@
+"""IENet end to end: jitted forward/grad per variant, bfloat16, sharding, FEE, config errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from configs.ienet import get_config, model_config
+from ienet_jax import models
+from ienet_jax.models.ienet import IENet, normalize_reference
+
+RULES = (("batch", "data"), ("embed", "model"), ("mlp", "model"))
+
+
+def abstract_variables(model, cfg, batch=1):
+    t, s = cfg.clip_length, cfg.frame_size
+    rgb = jax.ShapeDtypeStruct((batch, t, s, s, cfg.rgb_channels), jnp.float32)
+    nir = jax.ShapeDtypeStruct((batch, t, s, s, cfg.nir_channels), jnp.float32)
+    return jax.eval_shape(
+        lambda r, n: model.init(jax.random.PRNGKey(0), r, n, train=False), rgb, nir
+    )
+
+
+def random_variables(model, cfg, seed=0):
+    """Variables with the model's exact structure filled by numpy (no init compile)."""
+    rng = np.random.default_rng(seed)
+    shapes = nn.unbox(abstract_variables(model, cfg))
+
+    def fill(path, spec):
+        name = path[-1].key
+        if name == "var":
+            return (1.0 + 0.5 * rng.random(spec.shape)).astype(np.float32)
+        if name == "scale":
+            return (1.0 + 0.1 * rng.standard_normal(spec.shape)).astype(np.float32)
+        if len(spec.shape) <= 1:
+            return (0.1 * rng.standard_normal(spec.shape)).astype(np.float32)
+        fan_in = int(np.prod(spec.shape[:-1]))
+        return (rng.standard_normal(spec.shape) / np.sqrt(fan_in)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def clips(cfg, batch=2, seed=1):
+    rng = np.random.default_rng(seed)
+    shape = (batch, cfg.clip_length, cfg.frame_size, cfg.frame_size)
+    rgb = normalize_reference(rng.integers(0, 256, (*shape, cfg.rgb_channels), dtype=np.uint8))
+    nir = normalize_reference(rng.integers(0, 256, (*shape, cfg.nir_channels), dtype=np.uint8))
+    return rgb, nir
+
+
+def rel_err(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = model_config("tiny")
+    model = models.build(cfg)
+    return cfg, model, random_variables(model, cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny_forward(tiny):
+    cfg, model, variables = tiny
+    rgb, nir = clips(cfg)
+    out = jax.jit(lambda v, r, n: model.apply(v, r, n, train=False))(variables, rgb, nir)
+    return jax.tree.map(np.asarray, out)
+
+
+def train_step(model):
+    """A jitted gradient step: Pearson-free MSE to a target signal, Adam, batch stats updated."""
+    tx = optax.adam(1e-3)
+
+    @jax.jit
+    def step(variables, opt_state, rgb, nir, target, key):
+        k1, k2 = jax.random.split(key)
+
+        def loss_fn(params):
+            out, updates = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]}, rgb, nir,
+                train=True, rngs={"dropout": k1, "drop_path": k2}, mutable=["batch_stats"],
+            )
+            return jnp.mean((out["fused_rppg"] - target) ** 2), updates
+
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        upd, opt_state = tx.update(grads, opt_state, variables["params"])
+        params = optax.apply_updates(variables["params"], upd)
+        return {"params": params, **updates}, opt_state, loss, optax.tree.norm(grads)
+
+    return tx, step
+
+
+def check_train_step(cfg, model, variables):
+    rgb, nir = clips(cfg)
+    target = jnp.sin(jnp.linspace(0, 20, cfg.clip_length))[None].repeat(2, 0)
+    tx, step = train_step(model)
+    opt_state = tx.init(variables["params"])
+    new, _, loss, gnorm = step(variables, opt_state, rgb, nir, target, jax.random.PRNGKey(3))
+    assert np.isfinite(float(loss)) and float(gnorm) > 0 and np.isfinite(float(gnorm))
+    before = variables["batch_stats"]["rgb"]["upsample"]["bn"]["mean"]
+    after = new["batch_stats"]["rgb"]["upsample"]["bn"]["mean"]
+    assert not np.allclose(before, after)  # running statistics were updated
+    grads_reach_input = new["params"]["rgb"]["patch_embed"]["kernel"]
+    assert not np.allclose(grads_reach_input, variables["params"]["rgb"]["patch_embed"]["kernel"])
+
+
+def test_tiny_forward_shapes_and_finite(tiny, tiny_forward):
+    cfg, _, _ = tiny
+    for key in ("rgb_rppg", "nir_rppg", "fused_rppg"):
+        assert tiny_forward[key].shape == (2, cfg.clip_length)
+        assert np.all(np.isfinite(tiny_forward[key]))
+        assert np.std(tiny_forward[key]) > 0
+    assert set(tiny_forward) == {"rgb_rppg", "nir_rppg", "fused_rppg"}
+
+
+def test_tiny_train_step(tiny):
+    check_train_step(*tiny)
+
+
+@pytest.mark.slow
+def test_small_forward_and_train_step():
+    cfg = model_config("small")
+    model = models.build(cfg)
+    variables = random_variables(model, cfg)
+    rgb, nir = clips(cfg)
+    out = jax.jit(lambda v, r, n: model.apply(v, r, n, train=False))(variables, rgb, nir)
+    assert out["fused_rppg"].shape == (2, cfg.clip_length)
+    assert np.all(np.isfinite(np.asarray(out["fused_rppg"])))
+    check_train_step(cfg, model, variables)
+
+
+def test_bfloat16_close_to_float32(tiny, tiny_forward):
+    cfg, _, variables = tiny
+    cfg16 = model_config("tiny")
+    cfg16.dtype = "bfloat16"
+    model16 = models.build(cfg16)
+    rgb, nir = clips(cfg)
+    out = jax.jit(lambda v, r, n: model16.apply(v, r, n, train=False))(variables, rgb, nir)
+    for key in ("rgb_rppg", "nir_rppg", "fused_rppg"):
+        assert out[key].dtype == jnp.float32
+        err = rel_err(out[key], tiny_forward[key])
+        assert 0 < err < 2e-2, (key, err)
+
+
+def test_sharded_matches_single_device(tiny, tiny_forward):
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    cfg, model, variables = tiny
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+    rgb, nir = clips(cfg)  # the batch of `tiny_forward`, the single-device result
+    single = tiny_forward
+    specs = nn.get_partition_spec(abstract_variables(model, cfg))
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, RULES)
+    placed = jax.device_put(variables, shardings)
+    qkv = placed["params"]["rgb"]["stage_0"]["block_0"]["attn"]["qkv"]["kernel"]
+    assert qkv.sharding.spec == P("model", None)  # embed → model
+    data = NamedSharding(mesh, P("data"))
+    rgb_s, nir_s = jax.device_put(rgb, data), jax.device_put(nir, data)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+        out = jax.jit(lambda v, r, n: model.apply(v, r, n, train=False))(placed, rgb_s, nir_s)
+    for key in single:
+        np.testing.assert_allclose(np.asarray(out[key]), np.asarray(single[key]),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_fee_outputs_heart_rate():
+    cfg = model_config("tiny")
+    cfg.fee.enabled = True
+    model = models.build(cfg)
+    variables = random_variables(model, cfg)
+    assert set(variables["params"]["fee"]) == {"conv1", "bn1", "conv2", "bn2"}
+    rgb, nir = clips(cfg)
+    out = jax.jit(lambda v, r, n: model.apply(v, r, n, train=False))(variables, rgb, nir)
+    assert out["hr"].shape == (2,)
+    assert np.all((out["hr"] >= cfg.fee.bpm_min) & (out["hr"] < cfg.fee.bpm_max))
+    assert out["psd"].shape == (2, int(cfg.fee.bpm_max - cfg.fee.bpm_min))
+
+
+def test_get_config_variants_and_lock():
+    for variant in ("reference", "small", "tiny"):
+        cfg = get_config(variant)
+        assert cfg.model.name == "ienet"
+        assert isinstance(models.build(cfg.model), IENet)
+    ref = get_config("reference").model
+    assert (ref.clip_length, ref.frame_size, ref.dims, ref.depths, ref.heads) == (
+        128, 64, (96, 192, 384), (2, 2, 4), (3, 6, 12))
+    assert ref.context.enabled and not ref.fee.enabled and ref.drop_path == 0.2
+    with pytest.raises(AttributeError):
+        get_config("tiny").model.not_a_key = 1
+    with pytest.raises(ValueError, match="unknown IENet config variant"):
+        get_config("huge")
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("frame_size", 30, r"model.frame_size=30 is not divisible by model.patch\[1\]=4"),
+        ("clip_length", 33, r"model.clip_length=33 is not divisible by model.patch\[0\]=2"),
+        ("heads", (1, 2), "model.heads"),
+        ("heads", (1, 5, 4), r"model.dims\[1\]=48 is not divisible by model.heads\[1\]=5"),
+        ("fusion", "mean", "model.fusion"),
+        ("attention", "flash", "model.attention"),
+        ("dtype", "float16", "model.dtype"),
+        ("drop_path", 1.5, "model.drop_path"),
+        ("dims", (20, 40, 80), r"model.dims\[0\]=20 is not divisible by len\(model.context"),
+    ],
+)
+def test_config_errors_name_the_key(key, value, message):
+    cfg = model_config("tiny")
+    cfg[key] = value
+    with pytest.raises(ValueError, match=message):
+        models.build(cfg)
+
+
+def test_wrong_channel_count_at_call(tiny):
+    cfg, model, variables = tiny
+    rgb, nir = clips(cfg, batch=1)
+    with pytest.raises(ValueError, match="model.nir_channels=1"):
+        model.apply(variables, rgb, rgb, train=False)
+
+
+def test_normalize_reference_numpy_and_jax():
+    u8 = np.array([0, 128, 255], np.uint8)
+    want = (u8 / 255.0 - 0.5) / 0.25
+    got_np = normalize_reference(u8)
+    assert isinstance(got_np, np.ndarray) and got_np.dtype == np.float32
+    np.testing.assert_allclose(got_np, want, rtol=1e-6)
+    got_jax = normalize_reference(jnp.asarray(u8))
+    assert isinstance(got_jax, jax.Array)
+    np.testing.assert_allclose(np.asarray(got_jax), want, rtol=1e-6)
