@@ -128,3 +128,25 @@ def test_corrupt_record_named_or_skipped(tmp_path, how):
     else:
         assert len(src) == 6 and src.index_skipped == 1 and None not in got
         assert videos == [f"train/v{k}" for k in (0, 1, 2, 4, 5, 6)]
+
+
+def test_record_index_is_cached(dataset):
+    path = source.split_files(dataset, "train")[0]
+    first, _ = source.record_index(path)
+    assert source.record_index(path)[0] is first
+    assert source.ClipSource(dataset, "train").files[0].index is first
+
+
+def test_package_import_and_read_clips_stay_jax_free(dataset):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import ienet_jax.data.tfrecord, ienet_jax.data.features; "
+        "from ienet_jax.data import read_clips; "
+        f"n = sum(1 for _ in read_clips({str(dataset)!r}, 'test')); "
+        "assert n == 3, n; assert 'jax' not in sys.modules, 'jax imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

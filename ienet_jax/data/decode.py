@@ -2,15 +2,13 @@
 
 Example after decoding: `rgb` uint8 `[T, H, W, 3]`, `nir` uint8 `[T, H, W, 1]` (when stored
 and asked for), `bvp` float32 `[T]`, `hr` float32 (bpm), `fps` float32 (Hz), `start_frame`
-int64, `subject`/`video` str. No JAX, no TensorFlow.
+int64, `subject`/`video` str. No JAX, no TensorFlow, no grain (`read_clips` stays light).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import grain
 
 from ienet_jax.data.features import ClipSpec, deserialize_example_np
 
@@ -40,17 +38,9 @@ def check_modalities(spec: ClipSpec, modalities: Sequence[str], where: str) -> t
     return modalities
 
 
-class Decode(grain.transforms.Map):
-    """grain map: `(where, payload)` → example keeping only `modalities` of the frame features."""
-
-    def __init__(self, spec: ClipSpec, modalities: Sequence[str] = MODALITIES):
-        self.spec = spec
-        self.modalities = tuple(modalities)
-
-    def map(self, element: tuple[str, bytes]) -> dict[str, Any]:
-        where, data = element
-        example = decode_record(self.spec, data, where)
-        for name in MODALITIES:
-            if name not in self.modalities:
-                example.pop(name, None)
-        return example
+def select_modalities(example: dict[str, Any], modalities: Sequence[str]) -> dict[str, Any]:
+    """Drops the frame features not in `modalities` (in place; returns `example`)."""
+    for name in MODALITIES:
+        if name not in modalities:
+            example.pop(name, None)
+    return example

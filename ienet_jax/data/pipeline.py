@@ -44,7 +44,7 @@ import numpy as np
 from absl import flags, logging
 
 from ienet_jax.data.augment import Augment, Crop
-from ienet_jax.data.decode import check_modalities, decode_record
+from ienet_jax.data.decode import check_modalities, decode_record, select_modalities
 from ienet_jax.data.normalize import Normalize, check_normalize
 from ienet_jax.data.source import ClipSource
 
@@ -95,10 +95,8 @@ class _Load(grain.transforms.Map):
         record = self.source[index if valid else -index - 1]
         if record is None:  # corrupt, skip_corrupt=True
             return None
-        example = decode_record(self.source.spec, record[1], record[0])
-        for name in ("rgb", "nir"):
-            if name not in self.modalities:
-                example.pop(name, None)
+        example = select_modalities(decode_record(self.source.spec, record[1], record[0]),
+                                    self.modalities)
         example["mask"] = np.bool_(valid)
         return example
 
