@@ -79,6 +79,7 @@ def train_section() -> ml_collections.ConfigDict:
 
 def mesh_section() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(shape=(-1, 1), axes=("data", "model"),
+                                          num_devices=0,  # 0 = all devices
                                           rules=PARAM_RULES, activation_rules=ACTIVATION_RULES))
 
 

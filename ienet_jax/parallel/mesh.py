@@ -2,7 +2,7 @@
 
 `mesh.axes` names the mesh axes (e.g. `("data", "model")`) and `mesh.shape` their sizes;
 one size may be `-1`, filled with the devices left over (`(-1, 1)` = pure data parallel
-on every device). Devices are laid out by `jax.experimental.mesh_utils` so that the last
+on every device); `mesh.num_devices` (0 = all) restricts the mesh to the first devices. Devices are laid out by `jax.experimental.mesh_utils` so that the last
 axis (the one tensor parallelism talks over most) gets the closest devices.
 """
 
@@ -43,6 +43,12 @@ def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
 def create_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A `Mesh` over `devices` (default: all) from `mesh_config.{shape, axes}`."""
     devices = list(jax.devices() if devices is None else devices)
+    wanted = int(mesh_config.get("num_devices", 0) or 0)
+    if wanted:
+        if wanted > len(devices):
+            raise ValueError(f"config key mesh.num_devices={wanted}: only {len(devices)} "
+                             "devices are available")
+        devices = devices[:wanted]
     axes = tuple(str(a) for a in mesh_config.axes)
     if len(axes) != len(mesh_config.shape):
         raise ValueError(

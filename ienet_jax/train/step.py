@@ -44,7 +44,7 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
         metrics = dict(metrics, grad_norm=grad_norm, finite=finite)
