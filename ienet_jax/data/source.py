@@ -77,19 +77,6 @@ def split_files(directory: str | os.PathLike, split: str) -> list[Path]:
     return [shards[i] for i in range(n)]
 
 
-def _scan_intact_prefix(path: Path, error: tfrecord.TFRecordError) -> tfrecord.RecordIndex:
-    """The index of the records of `path` before the corrupt record `error.record`."""
-    entries = []
-    with open(path, "rb") as f:
-        offset = 0
-        for record in range(error.record):
-            length = tfrecord._read_header(path, f, record, offset, os.path.getsize(path))  # noqa: SLF001
-            entries.append((offset + tfrecord._HEADER.size, length))  # noqa: SLF001
-            offset += tfrecord._HEADER.size + length + tfrecord._FOOTER.size  # noqa: SLF001
-            f.seek(offset)
-    return tfrecord.RecordIndex(path, np.array(entries, dtype=np.int64).reshape(-1, 2))
-
-
 def record_index(path: str | os.PathLike, skip_corrupt: bool = False
                  ) -> tuple[tfrecord.RecordIndex, int]:
     """(index of the intact records of `path`, number of skipped tail records: 0 or 1), cached."""
@@ -99,13 +86,12 @@ def record_index(path: str | os.PathLike, skip_corrupt: bool = False
     with _INDEX_LOCK:
         if key in _INDEX_CACHE:
             return _INDEX_CACHE[key]
-    try:
-        result = tfrecord.RecordIndex.build(path), 0
-    except tfrecord.TFRecordError as e:
-        if not skip_corrupt:
-            raise
-        logging.warning("skip_corrupt: %s; indexing the %d records before it", e, e.record)
-        result = _scan_intact_prefix(path, e), 1
+    index, error = tfrecord.RecordIndex.build_intact(path)
+    if error is not None and not skip_corrupt:
+        raise error
+    if error is not None:
+        logging.warning("skip_corrupt: %s; indexing the %d records before it", error, len(index))
+    result = index, int(error is not None)
     with _INDEX_LOCK:
         _INDEX_CACHE[key] = result
     return result
