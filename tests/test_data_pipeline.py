@@ -129,13 +129,13 @@ def test_restored_state_continues_with_the_next_batch(dataset, workers):
 
 def test_orbax_checkpoint_of_the_iterator(dataset, tmp_path):
     ocp = pytest.importorskip("orbax.checkpoint")
-    import grain
+    from ienet_jax.data import checkpoint_handler
 
     config = _config(dataset, num_epochs=None)
     it = iter(Pipeline(config, process_index=0, process_count=1))
     next(it)
     next(it)
-    ckpt = ocp.Checkpointer(grain.checkpoint.CheckpointHandler())
+    ckpt = ocp.Checkpointer(checkpoint_handler())
     ckpt.save(tmp_path / "data", args=checkpoint_args(it))
     expected = [next(it) for _ in range(2)]
     fresh = iter(Pipeline(config, process_index=0, process_count=1))

@@ -4,7 +4,8 @@ Importing this package is cheap and JAX free (`data_prep` imports `tfrecord`/`fe
 the names below load their modules on first use:
 
 - `read_clips(directory, split)`: decoded examples in stored order (`source.py`).
-- `Pipeline(config, ...)`, `default_data_config()`, `checkpoint_args` (`pipeline.py`).
+- `Pipeline(config, ...)`, `default_data_config()`, `checkpoint_handler`, `checkpoint_args`
+  (`pipeline.py`).
 - `make_global_batch(batch, sharding)`, `batch_sharding` (`global_batch.py`).
 """
 
@@ -18,6 +19,7 @@ _LAZY = {
     "PipelineIterator": "pipeline",
     "default_data_config": "pipeline",
     "checkpoint_args": "pipeline",
+    "checkpoint_handler": "pipeline",
     "make_global_batch": "global_batch",
     "batch_sharding": "global_batch",
 }

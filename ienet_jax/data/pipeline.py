@@ -210,7 +210,7 @@ class Pipeline:
 
     `iter(pipeline)` → `PipelineIterator` over per-process batches. Attributes: `source`,
     `dataset` (the grain `IterDataset`), `batch_size` (per process), `num_clips` (this
-    process's real clips per epoch), `batches_per_epoch`.
+    process's real clips per epoch), `batches_per_epoch` (per process).
     """
 
     def __init__(self, config: ml_collections.ConfigDict, *, training: bool | None = None,
@@ -257,7 +257,7 @@ class Pipeline:
         if self.config.shuffle:
             ds = ds.shuffle()
         ds = ds[self.process_index: per * pc: pc]
-        self.num_clips = per
+        self.num_clips = self._epoch_positions = per
         return ds.repeat(self.config.num_epochs)
 
     def _eval_indices(self) -> grain.MapDataset:
@@ -268,7 +268,7 @@ class Pipeline:
         chunk = self.batch_size * max(self.config.workers, 1)
         padded = math.ceil(math.ceil(n / pc) / chunk) * chunk
         pads = np.full(padded - len(mine), -(mine[0] + 1))
-        self.num_clips = len(mine)
+        self.num_clips, self._epoch_positions = len(mine), padded
         return grain.MapDataset.source(np.concatenate([mine, pads]))
 
     # ---------------------------------------------------------------- the pipeline
@@ -293,10 +293,9 @@ class Pipeline:
             _mark_flags_parsed()
             it = it.mp_prefetch(grain.MultiprocessingOptions(
                 num_workers=c.workers, per_worker_buffer_size=c.prefetch))
-        workers = max(c.workers, 1)
-        shares = [len(range(w, self._epoch_clips(), workers)) for w in range(workers)]
-        rounding = math.floor if self.training else math.ceil
-        self.batches_per_epoch = sum(rounding(s / self.batch_size) for s in shares)
+        # Exact for evaluation (padded to whole batches per worker); for training the
+        # mean rate (each worker drops its own remainder only where a run ends).
+        self.batches_per_epoch = self._epoch_positions // self.batch_size
         if self.process_index == 0:
             logging.info(
                 "data %s/%s: %d clips, %d processes × %d clips per batch, %d batches per epoch "
@@ -305,18 +304,16 @@ class Pipeline:
                 "training" if self.training else "evaluation")
         return _Account(it, self.source.index_skipped)
 
-    def _epoch_clips(self) -> int:
-        """Index positions per process per epoch (real clips, plus padding in evaluation)."""
-        if self.training:
-            return self.num_clips
-        chunk = self.batch_size * max(self.config.workers, 1)
-        n, pc = len(self.source), self.process_count
-        return math.ceil(math.ceil(n / pc) / chunk) * chunk
-
     def __iter__(self) -> PipelineIterator:
         if self.config.workers > 0:
             _mark_flags_parsed()
         return iter(self.dataset)
+
+
+def checkpoint_handler():
+    """grain's orbax `CheckpointHandler` for the iterator (one JSON state per JAX process),
+    e.g. `ocp.CheckpointManager(dir, item_handlers={"data": checkpoint_handler(), ...})`."""
+    return grain.checkpoint.CheckpointHandler()
 
 
 def checkpoint_args(iterator: PipelineIterator, restore: bool = False):
