@@ -44,6 +44,7 @@ import argparse
 import concurrent.futures as cf
 import dataclasses
 import multiprocessing
+import re
 import shutil
 import sys
 import traceback
@@ -68,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--dataset", required=True, choices=sorted(READERS), help="input layout")
     a("--input", required=True, type=Path, help="dataset root folder")
     a("--output", required=True, type=Path, help="output folder (created)")
-    a("--name", default=None, help="TFDS dataset name (default: the --dataset value)")
+    a("--name", default=None,
+      help="TFDS dataset name, [a-z][a-z0-9_]* (default: the --dataset value)")
     a("--size", type=int, default=64, help="crop side in pixels (default 64)")
     a("--clip-length", type=int, default=128, help="frames per clip (default 128)")
     a("--stride", type=int, default=128, help="frames between clip starts (default 128)")
@@ -183,7 +185,10 @@ def _results(jobs: list[Job], workers: int, reader_options, opts, spec):
             try:
                 yield job, future.result()
             except Exception as e:  # noqa: BLE001 (a crashed worker: report the video)
-                yield job, {"status": "failed", "reason": f"worker died: {type(e).__name__}: {e}"}
+                # Not the video's fault necessarily (a crash takes the pool down): retried
+                # by the next run.
+                yield job, {"status": "failed", "retry": True,
+                            "reason": f"worker died: {type(e).__name__}: {e}"}
 
 
 def _has_nir(entries: list[Entry]) -> bool:
@@ -208,6 +213,10 @@ def convert(args) -> int:
         nir_box=args.nir_box, tolerance=args.tolerance, sanity_bpm=args.sanity_bpm,
         frame_encoding=args.frame_encoding)
     fractions = splits.parse_fractions(args.split_fractions)
+    name = args.name or args.dataset
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"--name {name!r}: expected lower-case letters, digits and '_' "
+                         "(TFDS dataset names; '-' separates the split in shard names)")
     if not args.input.is_dir():
         raise ValueError(f"--input {args.input}: not a directory")
 
@@ -232,11 +241,13 @@ def convert(args) -> int:
     for e in entries:
         file = staging / "videos" / f"{writer_lib.video_key(e.video)}.tfrecord"
         done = journal.entries.get(e.video)
+        retry = args.retry_failed or done and done.get("retry")
         if done and (done["status"] == "ok" and file.exists() or
-                     done["status"] == "failed" and not args.retry_failed):
+                     done["status"] == "failed" and not retry):
             continue
         jobs.append(Job(e, subject_split[e.subject], str(file)))
-    print(f"{len(entries)} videos ({len(set(subject_split))} subjects) in {args.input}; "
+    found = f" (--limit; {len(subject_split)} subjects in all)" if args.limit else ""
+    print(f"{len(entries)} videos{found} in {args.input}; "
           f"{len(entries) - len(jobs)} already done, {len(jobs)} to convert "
           f"with {max(1, args.workers)} worker(s)")
 

@@ -88,6 +88,9 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
                        "--output", tmp_path / "o") == 2
     assert "no ubfc_rppg videos found" in capsys.readouterr().err
+    assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
+                       "--output", tmp_path / "o", "--name", "My-Data") == 2
+    assert "--name 'My-Data'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -105,3 +108,18 @@ def test_limit_trial_run_is_extended_by_the_full_run(tree, tmp_path, capsys):
     assert full["counts"]["videos"] == 8
     split_of = {v["video"]: v["split"] for v in full["videos"]}
     assert all(split_of[v["video"]] == v["split"] for v in first["videos"])
+
+
+@pytest.mark.slow
+def test_worker_crashes_are_retried_by_the_next_run(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--dataset", "generic", "--input", tree, "--output", out, "--size", 16,
+            "--clip-length", 64, "--stride", 64, "--limit", 2, "--allow-failures"]
+    assert run_convert(*args) == 0  # "broken" and "nan_label" fail
+    journal = out / ".convert" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    crashed = dict(json.loads(lines[0]), retry=True, reason="worker died: X")
+    journal.write_text("\n".join(lines + [json.dumps(crashed)]) + "\n")
+    capsys.readouterr()
+    assert run_convert(*args) == 0
+    assert "1 already done, 1 to convert" in capsys.readouterr().out
