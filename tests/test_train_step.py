@@ -11,8 +11,8 @@ import json
 import jax
 import numpy as np
 import pytest
-
 from train_configs import ienet_config, tscan_config
+
 from ienet_jax.train.loop import train_and_evaluate
 
 

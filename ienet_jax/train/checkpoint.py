@@ -50,6 +50,9 @@ class Checkpointer:
                                           keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=1,
+            # best_fn also makes orbax store the metrics of each step (policy below decides)
+            best_fn=(lambda m: m[self.best_metric]) if self.best_metric else None,
+            best_mode=mode,
             preservation_policy=policies.AnyPreservationPolicy(keepers),
             enable_async_checkpointing=bool(checkpoint_config.async_save),
             read_only=read_only,
@@ -62,16 +65,11 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def best_step(self) -> int | None:
-        """The saved step with the best `best_metric` (None without metrics)."""
-        best, value = None, None
-        for step in self.manager.all_steps():
-            metrics = self.manager.metrics(step) or {}
-            if self.best_metric not in metrics:
-                continue
-            v = float(metrics[self.best_metric])
-            if value is None or (v < value if self.best_mode == "min" else v > value):
-                best, value = step, v
-        return best
+        """The saved step with the best `best_metric` (None if no step has metrics)."""
+        if not self.best_metric:
+            return None
+        with_metrics = [s for s in self.manager.all_steps() if self.manager.metrics(s)]
+        return self.manager.best_step() if with_metrics else None
 
     def save(self, step: int, state: Any, iterator: Any = None,
              metrics: dict[str, float] | None = None) -> bool:

@@ -1,0 +1,105 @@
+"""Checkpoints: state + iterator round trip, resharding 8 → 1 device, keep/best, init_from."""
+
+import json
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from train_configs import tscan_config
+
+from ienet_jax.convert import save_converted
+from ienet_jax.models import build
+from ienet_jax.parallel.mesh import create_mesh
+from ienet_jax.parallel.rules import parse_rules
+from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
+from ienet_jax.train.optim import make_optimizer
+from ienet_jax.train.state import abstract_params, abstract_state, create_train_state
+
+
+def ckpt_config(keep=2, best_metric="", async_save=False):
+    return ml_collections.ConfigDict(dict(every_steps=1, keep=keep, best_metric=best_metric,
+                                          best_mode="min", async_save=async_save))
+
+
+def numbers(n=20):
+    return iter(grain.MapDataset.range(n).seed(0).shuffle().repeat().batch(2))
+
+
+def test_state_and_iterator_restore_onto_one_device(tmp_path):
+    config = tscan_config()
+    model = build(config.model)
+    tx = make_optimizer(config.train, abstract_params(model, config.model))
+    big = create_mesh(ml_collections.ConfigDict(dict(shape=(4, 2), axes=("data", "model"))))
+    state, _ = create_train_state(model, config.model, tx, big, parse_rules(
+        config.mesh.rules, big), seed=3)
+    assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == 8
+    it = numbers()
+    for _ in range(3):
+        next(it)
+    ckpt = Checkpointer(tmp_path, ckpt_config(async_save=True))
+    ckpt.save(7, state, it)
+    expected_next = next(it)  # advancing after save must not change what was saved
+    ckpt.close()
+
+    one = create_mesh(ml_collections.ConfigDict(dict(shape=(1, 1), axes=("data", "model"),
+                                                     num_devices=1)))
+    _, shardings = create_train_state(model, config.model, tx, one,
+                                      parse_rules(config.mesh.rules, one), seed=0)
+    ckpt = Checkpointer(tmp_path, ckpt_config())
+    assert ckpt.latest_step() == 7
+    restored, it2 = ckpt.restore(7, abstract_state(shardings, model, config.model, tx),
+                                 numbers())
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert len(a.sharding.device_set) == 1
+    np.testing.assert_array_equal(next(it2), expected_next)
+
+
+def test_keeps_last_k_and_best(tmp_path):
+    ckpt = Checkpointer(tmp_path, ckpt_config(keep=2, best_metric="hr_mae"))
+    state = {"w": jnp.arange(3.0)}
+    maes = {2: 5.0, 4: 1.0, 6: 3.0}  # evaluated steps; step 4 is the best
+    for step in range(1, 9):
+        metrics = {"hr_mae": maes[step]} if step in maes else None
+        ckpt.save(step, {"w": state["w"] + step}, metrics=metrics)
+    ckpt.wait()
+    assert sorted(ckpt.manager.all_steps()) == [4, 7, 8]
+    assert ckpt.best_step() == 4
+    ckpt.close()
+
+
+def test_bad_checkpoint_config():
+    with pytest.raises(ValueError, match="checkpoint.keep"):
+        Checkpointer("/tmp/unused-h7", ckpt_config(keep=0))
+
+
+def test_merge_variables_reports_missing_and_errors():
+    target = {"params": {"a": np.zeros(2), "fee": {"b": np.zeros(3)}}, "batch_stats": {}}
+    merged, missing = merge_variables(target, {"params": {"a": np.ones(2)}}, "init")
+    np.testing.assert_array_equal(merged["params"]["a"], np.ones(2))
+    assert missing == ["params/fee/b"]
+    with pytest.raises(ValueError, match="params/a has shape"):
+        merge_variables(target, {"params": {"a": np.ones(3)}}, "init")
+    with pytest.raises(ValueError, match="unknown to the model"):
+        merge_variables(target, {"params": {"a": np.ones(2), "zzz": np.ones(1)}}, "init")
+
+
+def test_load_variables_from_run_and_converted(tmp_path):
+    variables = {"params": {"dense": {"kernel": np.arange(6.0).reshape(2, 3)}},
+                 "batch_stats": {"bn": {"mean": np.ones(3)}}}
+    state = dict(variables, step=np.int32(4), opt_state={"mu": np.zeros(2)})
+    ckpt = Checkpointer(tmp_path / "run" / "checkpoints", ckpt_config())
+    ckpt.save(4, state, numbers())
+    ckpt.close()
+    from_run = load_variables(tmp_path / "run")
+    np.testing.assert_array_equal(from_run["params"]["dense"]["kernel"],
+                                  variables["params"]["dense"]["kernel"])
+    save_converted(tmp_path / "conv", variables, ml_collections.ConfigDict({"name": "x"}))
+    from_conv = load_variables(tmp_path / "conv")
+    np.testing.assert_array_equal(from_conv["batch_stats"]["bn"]["mean"], np.ones(3))
+    with pytest.raises(ValueError, match="train.init_from"):
+        load_variables(tmp_path / "nothing")
+    assert json.loads((tmp_path / "run/checkpoints/4/data/process_0-of-1.json").read_text())
