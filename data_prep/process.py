@@ -31,8 +31,9 @@ class ProcessOptions:
 
     size: crop side (pixels); clip_length, stride: frames; box_scale: crop side / face box
     side; redetect_every: frames between detections; smoothing: weight of a new detection;
-    nir_box: "own" (detect in NIR, fall back to the RGB box when NIR never shows a face) or
-    "rgb" (the RGB box, rescaled to the NIR frame size, from the RGB frame nearest in time);
+    nir_box: "own" (track the face in NIR; frames before the first NIR face, or all if none,
+    take the RGB box) or "rgb" (always the RGB box, rescaled to the NIR frame size, from
+    the RGB frame nearest in time);
     tolerance: seconds the label / NIR may fall short of the frames' span at either end;
     sanity_bpm: POS-vs-label HR difference flagged in the report.
     """
@@ -187,9 +188,13 @@ def _clip_hr(clip_t, clip_bvp, fps, hr, hr_times, beats) -> tuple[float, str]:
 
 
 def pos_sanity(means: np.ndarray, bvp: np.ndarray, fs: float, threshold: float) -> dict:
-    """POS HR of the face crops' mean RGB `[T, 3]` vs the label's HR (both FFT, 0.7–3 Hz)."""
+    """POS HR of the face crops' mean RGB `[T, 3]` vs the label's HR over the whole video.
+
+    Both are FFT HRs within 0.7–3 Hz (the toolbox's periodogram, `resolution_bpm` apart),
+    so they are compared like with like; a difference above `threshold` bpm is flagged.
+    """
     try:
-        from ienet_jax.signal import fft_hr, pos
+        from ienet_jax.signal import fft_hr, fft_resolution_bpm, pos
     except ImportError as e:  # the signal package is optional for conversion
         return {"status": f"unavailable ({e})"}
     try:
@@ -199,7 +204,8 @@ def pos_sanity(means: np.ndarray, bvp: np.ndarray, fs: float, threshold: float) 
         return {"status": f"not computed ({e})"}
     diff = abs(pos_hr - label_hr)
     return {"status": "disagree" if diff > threshold else "ok", "pos_hr": round(pos_hr, 2),
-            "label_hr": round(label_hr, 2), "diff_bpm": round(diff, 2)}
+            "label_hr": round(label_hr, 2), "diff_bpm": round(diff, 2),
+            "resolution_bpm": round(float(fft_resolution_bpm(len(bvp), fs)), 2)}
 
 
 def clipset_examples(cs: ClipSet, opts: ProcessOptions) -> tuple[list[dict], dict]:
