@@ -46,8 +46,9 @@ def test_different_seed_different_subject(rec):
     assert abs(float(other.hr_bpm.mean() - rec.hr_bpm.mean())) > 0.5
 
 
-def test_pulse_is_only_on_skin():
-    """Without noise/motion/light changes, frame differences are confined to the face."""
+def test_pulse_is_only_on_skin_and_weaker_in_nir():
+    """Without noise, motion or light changes, frames change only on the face, along the
+    blood direction (green strongest), and the NIR pulse is weaker than the green one."""
     import dataclasses
 
     from data_prep.synth import get_preset, make_session
@@ -60,6 +61,7 @@ def test_pulse_is_only_on_skin():
             cfg.optics,
             read_noise=0.0,
             shot_noise=0.0,
+            nir_noise=0.0,
             drift=0.0,
             colour_drift=0.0,
             flicker=0.0,
@@ -68,15 +70,26 @@ def test_pulse_is_only_on_skin():
         ),
         motion=r(cfg.motion, translate=1e-9, rotate_deg=1e-9, scale=1e-9, events_per_min=0.0),
     )
-    session = make_session((1,), (1,), 1.0, 30.0, (320, 240), still)
-    frames = np.stack([f for f, _ in session.frames(nir=False)]).astype(float)
-    changed = np.abs(frames - frames.mean(0)).max(axis=(0, 3)) > 2  # [H, W]
+    session = make_session((1,), (1,), 2.0, 30.0, (320, 240), still)
+    rgb, nir = zip(*session.frames(nir=True), strict=True)
+    rgb, nir = np.stack(rgb).astype(float), np.stack(nir).astype(float)
+    changed = np.abs(rgb - rgb.mean(0)).max(axis=(0, 3)) > 2  # [H, W]
     ys, xs = np.nonzero(changed)
     assert changed.sum() > 500
     cx, cy = session.subject.center
     fw = session.subject.face_width
     assert np.all(np.abs(xs - cx) < 0.8 * fw) and np.all(np.abs(ys - cy) < 1.2 * fw)
     assert changed.mean() < 0.25
+    # Relative pulsatile amplitude per channel over the changing (skin) pixels.
+    skin_rgb = rgb[:, changed]  # [T, N, 3]
+    rel = (skin_rgb / skin_rgb.mean(0)).mean(1)  # [T, 3]
+    corr = [np.corrcoef(rel[:, c], session.bvp)[0, 1] for c in range(3)]
+    assert max(corr) < -0.95  # darker with more blood
+    amp = rel.std(0)
+    assert amp[1] > amp[2] > amp[0]  # green > blue > red, as BLOOD_RGB
+    nir_rel = (nir[:, changed] / nir[:, changed].mean(0)).mean(1)
+    assert np.corrcoef(nir_rel, session.bvp)[0, 1] < -0.9
+    assert 0.1 * amp[1] < nir_rel.std() < amp[1]
 
 
 def test_bad_arguments_are_value_errors():

@@ -49,7 +49,7 @@ class OpticsConfig:
 
     level: float = 1.0  # scene light level (relative; VIPL's dark/bright scenarios)
     ac_dc: Range = (0.008, 0.016)  # pulsatile |ΔI|/I along the blood direction, peak-to-peak
-    nir_ratio: Range = (0.25, 0.45)  # NIR pulsatility / RGB pulsatility
+    nir_ratio: Range = (0.4, 0.6)  # NIR pulsatility / RGB (green) pulsatility
     shading: float = 0.15  # strength of the static spatial light gradient
     specular: float = 0.06  # peak specular highlight (fraction of white)
     drift: float = 0.03  # std of slow illumination drift (relative)
@@ -60,7 +60,7 @@ class OpticsConfig:
     step_size: float = 0.08  # std of a light step (relative)
     read_noise: float = 1.0  # sensor noise std in 8-bit levels …
     shot_noise: float = 0.02  # … plus this × intensity (variance)
-    nir_noise: float = 2.0  # NIR sensor noise std in 8-bit levels
+    nir_noise: float = 1.5  # NIR sensor noise std in 8-bit levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +115,8 @@ PRESETS: dict[str, SynthConfig] = {
             face_frac=(0.3, 0.5), center_x=(0.38, 0.62), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7, 8)
         ),
         optics=OpticsConfig(
-            ac_dc=(0.003, 0.008),
-            nir_ratio=(0.2, 0.4),
+            ac_dc=(0.004, 0.01),
+            nir_ratio=(0.25, 0.45),
             shading=0.3,
             specular=0.12,
             drift=0.08,

@@ -86,7 +86,7 @@ def make_lighting(
     field = 1.0 + cfg.shading * (np.cos(direction) * u + np.sin(direction) * v)
     vignette = 1.0 - 0.15 * (u**2 + v**2)
     cx, cy = rng.uniform(-0.2, 0.2, 2)
-    field_nir = 1.0 / (1.0 + 1.5 * ((u - cx) ** 2 + (v - cy) ** 2))
+    field_nir = 1.0 / (1.0 + 0.8 * ((u - cx) ** 2 + (v - cy) ** 2))
     ac_dc = rng.uniform(*cfg.ac_dc)
     return Lighting(
         t=t,
