@@ -53,6 +53,12 @@ def summary_text(m: dict) -> str:
         if rates:
             lines.append(f"face found in {100 * min(rates):.1f}%–{100 * max(rates):.1f}% of "
                          "detection frames per video")
+        nir = collections.Counter(v["nir_box"].split(" (")[0].split(",")[0]
+                                  for v in ok if v.get("nir_box"))
+        if nir:
+            lines.append("NIR crops: " + "; ".join(
+                f"{k} box ({n} videos)" for k, n in sorted(nir.items()))
+                + " (see manifest.json nir_box per video)")
         sources = collections.Counter()
         for v in ok:
             sources.update(v.get("hr_sources") or {})
