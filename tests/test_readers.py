@@ -111,3 +111,26 @@ def test_unreadable_video_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"subject1/vid.avi: cannot open video"):
         rec = reader.load(entry, ReaderOptions())
         list(rec.rgb.frames())
+
+
+def test_generic_csv_columns(tmp_path):
+    from convert_fakes import write_video
+
+    write_video(tmp_path / "a" / "clip.avi", np.zeros((3, 48, 64, 3), np.uint8))
+    (tmp_path / "a" / "clip.csv").write_text("t,PPG,other,HR\n0,1,5,70\n0.5,2,6,71\n")
+    reader = get_reader("generic")
+    (entry,) = reader.discover(tmp_path, ReaderOptions(subject_pattern=r"^(\w+)/"))
+    assert (entry.video, entry.subject, entry.file("nir")) == ("a/clip", "a", None)
+    rec = reader.load(entry, ReaderOptions())
+    np.testing.assert_array_equal(rec.label, [1, 2])
+    np.testing.assert_array_equal(rec.hr, [70, 71])
+    np.testing.assert_array_equal(rec.label_times, [0, 0.5])
+    rec = reader.load(entry, ReaderOptions(signal_column="other"))
+    np.testing.assert_array_equal(rec.label, [5, 6])
+    (tmp_path / "a" / "clip.csv").write_text("ppg\n1\n2\n")
+    with pytest.raises(ValueError, match="no time column .*pass --label-fps"):
+        reader.load(entry, ReaderOptions())
+    rec = reader.load(entry, ReaderOptions(label_fps=4.0))
+    np.testing.assert_array_equal(rec.label_times, [0, 0.25])
+    with pytest.raises(ValueError, match="does not match"):
+        reader.discover(tmp_path, ReaderOptions(subject_pattern=r"^zzz(\w+)"))
