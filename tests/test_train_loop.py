@@ -1,0 +1,87 @@
+"""The trainer loop: NaN stop with the last good checkpoint intact, stage-2 initialisation."""
+
+import grain
+import jax
+import numpy as np
+import pytest
+from train_configs import ienet_config, tscan_config
+
+from ienet_jax.convert import save_converted
+from ienet_jax.train.checkpoint import load_variables
+from ienet_jax.train.inputs import SyntheticClips
+from ienet_jax.train.loop import train_and_evaluate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compilation_cache(tmp_path_factory):
+    """Runs of the same program in this module compile once (persistent XLA cache)."""
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def batches_with_nan(config, bad_batch: int, batch: int):
+    clips = SyntheticClips(config.model, 64, seed=0)
+
+    def poison(i, clip):
+        if i // batch == bad_batch:
+            clip = dict(clip, bvp=np.full_like(clip["bvp"], np.nan))
+        return clip
+
+    ds = grain.MapDataset.source(clips).map_with_index(poison).batch(batch)
+    return iter(ds.to_iter_dataset())
+
+
+def test_nan_batch_stops_with_last_good_checkpoint(tmp_path):
+    config = tscan_config(steps=6, batch=8)
+    config.checkpoint.every_steps = 2
+    with pytest.raises(FloatingPointError, match=r"non-finite .* step 3 .*Last good checkpoint: "
+                                                 r"step 2"):
+        train_and_evaluate(config, tmp_path, train_data=batches_with_nan(config, 3, 8))
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [2]
+    params = load_variables(tmp_path)["params"]
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+
+
+def test_stage_and_loss_config_errors(tmp_path):
+    config = tscan_config()
+    config.train.stage = 2
+    with pytest.raises(ValueError, match="train.stage=2"):
+        train_and_evaluate(config, tmp_path)
+    config = tscan_config()
+    config.train.loss.mse = 0.0
+    with pytest.raises(ValueError, match="train.loss"):
+        train_and_evaluate(config, tmp_path)
+
+
+def _split(params):
+    flat = {"/".join(str(k.key) for k in path): np.asarray(v)
+            for path, v in jax.tree_util.tree_leaves_with_path(params)}
+    fee = {k: v for k, v in flat.items() if k.startswith("fee/")}
+    rest = {k: v for k, v in flat.items() if not k.startswith("fee/")}
+    return rest, fee
+
+
+@pytest.mark.slow
+def test_stage2_from_stage1_checkpoint_and_converted_reference(tmp_path):
+    stage1 = ienet_config("quickstart", steps=2)
+    train_and_evaluate(stage1, tmp_path / "stage1")
+    stage1_vars = load_variables(tmp_path / "stage1")
+    save_converted(tmp_path / "converted", stage1_vars, stage1.model)
+
+    for source in ("stage1", "converted"):
+        config = ienet_config("reference_stage2", steps=2)
+        config.train.init_from = str(tmp_path / source)
+        config.train.freeze_steps = 2  # the whole run: the stage-1 network must not move
+        state = train_and_evaluate(config, tmp_path / f"stage2_{source}")
+        rest, fee = _split(jax.device_get(state.params))
+        rest1, fee1 = _split(stage1_vars["params"])
+        assert not fee1 and fee, "stage 1 has no FEE head, stage 2 does"
+        assert rest.keys() == rest1.keys()
+        for k in rest:
+            np.testing.assert_array_equal(rest[k], rest1[k], err_msg=k)
+        # FEE is trained (through its soft gate): its zero-initialised BN biases moved
+        biases = [v for k, v in fee.items() if k.endswith("bias")]
+        assert biases and any(np.any(b != 0) for b in biases)
