@@ -1,0 +1,97 @@
+"""Window attention: relative-position index, shift mask, window partition, implementations."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from ienet_jax.models.attention import (
+    WindowAttention,
+    effective_window,
+    relative_position_index,
+    shift_mask,
+    table_size,
+    window_partition,
+    window_reverse,
+)
+
+
+def test_relative_position_index_brute_force():
+    window = (2, 3, 4)
+    coords = list(itertools.product(*(range(w) for w in window)))
+    index = relative_position_index(window)
+    assert index.shape == (24, 24)
+    for i, a in enumerate(coords):
+        for j, b in enumerate(coords):
+            dd, dh, dw = (a[k] - b[k] + window[k] - 1 for k in range(3))
+            assert index[i, j] == dd * (2 * window[1] - 1) * (2 * window[2] - 1) + dh * (
+                2 * window[2] - 1) + dw
+    assert index.max() == table_size(window) - 1
+
+
+def test_effective_window_shrinks_and_drops_shift():
+    assert effective_window((64, 16, 16), (2, 7, 7), (1, 3, 3)) == ((2, 7, 7), (1, 3, 3))
+    assert effective_window((64, 4, 4), (2, 7, 7), (1, 3, 3)) == ((2, 4, 4), (1, 0, 0))
+    assert effective_window((64, 7, 9), (2, 7, 7), (1, 3, 3)) == ((2, 7, 7), (1, 0, 3))
+
+
+def test_window_partition_round_trip_and_order():
+    x = jnp.arange(2 * 4 * 6 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 6, 3)
+    windows = window_partition(x, (2, 3, 3))
+    assert windows.shape == (2 * 2 * 2 * 2, 18, 3)
+    np.testing.assert_array_equal(windows[1], x[0, 0:2, 0:3, 3:6].reshape(18, 3))
+    np.testing.assert_array_equal(window_reverse(windows, (2, 3, 3), (2, 4, 6, 6)), x)
+
+
+def test_shift_mask_matches_region_rule():
+    padded, window, shift = (4, 6, 6), (2, 3, 3), (1, 1, 1)
+    mask = shift_mask(padded, window, shift)
+    assert mask.shape == (8, 18, 18)
+
+    def region(pos, size, w, s):
+        return 0 if pos < size - w else (1 if pos < size - s else 2)
+
+    ids = np.zeros(padded, int)
+    for d, h, w in itertools.product(*(range(p) for p in padded)):
+        ids[d, h, w] = 9 * region(d, 4, 2, 1) + 3 * region(h, 6, 3, 1) + region(w, 6, 3, 1)
+    win_ids = np.asarray(window_partition(jnp.asarray(ids[None, ..., None]), window))[..., 0]
+    want = np.where(win_ids[:, :, None] != win_ids[:, None, :], -100.0, 0.0)
+    np.testing.assert_array_equal(mask, want)
+    # An unshifted axis (the reference's `-0` slice) does not split regions.
+    flat = shift_mask((4, 4, 4), (2, 4, 4), (1, 0, 0))
+    assert np.count_nonzero(flat[0]) == 0 and np.count_nonzero(flat[1]) > 0
+
+
+def test_shrunken_window_uses_top_left_of_configured_index():
+    attn = WindowAttention(dim=8, heads=2, window=(2, 7, 7))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 32, 8))
+    variables = nn.unbox(attn.init(jax.random.PRNGKey(1), x, None, train=False))
+    params = variables["params"]
+    out = attn.apply(variables, x, None, train=False)
+    # Independent computation with the [:32, :32] slice of the (2, 7, 7) index.
+    table = np.asarray(params["relative_position_bias_table"])
+    bias = table[relative_position_index((2, 7, 7))[:32, :32]].transpose(2, 0, 1)
+    qkv = x @ params["qkv"]["kernel"] + params["qkv"]["bias"]
+    q, k, v = (qkv[..., i * 8:(i + 1) * 8].reshape(3, 32, 2, 4) for i in range(3))
+    logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias
+    o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(3, 32, 8)
+    want = o @ params["proj"]["kernel"] + params["proj"]["bias"]
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_einsum_and_dot_product_agree_with_mask():
+    mask = shift_mask((2, 4, 4), (2, 4, 4), (1, 2, 2))
+    x = jax.random.normal(jax.random.PRNGKey(0), (2 * mask.shape[0], 32, 12))
+    a = WindowAttention(dim=12, heads=3, window=(2, 4, 4), impl="einsum")
+    b = WindowAttention(dim=12, heads=3, window=(2, 4, 4), impl="dot_product")
+    variables = nn.unbox(a.init(jax.random.PRNGKey(1), x, mask, train=False))
+    np.testing.assert_allclose(
+        a.apply(variables, x, mask, train=False), b.apply(variables, x, mask, train=False),
+        rtol=1e-5, atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="model.attention"):
+        WindowAttention(dim=12, heads=3, window=(2, 4, 4), impl="flash").apply(
+            variables, x, mask, train=False)

@@ -1,0 +1,55 @@
+"""Context enhancement against an independent XLA convolution in the reference layout."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from ienet_jax.models.context import ContextEnhancement
+
+REFERENCE_PADDING = {1: (1, 1, 1), 3: (2, 3, 3), 5: (3, 5, 5)}
+
+
+def reference(x_ncdhw, params, stats, dilations):
+    """Per group: Conv3d(k (2,3,3), dilation d, padding p) → BN (eval) → drop the last frame."""
+    groups = np.split(x_ncdhw, len(dilations), axis=1)
+    outs = []
+    for g, (part, d) in enumerate(zip(groups, dilations)):
+        w = np.transpose(np.asarray(params[f"conv_{g}"]["kernel"]), (4, 3, 0, 1, 2))  # OIDHW
+        y = jax.lax.conv_general_dilated(
+            part, w, (1, 1, 1), [(p, p) for p in REFERENCE_PADDING[d]], rhs_dilation=(d, d, d),
+            dimension_numbers=("NCDHW", "OIDHW", "NCDHW"), precision="highest",
+        ) + np.asarray(params[f"conv_{g}"]["bias"])[None, :, None, None, None]
+        bn, st = params[f"bn_{g}"], stats[f"bn_{g}"]
+        shape = (1, -1, 1, 1, 1)
+        y = (y - st["mean"].reshape(shape)) / np.sqrt(st["var"].reshape(shape) + 1e-5)
+        y = y * bn["scale"].reshape(shape) + bn["bias"].reshape(shape)
+        outs.append(y[:, :, :-1])
+    return np.concatenate(outs, axis=1)
+
+
+@pytest.mark.parametrize("impl", ["taps", "scan"])
+def test_matches_reference_convolutions(impl):
+    module = ContextEnhancement((1, 3, 5), conv_impl=impl)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 7, 7, 9))
+    variables = nn.unbox(module.init(jax.random.PRNGKey(1), x, train=False))
+    rng = np.random.default_rng(0)
+    stats = jax.tree.map(lambda s: (rng.random(s.shape) + 0.5).astype(np.float32),
+                         variables["batch_stats"])
+    params = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape).astype(np.float32),
+                          variables["params"])
+    out = module.apply({"params": params, "batch_stats": stats}, x, train=False)
+    assert out.shape == x.shape
+    want = reference(np.moveaxis(np.asarray(x), -1, 1), params, stats, (1, 3, 5))
+    np.testing.assert_allclose(np.moveaxis(np.asarray(out), -1, 1), want, rtol=1e-4, atol=1e-4)
+
+
+def test_train_mode_updates_batch_stats_and_checks_groups():
+    module = ContextEnhancement((1, 3, 5))
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 5, 5, 6)) + 3.0
+    variables = module.init(jax.random.PRNGKey(1), x, train=False)
+    _, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert not np.allclose(updates["batch_stats"]["bn_0"]["mean"], 0.0)
+    with pytest.raises(ValueError, match="context.dilations"):
+        module.init(jax.random.PRNGKey(1), jnp.zeros((1, 4, 5, 5, 7)), train=False)
