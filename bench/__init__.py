@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>`; they print numbers, tests never assert timings."""
