@@ -2,8 +2,9 @@
 
 `mesh.axes` names the mesh axes (e.g. `("data", "model")`) and `mesh.shape` their sizes;
 one size may be `-1`, filled with the devices left over (`(-1, 1)` = pure data parallel
-on every device); `mesh.num_devices` (0 = all) restricts the mesh to the first devices. Devices are laid out by `jax.experimental.mesh_utils` so that the last
-axis (the one tensor parallelism talks over most) gets the closest devices.
+on every device); `mesh.num_devices` (0 = all) restricts the mesh to the first devices.
+Devices are laid out by `jax.experimental.mesh_utils` so that the last axis (the one
+tensor parallelism talks over most) gets the closest devices.
 """
 
 from __future__ import annotations

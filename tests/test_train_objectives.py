@@ -1,0 +1,66 @@
+"""Objectives: weighted loss terms, masking, model inputs, weight validation."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from ienet_jax import losses
+from ienet_jax.train.objectives import (
+    check_weights,
+    model_inputs,
+    predicted_hr,
+    signal_label,
+    weighted_loss,
+)
+
+
+def batch(b=3, t=64, seed=0):
+    rng = np.random.default_rng(seed)
+    tt = np.arange(t) / 30.0
+    hr = np.array([60.0, 90.0, 120.0])[:b]
+    bvp = np.sin(2 * np.pi * hr[:, None] / 60 * tt).astype(np.float32)
+    return {"rgb": jnp.asarray(rng.integers(0, 255, (b, t, 4, 4, 3), dtype=np.uint8)),
+            "nir": jnp.asarray(rng.integers(0, 255, (b, t, 4, 4, 1), dtype=np.uint8)),
+            "bvp": jnp.asarray(bvp), "hr": jnp.asarray(hr, jnp.float32),
+            "fps": jnp.full((b,), 30.0), "mask": jnp.array([True, True, False])[:b]}
+
+
+def test_weighted_sum_of_terms_with_mask():
+    bt = batch()
+    pred = bt["bvp"] + jnp.asarray(np.random.default_rng(1).normal(0, 0.5, bt["bvp"].shape))
+    outputs = {"fused_rppg": pred}
+    total, metrics = weighted_loss({"neg_pearson": 0.3, "spectral": 0.3}, "ienet", outputs, bt)
+    np_ = losses.neg_pearson(pred[:2], bt["bvp"][:2])
+    sp = losses.spectral_distance(pred[:2], bt["bvp"][:2], 30.0)
+    np.testing.assert_allclose(metrics["neg_pearson"], np_, rtol=1e-5)
+    np.testing.assert_allclose(total, 0.3 * np_ + 0.3 * sp, rtol=1e-5)
+
+
+def test_model_inputs_normalise_uint8_and_tscan_labels():
+    bt = batch()
+    rgb, nir = model_inputs("ienet", bt)
+    np.testing.assert_allclose(rgb, (np.asarray(bt["rgb"]) / 255 - 0.5) / 0.25, atol=1e-6)
+    assert nir.shape[-1] == 1
+    (frames,) = model_inputs("tscan", bt)
+    assert frames.shape == bt["rgb"].shape[:-1] + (6,)
+    label = signal_label("tscan", bt)
+    np.testing.assert_allclose(np.std(np.asarray(label)[:, :-1], axis=-1), 1.0, rtol=1e-3)
+
+
+def test_predicted_hr_from_psd_peak():
+    bt = batch()
+    hr = predicted_hr("ienet", {"fused_rppg": bt["bvp"]}, bt["fps"])
+    np.testing.assert_allclose(hr, bt["hr"], atol=1.0)
+
+
+def test_check_weights():
+    model = ml_collections.ConfigDict(dict(name="ienet", fee=dict(enabled=False)))
+    loss = ml_collections.ConfigDict(dict(neg_pearson=0.3, spectral=0.0, l1_hr=0.0, mse=0.0))
+    assert check_weights(loss, model) == {"neg_pearson": 0.3}
+    loss.neg_pearson = 0.0
+    with pytest.raises(ValueError, match="no non-zero weight"):
+        check_weights(loss, model)
+    loss.l1_hr = 0.4
+    with pytest.raises(ValueError, match="model.fee.enabled"):
+        check_weights(loss, model)
