@@ -98,9 +98,9 @@ class CropResult:
     """Face crops of one stream.
 
     crops `[T, S, S, C]` uint8; boxes `[T, 4]` (x, y, w, h) px; means `[T, C]` float32 mean
-    crop colour; first_frame: index of `crops[0]` in the stream; num_frames: frames decoded;
-    attempts / hits: detection calls and those that found a face. `means` average the
-    face box itself (the crop's centre, without the `box_scale` margin). fallback_frames:
+    colour of the cheeks and nose (rows 1/3–3/4, columns 1/5–4/5 of the face box, for the
+    POS check); first_frame: index of `crops[0]` in the stream; num_frames: frames decoded;
+    attempts / hits: detection calls and those that found a face. fallback_frames:
     frames cropped with `box_for_frame` because the tracker had no face yet.
     """
 
@@ -209,8 +209,11 @@ def crop_stream(
         attempts = tracker.attempts if tracker else n
         raise ValueError(f"{where}: no face found in any of {attempts} detection frames")
     crops_arr = np.stack(crops)
-    m = int(round(size * (1 - 1 / max(box_scale, 1.0)) / 2))  # the face box inside the crop
-    inner = crops_arr[:, m:size - m, m:size - m] if size - 2 * m >= 2 else crops_arr
+    # Cheeks and nose: rows 1/3–3/4, columns 1/5–4/5 of the face box inside the crop.
+    m, b = size * (1 - 1 / max(box_scale, 1.0)) / 2, size / max(box_scale, 1.0)
+    r0, r1 = int(m + b / 3), max(int(m + b / 3) + 1, int(round(m + 3 * b / 4)))
+    c0, c1 = int(m + b / 5), max(int(m + b / 5) + 1, int(round(m + 4 * b / 5)))
+    inner = crops_arr[:, r0:r1, c0:c1]
     return CropResult(
         crops=crops_arr,
         boxes=np.asarray(boxes, dtype=np.float64),
