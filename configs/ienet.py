@@ -1,4 +1,4 @@
-"""IENet configuration: `get_config("reference" | "small" | "tiny")` → a locked ConfigDict.
+"""IENet configuration: `get_config("variant[,preset]")` → a locked ConfigDict.
 
 `reference` is the published model (128 × 64 × 64 clips at 30 fps, embed 96, dims
 96-192-384, depths 2-2-4, heads 3-6-12, window 2-7-7, patch 2-4-4, drop path 0.2) with
@@ -6,8 +6,9 @@ context enhancement on (the paper's method; the published code leaves it off) an
 off (stage 1 of the two-stage training). `small` and `tiny` shrink it for tests and
 quick starts. All sizes come from one table, `VARIANTS`, feeding `model_config`.
 
-Usage: `--config configs/ienet.py:tiny`; override keys from the command line, e.g.
-`--config.model.dtype=bfloat16`.
+Usage: `--config configs/ienet.py:tiny` or `configs/ienet.py:tiny,quickstart` (the arg is
+`variant[,preset]`, presets in `configs/common.py`); override keys from the command line,
+e.g. `--config.model.dtype=bfloat16`.
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The full config for variant `arg` (default "reference"); sections are added here."""
-    variant = arg or "reference"
-    config = ml_collections.ConfigDict()
-    config.variant = variant
-    config.model = model_config(variant)
-    config.lock()
-    return config
+    """The full locked config for `arg` = `"variant[,preset]"` (default reference, stage 1).
+
+    The `model` section comes from `model_config(variant)`; the shared sections (data, train,
+    mesh, checkpoint, …) and the presets from `configs/common.py`.
+    """
+    from configs.common import config_from_arg
+
+    return config_from_arg(model_config, arg, "reference", "reference_stage1")

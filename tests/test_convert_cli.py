@@ -96,3 +96,14 @@ def test_load_torch_checkpoint_nested_data_parallel(tmp_path):
     loaded = convert.load_torch_checkpoint(path)
     assert set(loaded) == {"a.weight", "b.bias"}
     np.testing.assert_array_equal(loaded["a.weight"], np.arange(6.0).reshape(2, 3))
+
+
+def test_tscan_checkpoints_are_delegated(golden_dir, det_init):
+    from configs.tscan import model_config as tscan_model_config
+    from ienet_jax.convert.tscan import tscan_variables
+
+    spec = json.loads((golden_dir / "tscan_fee_state_dict.json").read_text())
+    (tscan_spec,) = [v for k, v in spec.items() if k.startswith("tscan")]
+    sd = {k: det_init.det_tensor("tscan." + k, s) for k, s in tscan_spec.items() if s}
+    cfg = tscan_model_config("reference")
+    assert_trees_equal(convert.from_reference_state_dict(sd, cfg), tscan_variables(sd, cfg))
