@@ -177,18 +177,27 @@ def _results(jobs: list[Job], workers: int, reader_options, opts, spec):
             yield job, _run_job(job, reader_options, opts, spec)
         return
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
-                                initializer=_worker_init) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=workers,
+                                  mp_context=multiprocessing.get_context(method),
+                                  initializer=_worker_init)
+    try:
         futures = {pool.submit(_run_job, job, reader_options, opts, spec): job for job in jobs}
         for future in cf.as_completed(futures):
             job = futures[future]
             try:
-                yield job, future.result()
+                result = future.result()
             except Exception as e:  # noqa: BLE001 (a crashed worker: report the video)
                 # Not the video's fault necessarily (a crash takes the pool down): retried
                 # by the next run.
-                yield job, {"status": "failed", "retry": True,
-                            "reason": f"worker died: {type(e).__name__}: {e}"}
+                result = {"status": "failed", "retry": True,
+                          "reason": f"worker died: {type(e).__name__}: {e}"}
+            yield job, result
+    except BaseException:
+        # Ctrl-C or an error here: drop the queued videos instead of waiting for them; the
+        # journal keeps the finished ones for the next run.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _has_nir(entries: list[Entry]) -> bool:
@@ -296,3 +305,7 @@ def main(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished videos are kept; re-run the same command to resume",
+              file=sys.stderr)
+        return 130
