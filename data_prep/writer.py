@@ -4,6 +4,8 @@ Layout of an output directory `OUT` for dataset name `NAME`:
 
     OUT/NAME-{split}.tfrecord-{i:05d}-of-{n:05d}   TFDS shards, one per converted video
     OUT/dataset_info.json, OUT/features.json       TFDS metadata (`tfds.builder_from_directory`)
+    OUT/metadata.json                              options and subjects per split (TFDS
+                                                   `info.metadata`)
     OUT/manifest.json                              options, splits, per-video results
     OUT/report.txt                                 human-readable summary
     OUT/.convert/options.json                      the options the directory was made with
