@@ -33,6 +33,12 @@ def env():
     return e
 
 
+def run_main(*args, **kw):
+    out = subprocess.run(main_cmd(*args, **kw), cwd=REPO, env=env(), capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+
+
 def test_misspelt_key_fails_before_anything_runs(tmp_path):
     workdir = tmp_path / "w"
     out = subprocess.run(main_cmd(workdir, "--config.train.num_stpes=3"), cwd=REPO, env=env(),
@@ -87,8 +93,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
              "--config.logging.tensorboard=False", "--config.train.batch_size=8",
              "--config.mesh.shape=(4,2)", "--config.data.synthetic.num_clips=24"]
     full, cut = tmp_path / "full", tmp_path / "cut"
-    subprocess.run(main_cmd(full, *flags, cache=cache), cwd=REPO, env=env(), check=True,
-                   capture_output=True, timeout=900)
+    run_main(full, *flags, cache=cache)
 
     proc = subprocess.Popen(main_cmd(cut, *flags, cache=cache), cwd=REPO, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -104,8 +109,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     assert not status["finished"] and 5 <= status["step"] < 150, status
     assert (cut / "checkpoints" / str(status["step"])).is_dir()
 
-    subprocess.run(main_cmd(cut, *flags, cache=cache), cwd=REPO, env=env(), check=True,
-                   capture_output=True, timeout=900)
+    run_main(cut, *flags, cache=cache)
     assert json.loads((cut / "status.json").read_text())["finished"]
     a, b = load_variables(full), load_variables(cut)
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):

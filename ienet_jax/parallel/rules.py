@@ -110,8 +110,18 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Rules) -> Any:
     return jax.tree.map(one, tree, is_leaf=_is_box)
 
 
-def batch_spec(rules: Rules, mesh: Mesh, global_batch: int) -> PartitionSpec:
-    """The spec of a batch-leading array `[B, ...]`: axis 0 by the rule for `batch`."""
+def batch_spec(rules: Rules, mesh: Mesh, global_batch: int,
+               key: str = "train.batch_size") -> PartitionSpec:
+    """The spec of a batch-leading array `[B, ...]`: axis 0 by the rule for `batch`.
+
+    Unlike parameters, a batch the mesh axes do not divide is an error (naming `key`):
+    replicating it would silently repeat the whole computation on every device.
+    """
+    target = _match("batch", rules) or ()
+    ways = int(np.prod([mesh.shape[a] for a in target])) if target else 1
+    if global_batch % ways:
+        raise ValueError(f"config key {key}={global_batch} must be a multiple of {ways}: the "
+                         f"batch is split over mesh axes {target} (mesh.shape, mesh.rules)")
     return logical_to_spec(("batch",), (global_batch,), rules, mesh)
 
 

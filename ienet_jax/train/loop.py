@@ -1,5 +1,6 @@
 """The trainer: `train_and_evaluate(config, workdir)`, read top to bottom.
 
+Evaluation runs every `eval.every_steps` steps and at the end (0 = never).
 Sections: mesh → model and optimiser → input → state (resume from `WORKDIR/checkpoints`,
 else `train.init_from`, else fresh) → compiled steps → loop (train, log, evaluate,
 checkpoint) → shutdown. SIGTERM (preemption) saves a checkpoint at the current step and
@@ -114,7 +115,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     act_rules = flax_rules(parse_rules(config.mesh.activation_rules, mesh,
                                        "mesh.activation_rules"), axes.ALL)
     data_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.train.batch_size)))
-    eval_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.eval.batch_size)))
+    eval_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.eval.batch_size),
+                                                   "eval.batch_size"))
     logging.info("mesh %s on %d devices (%s)", dict(mesh.shape), mesh.size,
                  jax.devices()[0].platform)
 
@@ -145,7 +147,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
 
     # ---------------------------------------------------------------- compiled steps
     train_step, eval_step = compile_steps(model, config.model.name, tx, weights, mesh,
-                                          shardings, data_sharding.spec, act_rules)
+                                          shardings, data_sharding.spec, act_rules,
+                                          eval_sharding.spec)
 
     # ---------------------------------------------------------------- loop
     log = MetricsLog(workdir, tensorboard=bool(config.logging.tensorboard))
@@ -186,7 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                     logging.info("%s", progress.line(step, means["loss"]))
                 history = {}
             eval_metrics = None
-            if _should(step, int(config.eval.every_steps), num_steps):
+            if int(config.eval.every_steps) > 0 and _should(step, int(config.eval.every_steps),
+                                                            num_steps):
                 eval_metrics = evaluate(eval_step, state, config, eval_sharding)
                 log.write(step, config.eval.split, eval_metrics)
             preempted = preemption.requested

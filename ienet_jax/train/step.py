@@ -93,14 +93,17 @@ class Compiled:
 
 
 def compile_steps(model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
-                  batch_spec: PartitionSpec, activation_rules) -> tuple[Compiled, Compiled]:
-    """`(train_step, eval_step)` jitted with the state's shardings and a batch sharding."""
+                  batch_spec: PartitionSpec, activation_rules,
+                  eval_batch_spec: PartitionSpec | None = None) -> tuple[Compiled, Compiled]:
+    """`(train_step, eval_step)` jitted with the state's shardings and batch shardings."""
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
+    eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
+                                  else eval_batch_spec)
     train = Compiled(make_train_step(model, model_name, tx, weights), mesh, activation_rules,
                      in_shardings=(state_shardings, batch_sharding, replicated),
                      out_shardings=(state_shardings, replicated), donate_argnums=(0,))
     evaluate = Compiled(make_eval_step(model, model_name, weights), mesh, activation_rules,
-                        in_shardings=(state_shardings, batch_sharding),
+                        in_shardings=(state_shardings, eval_sharding),
                         out_shardings=replicated)
     return train, evaluate
