@@ -19,12 +19,17 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache", None, "Persistent XLA compilation cache directory (optional).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-process run: call jax.distributed.initialize() first.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ienet_jax.parallel.distributed import initialize
+
+    initialize(_DISTRIBUTED.value)
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

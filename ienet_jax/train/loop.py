@@ -193,7 +193,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                                                             num_steps):
                 eval_metrics = evaluate(eval_step, state, config, eval_sharding)
                 log.write(step, config.eval.split, eval_metrics)
-            preempted = preemption.requested
+            if jax.process_count() > 1:  # all processes must agree on the step
+                preempted = ckpt.manager.reached_preemption(step)
+            else:
+                preempted = preemption.requested
             if (_should(step, int(config.checkpoint.every_steps), num_steps) or preempted
                     or (eval_metrics is not None and ckpt.best_metric)):
                 ckpt.save(step, state, train_it if hasattr(train_it, "get_state") else None,
