@@ -141,6 +141,7 @@ def build_config(model_section: ml_collections.ConfigDict, preset: str = "refere
     config.data = data_section()
     config.train = train_section()
     config.data.batch_size = config.train.get_ref("batch_size")  # one global batch size
+    config.eval.batch_size = config.train.get_ref("batch_size")  # unless overridden
     config.mesh = mesh_section()
     config.checkpoint = checkpoint_section()
     config.logging = logging_section()

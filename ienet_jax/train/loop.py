@@ -115,8 +115,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     act_rules = flax_rules(parse_rules(config.mesh.activation_rules, mesh,
                                        "mesh.activation_rules"), axes.ALL)
     data_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.train.batch_size)))
-    eval_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.eval.batch_size),
-                                                   "eval.batch_size"))
+    eval_batch = int(config.eval.batch_size) if int(config.eval.every_steps) > 0 else \
+        int(config.train.batch_size)  # no evaluation: any valid placeholder
+    eval_sharding = NamedSharding(mesh, batch_spec(rules, mesh, eval_batch, "eval.batch_size"))
     logging.info("mesh %s on %d devices (%s)", dict(mesh.shape), mesh.size,
                  jax.devices()[0].platform)
 
