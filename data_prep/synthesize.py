@@ -3,9 +3,8 @@
 Faces from a real portrait (recoloured, restyled, moving), a known pulse with
 respiration and HR variability, skin optics, lighting changes, sensor noise and a
 lossy codec. Deterministic from `--seed`; re-running skips finished recordings.
-
-  python -m data_prep synthesize --layout vipl_hr --output /tmp/vipl --subjects 4 \\
-      --seconds 30 --preset easy --seed 0
+Example: `python -m data_prep synthesize --layout vipl_hr --output /tmp/vipl
+--subjects 4 --seconds 30 --preset easy --seed 0`.
 """
 
 from __future__ import annotations
@@ -37,14 +36,21 @@ def _size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", required=True, choices=sorted(WRITERS))
     parser.add_argument("--output", required=True, type=Path, help="root folder of the dataset")
-    parser.add_argument("--subjects", type=int, default=4)
+    parser.add_argument("--subjects", type=int, default=4, help="number of subjects")
     parser.add_argument("--sessions", type=int, default=1, help="sessions (VIPL vN) per subject")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each recording")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="easy")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="easy", help="realism knobs (easy|hard)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
     parser.add_argument("--size", type=_size, default=(640, 480), help="WxH pixels")
     parser.add_argument(
-        "--fps", type=float, default=None, help=f"nominal frame rate (default {DEFAULT_FPS})"
+        "--fps",
+        type=float,
+        default=None,
+        help="nominal frame rate (default: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_FPS.items())
+        + ")",
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
 

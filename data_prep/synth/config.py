@@ -115,10 +115,10 @@ PRESETS: dict[str, SynthConfig] = {
             face_frac=(0.3, 0.5), center_x=(0.38, 0.62), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7, 8)
         ),
         optics=OpticsConfig(
-            ac_dc=(0.004, 0.01),
+            ac_dc=(0.005, 0.012),
             nir_ratio=(0.25, 0.45),
-            shading=0.3,
-            specular=0.12,
+            shading=0.25,
+            specular=0.08,
             drift=0.08,
             drift_s=8.0,
             colour_drift=0.03,
