@@ -1,0 +1,119 @@
+"""A trained model from its checkpoint, and jitted, batched inference over clips.
+
+`load_model_config(checkpoint, config=None)` finds the `model` section: the given config,
+else the checkpoint's own (`config.json` of a trainer workdir, `model_config.json` of a
+converted reference directory). `ClipModel(model_config, variables)` runs the model on
+uint8 clips in fixed-size batches: one compilation per clip shape, the last batch padded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from ienet_jax.models import build
+from ienet_jax.train import objectives
+
+
+def _find_workdir_config(path: Path) -> Path | None:
+    for candidate in (path, *path.parents[:3]):
+        if (candidate / "config.json").is_file():
+            return candidate / "config.json"
+    return None
+
+
+def load_model_config(checkpoint: str | Path,
+                      config: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+    """The `model` config section for `checkpoint` (see the module docstring)."""
+    if config is not None:
+        return config.model if "model" in config else config
+    path = Path(checkpoint).absolute()
+    from ienet_jax.convert.checkpoint import MODEL_CONFIG, restore_model_config
+
+    if (path / MODEL_CONFIG).is_file():
+        return restore_model_config(path)
+    found = _find_workdir_config(path)
+    if found is None:
+        raise ValueError(f"checkpoint {str(path)!r}: no config.json (trainer workdir) or "
+                         f"{MODEL_CONFIG} (converted checkpoint) found; pass --config")
+    return ml_collections.ConfigDict(json.loads(found.read_text())["model"])
+
+
+def load(checkpoint: str | Path, config: ml_collections.ConfigDict | None = None,
+         batch_size: int = 8) -> ClipModel:
+    """`ClipModel` from a trainer workdir / checkpoint folder or a converted reference dir."""
+    from ienet_jax.train.checkpoint import load_variables
+
+    model_config = load_model_config(checkpoint, config)
+    variables = load_variables(checkpoint)
+    return ClipModel(model_config, variables, batch_size=batch_size)
+
+
+class ClipModel:
+    """Inference of a model on clips `[N, T, S, S, C]` uint8 (see `__call__`)."""
+
+    def __init__(self, model_config: ml_collections.ConfigDict, variables: dict,
+                 batch_size: int = 8):
+        self.config = model_config
+        self.name = str(model_config.name)
+        self.clip_length = int(model_config.clip_length)
+        self.frame_size = int(model_config.frame_size)
+        self.needs_nir = self.name == "ienet"
+        self.has_fee = self.name == "ienet" and bool(model_config.fee.enabled)
+        self.derivative = self.name == "tscan"  # TS-CAN predicts the BVP derivative
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = build(model_config)
+        self.variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")
+                          and len(jax.tree.leaves(v))}
+        self._forward = jax.jit(self._apply)
+
+    def _apply(self, variables, batch):
+        outputs = self.model.apply(variables, *objectives.model_inputs(self.name, batch),
+                                   train=False)
+        out = {"rppg": objectives.predicted_signal(self.name, outputs).astype(jnp.float32)}
+        if "hr" in outputs:
+            out["hr"] = outputs["hr"].astype(jnp.float32)
+        return out
+
+    def check_clips(self, rgb: np.ndarray, nir: np.ndarray | None, where: str) -> None:
+        t, s = self.clip_length, self.frame_size
+        if rgb.ndim != 5 or rgb.shape[1:4] != (t, s, s):
+            raise ValueError(f"{where}: RGB clips have shape {rgb.shape}; the model "
+                             f"(model.clip_length={t}, model.frame_size={s}) expects "
+                             f"[N, {t}, {s}, {s}, 3]")
+        if self.needs_nir and nir is None:
+            raise ValueError(f"{where}: IENet needs NIR clips (the data has none)")
+        if self.needs_nir and nir.shape[:4] != rgb.shape[:4]:
+            raise ValueError(f"{where}: NIR clips {nir.shape} do not match RGB {rgb.shape}")
+
+    def __call__(self, rgb: np.ndarray, nir: np.ndarray | None = None,
+                 where: str = "clips") -> dict[str, np.ndarray]:
+        """`rgb` `[N, T, S, S, 3]`, `nir` `[N, T, S, S, 1]` uint8 → `rppg` `[N, T]` (a BVP
+        derivative for TS-CAN) and, with an FEE head, `hr` `[N]` bpm (numpy float32)."""
+        self.check_clips(rgb, nir, where)
+        n, b = len(rgb), self.batch_size
+        outs: dict[str, list] = {}
+        for i in range(0, n, b):
+            batch = {"rgb": _padded(rgb[i:i + b], b)}
+            if self.needs_nir:
+                batch["nir"] = _padded(nir[i:i + b], b)
+            result = jax.device_get(self._forward(self.variables, batch))
+            for k, v in result.items():
+                outs.setdefault(k, []).append(np.asarray(v)[:min(b, n - i)])
+        logging.info("inference: %d clips of %s in batches of %d", n, where, b)
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _padded(x: np.ndarray, size: int) -> np.ndarray:
+    """`x` `[n, ...]` padded with zeros to `[size, ...]` (a fixed batch shape: no recompiles)."""
+    if len(x) == size:
+        return x
+    return np.concatenate([x, np.zeros((size - len(x),) + x.shape[1:], x.dtype)])

@@ -1,0 +1,252 @@
+"""Evaluate a trained model on converted clips against POS, CHROM and a constant predictor.
+
+    python -m ienet_jax.evaluate --workdir=runs/q [--config=configs/quickstart.py:tiny] \
+        [--split=test] [--checkpoint=DIR] [--window=10] [--hr_method=fft]
+
+Per video, clips are stitched back in order of `start_frame` (overlaps averaged,
+`ienet_jax.eval.stitch`); the model's rPPG, the label BVP and the per-frame mean RGB of
+the face crops (inner `1 / BOX_SCALE` of each crop, the detected box) go through the
+rPPG-Toolbox pipeline (`ienet_jax.eval.table`): the model, POS, CHROM, IENet's FEE head
+(when enabled) and a constant predictor (the training split's mean clip HR) are scored on
+the same videos and windows. Outputs, in `WORKDIR/eval/` (or `--output`):
+
+- `metrics.json`: `{"<model>": {mae, mae_se, rmse, mape, pearson, sd, snr, …}, "pos": …,
+  "chrom": …, "constant": …, ["<model>_fee": …], "evaluation": {mode, hr_method,
+  window_seconds, fps, fft_resolution_bpm, split, checkpoint, …}}` where `<model>` is
+  `ienet` or `tscan` (TS-CAN's derivative output is integrated first);
+- `per_video.json`: every window's HRs per method; `*.png`: plots (`ienet_jax.plots`).
+
+Without `--config`, the config of the run in `--workdir` (`config.json`) is used; the
+clips come from its `data.dir` unless `--data_dir` is given. `--checkpoint` defaults to
+the workdir (its latest checkpoint); a converted reference directory works too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from tqdm import tqdm
+
+from ienet_jax.eval import inference, stitch, table
+
+BOX_SCALE = 1.5  # the converter's default crop side / face box side
+NUM_EXAMPLES = 4  # videos shown in the signal and spectrum plots
+
+
+def _clip_means(rgb: np.ndarray) -> np.ndarray:
+    """Mean colour `[T, 3]` of the face box inside crops `[T, S, S, 3]` (crop margin cut)."""
+    s = rgb.shape[1]
+    m = int(round(s * (1 - 1 / BOX_SCALE) / 2))
+    inner = rgb[:, m:s - m, m:s - m] if s - 2 * m >= 2 else rgb
+    return inner.reshape(len(inner), -1, 3).mean(1, dtype=np.float64)
+
+
+def _subclips(example: dict, length: int, where: str) -> list[dict]:
+    """A stored clip split into model-length sub-clips (stored length a multiple of it)."""
+    t = len(example["rgb"])
+    if t == length:
+        return [example]
+    if t % length:
+        raise ValueError(f"{where}: clips of {t} frames cannot be cut into model clips of "
+                         f"model.clip_length={length} frames")
+    out = []
+    for i in range(0, t, length):
+        sub = dict(example)
+        for k in ("rgb", "nir", "bvp"):
+            if k in example:
+                sub[k] = example[k][i:i + length]
+        sub["start_frame"] = int(example["start_frame"]) + i
+        out.append(sub)
+    return out
+
+
+def constant_hr(data_dir: str | Path, split: str = "train") -> float:
+    """Mean clip HR (bpm) of `split`: the constant predictor's one answer."""
+    from ienet_jax.data import read_clips
+
+    hrs = [float(ex["hr"]) for ex in read_clips(data_dir, split)]
+    if not hrs:
+        raise ValueError(f"{data_dir}: split {split!r} has no clips for the constant predictor")
+    return float(np.mean(hrs))
+
+
+def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: str) -> list[dict]:
+    """Per-clip model outputs and labels of `split`: `{key, start, fps, hr, bvp, means,
+    rppg?, fee?}`; the model runs in fixed batches while clips stream from disk."""
+    from ienet_jax.data import read_clips
+
+    records, pending = [], []
+
+    def flush():
+        if not pending:
+            return
+        if model is not None:
+            nir = np.stack([p["nir"] for p in pending]) if model.needs_nir else None
+            out = model(np.stack([p["rgb"] for p in pending]), nir, where=f"{data_dir}:{split}")
+            for i, p in enumerate(pending):
+                records[p["index"]]["rppg"] = out["rppg"][i]
+                if "hr" in out:
+                    records[p["index"]]["fee"] = float(out["hr"][i])
+        pending.clear()
+
+    length = model.clip_length if model is not None else None
+    for ex in tqdm(read_clips(data_dir, split), desc=f"evaluate {split}", unit="clip"):
+        where = f"{data_dir} split {split!r} video {ex['video']}"
+        for sub in (_subclips(ex, length, where) if length else [ex]):
+            records.append(dict(key=(str(sub["subject"]), str(sub["video"])),
+                                start=int(sub["start_frame"]), fps=float(sub["fps"]),
+                                hr=float(sub["hr"]), bvp=np.asarray(sub["bvp"], np.float64),
+                                means=_clip_means(sub["rgb"])))
+            if model is not None:
+                pending.append(dict(index=len(records) - 1, rgb=sub["rgb"], nir=sub.get("nir")))
+                if len(pending) == model.batch_size:
+                    flush()
+    flush()
+    if not records:
+        raise ValueError(f"{data_dir}: split {split!r} has no clips to evaluate")
+    return records
+
+
+def video_series(records: list[dict]) -> list[table.VideoSeries]:
+    """Clip records (`run_clips`) stitched into one `table.VideoSeries` per video."""
+    values = {"bvp": [r["bvp"] for r in records], "means": [r["means"] for r in records]}
+    if "rppg" in records[0]:
+        values["rppg"] = [r["rppg"] for r in records]
+    videos = []
+    for s in stitch.group_videos([r["key"] for r in records], [r["start"] for r in records],
+                                 values):
+        if s.gaps:
+            logging.warning("video %s: %d frames between its clips are not covered; the "
+                            "series joins the covered frames", s.key, s.gaps)
+        clips = [records[i] for i in s.clips]
+        fee = [c["fee"] for c in clips] if "fee" in clips[0] else None
+        videos.append(table.VideoSeries(
+            key=s.key, fps=float(np.mean([c["fps"] for c in clips])),
+            rppg=s.values.get("rppg"), bvp=s.values["bvp"], means=s.values["means"],
+            clip_starts=np.searchsorted(s.frames, [c["start"] for c in clips]),
+            clip_length=len(clips[0]["bvp"]), clip_hr=np.array([c["hr"] for c in clips]),
+            clip_fee=None if fee is None else np.array(fee)))
+    return videos
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, split: str = "test",
+             checkpoint: str | Path | None = None, window: float | None = None,
+             hr_method: str = "fft", data_dir: str | Path | None = None,
+             output: str | Path | None = None, batch_size: int = 8,
+             plots: bool = True) -> dict:
+    """Evaluate (see the module docstring); returns the `metrics.json` dict."""
+    data_dir = str(data_dir or config.data.dir)
+    if not data_dir:
+        raise ValueError("config key data.dir is empty: evaluation needs converted clips "
+                         "(python -m data_prep convert), or pass --data_dir")
+    workdir = Path(workdir).absolute()
+    checkpoint = Path(checkpoint or workdir).absolute()
+    out_dir = Path(output or workdir / "eval").absolute()
+    model = inference.load(checkpoint, config, batch_size=batch_size)
+    const = constant_hr(data_dir, "train")
+    videos = video_series(run_clips(model, data_dir, split))
+
+    rows: dict[str, list[dict]] = {}
+    for v in videos:
+        for name, r in table.video_rows(v, model.name, window=window, method=hr_method,
+                                        constant_hr=const).items():
+            rows.setdefault(name, []).extend(r)
+    order = [model.name, f"{model.name}_fee", "pos", "chrom", "constant"]
+    result: dict = {name: table.summarize_rows(rows[name]) for name in order if name in rows}
+    result["evaluation"] = {
+        "mode": table.MODE,
+        "hr_method": hr_method,
+        "window_seconds": window,
+        "unit": "whole video" if window is None else f"windows of {window} s",
+        "fps": float(np.mean([v.fps for v in videos])),
+        "fft_resolution_bpm": table.fft_resolution(videos, window),
+        "label_hr": "the stitched label BVP through the same pipeline"
+                    + ("; FEE row: mean clip label HR" if model.has_fee else ""),
+        "constant_hr": const,
+        "model": model.name,
+        "split": split,
+        "data_dir": data_dir,
+        "checkpoint": str(checkpoint),
+        "num_videos": len(videos),
+        "num_clips": int(sum(len(v.clip_starts) for v in videos)),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "per_video.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if plots:
+        from ienet_jax import plots as plots_lib
+
+        plots_lib.evaluation_plots(out_dir, videos[:NUM_EXAMPLES], rows, model.name,
+                                   model.derivative)
+    logging.info("evaluation written to %s", out_dir)
+    return result
+
+
+def _define_flags() -> dict:
+    """The command's flags, defined on first use (other commands define `workdir` too)."""
+    from ml_collections import config_flags
+
+    return dict(
+        config=config_flags.DEFINE_config_file(
+            "config", None, "Config file (default: WORKDIR/config.json).", lock_config=False),
+        workdir=flags.DEFINE_string("workdir", None, "Run directory (checkpoints, config)."),
+        split=flags.DEFINE_string("split", "test", "Split: train | validation | test."),
+        checkpoint=flags.DEFINE_string("checkpoint", None, "Checkpoint (default: the "
+                                       "workdir's latest), or a converted reference dir."),
+        window=flags.DEFINE_float("window", None, "Evaluation window (s); default whole video."),
+        hr_method=flags.DEFINE_enum("hr_method", "fft", ["fft", "peak"], "HR from signals."),
+        data_dir=flags.DEFINE_string("data_dir", None, "Converted clips (default data.dir)."),
+        output=flags.DEFINE_string("output", None, "Output folder (default WORKDIR/eval)."),
+        batch_size=flags.DEFINE_integer("batch_size", 8, "Clips per inference batch."),
+    )
+
+
+def _workdir_config(workdir: Path) -> ml_collections.ConfigDict:
+    path = workdir / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: pass --config (the run's config file)")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def print_result(result: dict, out_dir: Path) -> None:
+    """The evaluation's header line, metrics table and output path, on stdout."""
+    ev = result["evaluation"]
+    res = ev["fft_resolution_bpm"]
+    print(f"{ev['split']} split: {ev['num_videos']} videos, {ev['unit']}, HR {ev['hr_method']}"
+          f" at {ev['fps']:.1f} fps (FFT bins {res['min']:.2f}-{res['max']:.2f} bpm apart); "
+          f"constant predictor = {ev['constant_hr']:.1f} bpm")
+    print(table.format_table(result))
+    print(f"metrics and plots: {out_dir}")
+
+
+def main(argv, f: dict) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    workdir = Path(f["workdir"].value).absolute()
+    out_dir = Path(f["output"].value or workdir / "eval").absolute()
+    try:
+        config = f["config"].value or _workdir_config(workdir)
+        result = evaluate(config, workdir, split=f["split"].value,
+                          checkpoint=f["checkpoint"].value, window=f["window"].value,
+                          hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
+                          output=out_dir, batch_size=f["batch_size"].value)
+    except ValueError as e:
+        print(f"error: {e}")
+        return 2
+    print_result(result, out_dir)
+    return 0
+
+
+def run() -> None:
+    """Entry point of `python -m ienet_jax.evaluate`."""
+    f = _define_flags()
+    flags.mark_flag_as_required("workdir")
+    app.run(lambda argv: main(argv, f))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,169 @@
+"""Evaluation: stitching clips back into videos, per-video HR rows and metrics against
+hand-computed values, TS-CAN integration, and `evaluate` end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ienet_jax.eval import stitch, table
+
+FPS = 30.0
+N = 512  # frames: nfft 512 → FFT-HR bins exactly 60·30/512 = 3.515625 bpm apart
+BIN = 60.0 * FPS / N
+
+
+def _sine(bpm: float, n: int = N, phase: float = 0.3) -> np.ndarray:
+    return np.sin(2 * np.pi * bpm / 60.0 * np.arange(n) / FPS + phase)
+
+
+def test_stitch_overlapping_unordered_clips_give_back_the_series():
+    x = np.arange(40, dtype=np.float64) ** 1.5
+    starts = [12, 0, 24, 8, 4, 20, 16, 28]  # length 12, stride 4: every frame in ≤ 3 clips
+    frames, out = stitch.stitch(starts, {"x": [x[s:s + 12] for s in starts]})
+    np.testing.assert_array_equal(frames, np.arange(40))
+    np.testing.assert_allclose(out["x"], x)
+
+
+def test_stitch_averages_overlaps_and_drops_gaps():
+    frames, out = stitch.stitch([10, 12, 30], {"x": [np.ones(4), 3 * np.ones(4), 5 * np.ones(2)]})
+    np.testing.assert_array_equal(frames, [10, 11, 12, 13, 14, 15, 30, 31])
+    np.testing.assert_allclose(out["x"], [1, 1, 2, 2, 3, 3, 5, 5])
+
+
+def test_group_videos_by_key_in_start_order():
+    keys = [("s1", "b"), ("s0", "a"), ("s1", "b"), ("s0", "a")]
+    starts = [8, 4, 0, 0]
+    vals = {"x": [np.full(8, 2.0), np.full(4, 1.0), np.full(8, 0.0), np.full(4, -1.0)]}
+    videos = stitch.group_videos(keys, starts, vals)
+    assert [v.key for v in videos] == [("s1", "b"), ("s0", "a")]
+    assert videos[0].clips == [2, 0] and videos[1].clips == [3, 1]
+    np.testing.assert_allclose(videos[0].values["x"], [0] * 8 + [2] * 8)
+    np.testing.assert_allclose(videos[1].values["x"], [-1] * 4 + [1] * 4)
+    with pytest.raises(ValueError, match="clip starts"):
+        stitch.stitch([], {"x": []})
+
+
+def _video(key, label_bin: int, pred_bin: int, rppg=None) -> table.VideoSeries:
+    bvp = _sine(label_bin * BIN)
+    pulse = 0.01 * bvp
+    means = np.stack([120 * (1 + 0.5 * pulse), 90 * (1 + pulse), 70 * (1 + 0.3 * pulse)], -1)
+    starts = np.arange(0, N, 64)
+    return table.VideoSeries(
+        key=key, fps=FPS, rppg=_sine(pred_bin * BIN, phase=1.1) if rppg is None else rppg,
+        bvp=bvp, means=means, clip_starts=starts, clip_length=64,
+        clip_hr=np.full(len(starts), label_bin * BIN),
+        clip_fee=np.full(len(starts), label_bin * BIN + 2.0))
+
+
+def test_rows_and_metrics_match_hand_computed_values():
+    # Labels on FFT bins 17 and 27; the model is right on video 1 and 3 bins high on video 2.
+    videos = [_video(("s0", "v0"), 17, 17), _video(("s1", "v1"), 27, 30)]
+    rows: dict[str, list] = {}
+    for v in videos:
+        for k, r in table.video_rows(v, "ienet", window=None, constant_hr=80.0).items():
+            rows.setdefault(k, []).extend(r)
+    assert set(rows) == {"ienet", "ienet_fee", "pos", "chrom", "constant"}
+    label = np.array([17 * BIN, 27 * BIN])
+    np.testing.assert_allclose([r["hr_label"] for r in rows["ienet"]], label)
+    np.testing.assert_allclose([r["hr_pred"] for r in rows["ienet"]], [17 * BIN, 30 * BIN])
+    m = table.summarize_rows(rows["ienet"])
+    assert m["mae"] == pytest.approx(1.5 * BIN) and m["rmse"] == pytest.approx(np.sqrt(4.5) * BIN)
+    assert m["mape"] == pytest.approx(100 * 3 * BIN / label[1] / 2)
+    c = table.summarize_rows(rows["constant"])
+    assert c["mae"] == pytest.approx(np.mean(np.abs(80.0 - label)))
+    assert c["ba_bias"] == pytest.approx(np.mean(80.0 - label))
+    fee = table.summarize_rows(rows["ienet_fee"])
+    assert fee["mae"] == pytest.approx(2.0)
+    assert table.summarize_rows(rows["pos"])["mae"] < BIN  # a clean pulse: POS on the bin
+    text = table.format_table({"ienet": m, "constant": c, "evaluation": {}})
+    assert "ienet" in text and "constant" in text and f"{m['mae']:.2f}" in text
+
+
+def test_windows_give_one_row_per_window():
+    rows = table.video_rows(_video(("s", "v"), 20, 20), "ienet", window=N / FPS / 2,
+                            constant_hr=70.0)
+    assert [r["start"] for r in rows["ienet"]] == [0, N // 2]
+    assert len(rows["ienet_fee"]) == 2 and len(rows["constant"]) == 2
+    res = table.fft_resolution([_video(("s", "v"), 20, 20)], N / FPS / 2)
+    assert res["min"] == pytest.approx(2 * BIN)
+
+
+def test_tscan_derivative_outputs_are_integrated():
+    # A pulse whose fundamental (bin 14) dominates, with a weaker harmonic (bin 41). Its
+    # derivative's spectrum is dominated by the harmonic: only integration finds bin 14.
+    def pulse(n=N + 1):
+        return _sine(14 * BIN, n) + 0.6 * _sine(41 * BIN, n, phase=0.0)
+
+    derivative = np.diff(pulse())
+    derivative = derivative / derivative.std()
+    v = _video(("s", "v"), 14, 14, rppg=derivative)
+    v.bvp = pulse()[:N]
+    rows = table.video_rows(v, "tscan", window=None)
+    assert rows["tscan"][0]["hr_pred"] == pytest.approx(14 * BIN)
+    assert rows["tscan"][0]["hr_label"] == pytest.approx(14 * BIN)
+
+
+def _write_dataset(directory, clip_length=32, size=16):
+    from ienet_jax.data import features, tfrecord
+
+    spec = features.ClipSpec(clip_length=clip_length, height=size, width=size, nir=True)
+    directory.mkdir(parents=True)
+    spec.tfds_features().save_config(str(directory))
+    rng = np.random.default_rng(0)
+    texture = rng.integers(60, 140, (1, size, size, 4)).astype(np.float64)
+    for split, videos in (("train", {"a": 90.0}), ("test", {"b": 60.0, "c": 100.0})):
+        examples = []
+        for video, hr in videos.items():
+            bvp = np.sin(2 * np.pi * hr / 60 * np.arange(4 * clip_length) / FPS)
+            frames = np.clip(texture + 20 * bvp[:, None, None, None], 0, 255).astype(np.uint8)
+            for start in (64, 0, 96, 32):  # stored out of order
+                sl = slice(start, start + clip_length)
+                examples.append({
+                    "rgb": np.ascontiguousarray(frames[sl, ..., :3]),
+                    "nir": np.ascontiguousarray(frames[sl, ..., 3:]),
+                    "bvp": bvp[sl].astype(np.float32), "hr": np.float32(hr),
+                    "fps": np.float32(FPS), "subject": f"subj_{video}", "video": video,
+                    "start_frame": np.int64(start)})
+        tfrecord.write_records(directory / f"synth-{split}.tfrecord-00000-of-00001",
+                               (features.serialize_example(spec, ex) for ex in examples))
+
+
+def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
+    import jax
+    import ml_collections
+    from flax import linen as nn
+    from train_configs import micro_ienet_model
+
+    from ienet_jax.convert.checkpoint import save_converted
+    from ienet_jax.evaluate import evaluate
+    from ienet_jax.models import build
+    from ienet_jax.train.state import example_inputs
+
+    model_config = micro_ienet_model()
+    model_config.fee.enabled = True
+    config = ml_collections.ConfigDict(dict(model=model_config, data=dict(dir="")))
+    variables = nn.unbox(build(model_config).init(
+        jax.random.key(0), *example_inputs(model_config), train=False))
+    save_converted(tmp_path / "converted", variables, model_config)
+    _write_dataset(tmp_path / "clips")
+
+    result = evaluate(config, tmp_path / "run", checkpoint=tmp_path / "converted",
+                      data_dir=tmp_path / "clips", batch_size=3)
+    assert {"ienet", "ienet_fee", "pos", "chrom", "constant", "evaluation"} <= set(result)
+    ev = result["evaluation"]
+    # 2 videos of 4 stored clips of 32 frames, each cut into 2 model clips of 16
+    assert ev["num_videos"] == 2 and ev["num_clips"] == 16
+    assert ev["constant_hr"] == pytest.approx(90.0) and ev["fps"] == pytest.approx(FPS)
+    assert ev["fft_resolution_bpm"]["min"] == pytest.approx(60 * FPS / 128)
+    out = tmp_path / "run" / "eval"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["constant"]["mae"] == pytest.approx(result["constant"]["mae"])
+    assert saved["ienet"]["n"] == 2
+    per_video = json.loads((out / "per_video.json").read_text())
+    labels = sorted(r["hr_label"] for r in per_video["pos"])
+    np.testing.assert_allclose(labels, [60.0, 100.0], atol=60 * FPS / 128 / 2 + 1e-6)
+    for name in ("signals", "spectra", "scatter", "bland_altman"):
+        assert (out / f"{name}.png").stat().st_size > 1000
