@@ -140,12 +140,12 @@ def build_config(model_section: ml_collections.ConfigDict, preset: str = "refere
     config.model = ml_collections.ConfigDict(model_section.to_dict())
     config.data = data_section()
     config.train = train_section()
-    config.data.batch_size = config.train.get_ref("batch_size")  # one global batch size
-    config.eval.batch_size = config.train.get_ref("batch_size")  # unless overridden
     config.mesh = mesh_section()
     config.checkpoint = checkpoint_section()
     config.logging = logging_section()
     config.eval = eval_section()
+    config.data.batch_size = config.train.get_ref("batch_size")  # one global batch size
+    config.eval.batch_size = config.train.get_ref("batch_size")  # unless overridden
     _apply_preset(config, preset)
     config.lock()
     return config
