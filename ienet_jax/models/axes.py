@@ -41,5 +41,7 @@ ALL = (
 
 # A clip's activations `[B, T, H, W, C]`.
 CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
+# Input frames `[B, T, H, W, C]` (C = colour / NIR channels, never sharded).
+FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
 # Window tokens `[B·nW, N, C]`.
 WINDOW_TOKENS = (BATCH, TOKENS, EMBED)

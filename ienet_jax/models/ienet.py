@@ -116,8 +116,8 @@ class IENet(nn.Module):
                 remat=self.remat, opts=opts, name=name,
             )
 
-        rgb = nn.with_logical_constraint(rgb.astype(self.dtype), axes.CLIP)
-        nir = nn.with_logical_constraint(nir.astype(self.dtype), axes.CLIP)
+        rgb = nn.with_logical_constraint(rgb.astype(self.dtype), axes.FRAMES)
+        nir = nn.with_logical_constraint(nir.astype(self.dtype), axes.FRAMES)
         f_rgb = backbone("rgb")(rgb, train=train)
         f_nir = backbone("nir")(nir, train=train)
         fused = mdef(f_rgb, f_nir, self.fusion)
