@@ -199,4 +199,23 @@ def test_corrupt_records_raise_or_are_skipped_and_counted(tmp_path):
     batches, stats = _batches(Pipeline(config, process_index=0, process_count=1))
     assert stats["skipped"] == 2  # the flipped record + the lost tail of shard 2
     assert _videos(batches, masked=True) == [f"validation/v{k}" for k in (0, 2, 3, 4, 5, 6, 7)]
-    assert all(len(b["mask"]) == 4 for b in batches)
+    assert [b["mask"].tolist() for b in batches] == [[True, False, True, True], [True] * 4]
+    assert batches[0]["video"][1] == "" and (batches[0]["rgb"][1] == -2.0).all()  # zeros
+    # Training drops the corrupt record instead.
+    config.split = "validation"
+    batches, stats = _batches(Pipeline(config, training=True, process_index=0, process_count=1))
+    assert stats["skipped"] >= 1 and "validation/v1" not in _videos(batches)
+
+
+@pytest.mark.slow
+def test_evaluation_with_two_workers_pads_every_worker(dataset):
+    seen, counts = [], []
+    for i in range(2):
+        p = Pipeline(_config(dataset, split="validation", batch_size=2, workers=2),
+                     process_index=i, process_count=2)
+        batches, _ = _batches(p)
+        counts.append(len(batches))
+        assert len(batches) == p.batches_per_epoch
+        seen += _videos(batches, masked=True)
+    assert counts == [4, 4]  # 3 clips per process, padded to 2 workers × 2 batches of 1
+    assert sorted(seen) == [f"validation/v{k}" for k in range(5)]

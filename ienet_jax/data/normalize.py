@@ -44,14 +44,25 @@ def check_normalize(method: str, modalities) -> str:
     return method
 
 
-def normalize_example(example: dict[str, Any], method: str) -> dict[str, Any]:
-    """Applies normalisation `method` (see the module table) to one example."""
-    out = dict(example)
-    if method == "none":
-        return out
+def _functions(method: str) -> tuple:
+    """The model-side functions `method` needs (imported here, in the calling thread)."""
     if method == "reference":
         from ienet_jax.models.ienet import normalize_reference
 
+        return (normalize_reference,)
+    if method == "tscan":
+        from ienet_jax.models.tscan_inputs import tscan_inputs, tscan_label
+
+        return tscan_inputs, tscan_label
+    if method in NORMALIZATIONS:
+        return ()
+    raise ValueError(f"data.normalize={method!r}: expected one of {NORMALIZATIONS}")
+
+
+def _apply(example: dict[str, Any], method: str, functions: tuple) -> dict[str, Any]:
+    out = dict(example)
+    if method == "reference":
+        (normalize_reference,) = functions
         for name in MODALITIES:
             if name in out:
                 out[name] = normalize_reference(out[name])
@@ -60,23 +71,29 @@ def normalize_example(example: dict[str, Any], method: str) -> dict[str, Any]:
             if name in out:
                 out[name] = standardize(out[name])
     elif method == "tscan":
-        from ienet_jax.models.tscan_inputs import tscan_inputs, tscan_label
-
+        tscan_inputs, tscan_label = functions
         t = out["rgb"].shape[0]
         out["rgb"] = tscan_inputs(out["rgb"], num_frames=t)
         out["bvp"] = tscan_label(out["bvp"], num_samples=t)
-    else:
-        raise ValueError(f"data.normalize={method!r}: expected one of {NORMALIZATIONS}")
     return out
 
 
+def normalize_example(example: dict[str, Any], method: str) -> dict[str, Any]:
+    """Applies normalisation `method` (see the module table) to one example."""
+    return _apply(example, method, _functions(method))
+
+
 class Normalize(grain.transforms.Map):
-    """grain map applying `normalize_example(example, method)`."""
+    """grain map applying `normalize_example(example, method)`.
+
+    The model-side functions are resolved at construction and pickled by reference, so
+    their (large) modules are imported once per process before grain's reader threads
+    start: importing flax concurrently from several threads fails.
+    """
 
     def __init__(self, method: str):
-        if method not in NORMALIZATIONS:
-            raise ValueError(f"data.normalize={method!r}: expected one of {NORMALIZATIONS}")
         self.method = method
+        self.functions = _functions(method)
 
     def map(self, example: dict[str, Any]) -> dict[str, Any]:
-        return normalize_example(example, self.method)
+        return _apply(example, self.method, self.functions)

@@ -15,8 +15,8 @@ Sharding (process `i` of `n`, default `jax.process_index()/process_count()`):
   are skipped in that epoch only (the permutation, hence the left-over clips, change every
   epoch). Equal shares keep all hosts at the same step count. Batches drop the remainder.
 - evaluation: nothing is dropped. Process `i` takes clips `i, i+n, …` in stored order and
-  pads its share (with masked copies of its first clip) to the same whole number of batches
-  on every process; `batch["mask"]` is False on padding. One epoch, no augmentation.
+  pads its share (with zero clips, `video=""`) to the same whole number of batches on every
+  process (and worker); `batch["mask"]` is False on padding. One epoch, no augmentation.
 
 `data.batch_size` is the GLOBAL batch (like `train.batch_size`); each process yields
 `batch_size / n` clips per batch (`Pipeline.batch_size`).
@@ -25,11 +25,12 @@ Batches: `{rgb, nir (per data.modalities), bvp [B, T], hr [B] bpm, fps [B] Hz, s
 subject [B] str, video [B] str, mask [B] bool}`; frames `[B, T, H, W, C]`, dtype per
 `data.normalize` (see `normalize.py`).
 
-Corrupt records with `data.skip_corrupt` are dropped before batching; the count (including
-shard tails lost at index time) is logged and kept in `iterator.stats["skipped"]` (part of
-the checkpointed state). A record skipped after the last full batch of a finite run is only
-logged. With skipping, hosts may see different batch counts per epoch: for multi-host
-training use `num_epochs=None` and stop on the step count.
+Corrupt records with `data.skip_corrupt` are dropped before batching in training and turned
+into masked padding in evaluation; the count (including shard tails lost at index time) is
+logged and kept in `iterator.stats["skipped"]` (part of the checkpointed state). In training
+a record skipped after the last full batch of a finite run is only logged, and hosts may see
+different batch counts per epoch: for multi-host training use `num_epochs=None` and stop on
+the step count.
 """
 
 from __future__ import annotations
@@ -83,21 +84,38 @@ def _mark_flags_parsed() -> None:
 
 
 class _Load(grain.transforms.Map):
-    """Index → decoded example with `mask`; index `-(i+1)` is a masked copy of clip `i`."""
+    """Index → decoded example with `mask` and `skipped` (see `Pipeline`).
 
-    def __init__(self, source: ClipSource, modalities: tuple[str, ...]):
+    Index −1 is padding: a zero clip of the stored shapes, masked out. A corrupt record
+    (with `skip_corrupt`) becomes `None` in training (dropped later) and masked padding
+    with `skipped = 1` in evaluation, so evaluation batch counts never change.
+    """
+
+    def __init__(self, source: ClipSource, modalities: tuple[str, ...], training: bool):
         self.source = source
         self.modalities = modalities
+        self.training = training
+
+    def _padding(self, skipped: int) -> dict[str, Any]:
+        example: dict[str, Any] = {
+            name: np.zeros(shape, dtype)
+            for name, (shape, dtype) in self.source.spec.shapes().items() if dtype is not str
+        }
+        example.update(subject="", video="", start_frame=np.int64(-1))
+        example = select_modalities(example, self.modalities)
+        example.update(mask=np.bool_(False), skipped=np.int32(skipped))
+        return example
 
     def map(self, index) -> dict[str, Any] | None:
         index = int(index)
-        valid = index >= 0
-        record = self.source[index if valid else -index - 1]
+        if index < 0:
+            return self._padding(0)
+        record = self.source[index]
         if record is None:  # corrupt, skip_corrupt=True
-            return None
+            return None if self.training else self._padding(1)
         example = select_modalities(decode_record(self.source.spec, record[1], record[0]),
                                     self.modalities)
-        example["mask"] = np.bool_(valid)
+        example.update(mask=np.bool_(True), skipped=np.int32(0))
         return example
 
 
@@ -112,7 +130,7 @@ class _DropCorruptIterator(grain.DatasetIterator):
             self._pending += 1
             element = next(self._parent)
         element = dict(element)
-        element["skipped"] = np.int32(self._pending)
+        element["skipped"] = np.int32(element["skipped"] + self._pending)
         self._pending = 0
         return element
 
@@ -125,7 +143,7 @@ class _DropCorruptIterator(grain.DatasetIterator):
 
 
 class _DropCorrupt(grain.IterDataset):
-    """Drops `None` (corrupt) elements; each element carries `skipped`: Nones just before it."""
+    """Drops `None` (corrupt) elements, adding their count to the next element's `skipped`."""
 
     def __iter__(self):
         return _DropCorruptIterator(self._parent.__iter__())
@@ -176,27 +194,6 @@ class _Account(grain.IterDataset):
 
     def __iter__(self):
         return PipelineIterator(self._parent.__iter__(), self._index_skipped)
-
-
-def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Pads a short evaluation batch to `size` rows with masked copies of its last row."""
-    n = len(batch["mask"])
-    if n == size:
-        return batch
-    take = np.minimum(np.arange(size), n - 1)
-    out = {k: v[take] for k, v in batch.items()}
-    out["mask"] = np.arange(size) < n
-    out["mask"] &= batch["mask"][take]
-    out["skipped"] = np.where(np.arange(size) < n, batch["skipped"][take], 0).astype(np.int32)
-    return out
-
-
-class _PadBatch(grain.transforms.Map):
-    def __init__(self, size: int):
-        self.size = size
-
-    def map(self, batch):
-        return _pad_batch(batch, self.size)
 
 
 class Pipeline:
@@ -267,7 +264,7 @@ class Pipeline:
         mine = np.arange(pi, n, pc)
         chunk = self.batch_size * max(self.config.workers, 1)
         padded = math.ceil(math.ceil(n / pc) / chunk) * chunk
-        pads = np.full(padded - len(mine), -(mine[0] + 1))
+        pads = np.full(padded - len(mine), -1)
         self.num_clips, self._epoch_positions = len(mine), padded
         return grain.MapDataset.source(np.concatenate([mine, pads]))
 
@@ -275,7 +272,7 @@ class Pipeline:
     def _build(self) -> grain.IterDataset:
         c = self.config
         ds = self._train_indices() if self.training else self._eval_indices()
-        ds = ds.map(_Load(self.source, self.modalities))
+        ds = ds.map(_Load(self.source, self.modalities, self.training))
         if self.training:
             ds = ds.random_map(Augment.from_config(c.augment, c.clip_length))
         elif c.clip_length is not None:
@@ -287,8 +284,6 @@ class Pipeline:
             allow_nones=True,
         )
         it = _DropCorrupt(it).batch(self.batch_size, drop_remainder=self.training)
-        if not self.training:
-            it = it.map(_PadBatch(self.batch_size))
         if c.workers > 0:
             _mark_flags_parsed()
             it = it.mp_prefetch(grain.MultiprocessingOptions(
