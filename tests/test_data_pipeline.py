@@ -146,6 +146,11 @@ def test_orbax_checkpoint_of_the_iterator(dataset, tmp_path):
     fresh.close()
 
 
+def test_process_defaults_come_from_jax(dataset):
+    p = Pipeline(_config(dataset, batch_size=4))
+    assert (p.process_index, p.process_count, p.batch_size) == (0, 1, 4)
+
+
 def test_normalisations(dataset):
     batches, _ = _batches(Pipeline(_config(dataset, normalize="none"), process_index=0,
                                    process_count=1), 1)
