@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 
 from data_prep.synth.config import OpticsConfig
@@ -103,10 +104,20 @@ def make_lighting(
     )
 
 
-def sensor(
-    image: np.ndarray, rng: np.random.Generator, read_noise: float, shot_noise: float
-) -> np.ndarray:
-    """Add read + shot noise to `image` (float, 8-bit levels, any shape) → uint8."""
-    std = np.sqrt(read_noise**2 + shot_noise * np.maximum(image, 0.0))
-    noisy = image + std * rng.standard_normal(image.shape, dtype=np.float32)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+def sensor(image: np.ndarray, seed: int, read_noise: float, shot_noise: float) -> np.ndarray:
+    """Add read + shot noise to `image` (float32, 8-bit levels, any shape) → uint8.
+
+    Noise std per pixel is `sqrt(read_noise² + shot_noise · I)`. The Gaussian draws come
+    from OpenCV's generator seeded with `seed` (several times faster than numpy's).
+    """
+    image = np.asarray(image, np.float32)
+    var = np.maximum(image, 0.0) * np.float32(shot_noise)
+    var += np.float32(read_noise**2)
+    std = np.sqrt(var, out=var)
+    draws = np.empty(image.size, np.float32).reshape(-1, 1)  # one channel: one std
+    cv2.setRNGSeed(int(seed))
+    cv2.randn(draws, 0.0, 1.0)
+    std *= draws.reshape(image.shape)
+    std += image
+    np.rint(std, out=std)
+    return np.clip(std, 0, 255).astype(np.uint8)

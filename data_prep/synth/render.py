@@ -96,7 +96,8 @@ class Session:
         plane = base.copy()
         bvp = self.bvp
         poses = self.motion.pose_at(self.frame_times)
-        noise = _rng(self.noise_key, _NOISE)
+        # One noise seed per frame (RGB) and one more (NIR), drawn up front.
+        seeds = _rng(self.noise_key, _NOISE).integers(1, 2**31 - 1, (len(self.frame_times), 2))
         for i, t in enumerate(self.frame_times):
             dx, dy, rot, log_scale = poses[i]
             # Specular glints follow the pose (the head turns relative to the lamp).
@@ -111,11 +112,11 @@ class Session:
             rgb = (warped[..., :3] + cover[..., None] * self.background_rgb) * (
                 light.field_rgb[..., None] * g_rgb
             )
-            rgb_u8 = sensor(rgb, noise, optics.read_noise, optics.shot_noise)
+            rgb_u8 = sensor(rgb, seeds[i, 0], optics.read_noise, optics.shot_noise)
             nir_u8 = None
             if nir:
                 grey = (warped[..., 3] + cover * self.background_nir) * (light.field_nir * g_nir)
-                nir_u8 = sensor(grey, noise, optics.nir_noise, optics.shot_noise)
+                nir_u8 = sensor(grey, seeds[i, 1], optics.nir_noise, optics.shot_noise)
             yield rgb_u8, nir_u8
 
 
