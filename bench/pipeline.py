@@ -6,9 +6,10 @@ the IENet reference size) unless `--dir` names one, then times the training pipe
 normalisation, batching) with 0, 1 and 2 grain worker processes, and prints it beside the
 model's consumption rate: the PyTorch reference trains at ≈ 1 clip per 3.8 s (batch 1, 2 cores;
 /work/shared/reference/performance.md), and the JAX model's figure is read from the model
-benchmark's JSON when it exists (`--model_json`).
+benchmark's JSON when given (`--model_json`, from `python -m bench.model --json PATH`).
 
-    .venv/bin/python bench/pipeline.py [--clips 48] [--batches 12] [--json out.json]
+    .venv/bin/python -m bench.pipeline [--clips 48] [--batches 12] [--workers 0,1,2]
+        [--normalize none|reference|standardize] [--model_json model.json] [--json out.json]
 """
 
 from __future__ import annotations
@@ -84,17 +85,14 @@ def measure(directory: Path, workers: int, batch_size: int, batches: int,
             "first_batch_s": first, "rgb_shape": list(batch["rgb"].shape)}
 
 
-def model_rate(path: str | None) -> tuple[str, float] | None:
-    """(label, clips/s) from the model benchmark's JSON, if it exists and says."""
+def model_rates(path: str | None) -> list[tuple[str, float]]:
+    """(label, clips/s) of the train steps in `python -m bench.model --json` output."""
     if not path or not os.path.exists(path):
-        return None
+        return []
     content = json.loads(Path(path).read_text())
-    rows = content if isinstance(content, list) else content.get("rows", [content])
-    for row in rows:
-        for key in ("train_clips_per_s", "clips_per_s"):
-            if isinstance(row, dict) and key in row:
-                return f"JAX model ({path}: {row.get('name', key)})", float(row[key])
-    return None
+    variant = content.get("args", {}).get("variant", "?")
+    return [(f"JAX IENet {variant} train step (batch {r['batch']})", r["batch"] / r["median_s"])
+            for r in content.get("results", []) if r.get("what") == "train step"]
 
 
 def main() -> None:
@@ -107,10 +105,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--workers", default="0,1,2")
     parser.add_argument("--normalize", default="reference")
-    parser.add_argument("--model_json", default="bench/results/model.json")
+    parser.add_argument("--model_json", help="JSON of `python -m bench.model --json`")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
         if not args.dir:
@@ -129,9 +128,8 @@ def main() -> None:
         print(f"{label:<46} {r['clips_per_s']:9.1f} {r['s_per_batch']:8.3f} "
               f"{r['first_batch_s']:10.2f}")
     print(f"{'PyTorch reference train step (batch 1)':<46} {1 / REFERENCE_S_PER_CLIP:9.2f}")
-    rate = model_rate(args.model_json)
-    if rate:
-        print(f"{rate[0]:<46} {rate[1]:9.2f}")
+    for label, rate in model_rates(args.model_json):
+        print(f"{label:<46} {rate:9.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"rows": rows, "reference_model_clips_per_s": 1 / REFERENCE_S_PER_CLIP}, indent=2))
