@@ -7,7 +7,9 @@
 Everything up to `to_iter_dataset` is a grain `MapDataset`: element `k` of an epoch is a pure
 function of (seed, epoch, k), so the iterator state is a few integers, and restoring it
 (`get_state`/`set_state`, or orbax via `grain.checkpoint.CheckpointSave/CheckpointRestore`
-— see `checkpoint_args`) continues with the very next batch.
+— see `checkpoint_args`) continues with the very next batch. A state restores into a
+pipeline with the same config, process count and `data.workers` (grain keeps one position
+per worker process).
 
 Sharding (process `i` of `n`, default `jax.process_index()/process_count()`):
 - training: every epoch's global permutation is cut into `n` disjoint equal shares of
