@@ -1,0 +1,264 @@
+"""Heart rate from your own face video: `python -m ienet_jax.predict`.
+
+    python -m ienet_jax.predict --video face.mp4 [--nir face_nir.mp4] \
+        --checkpoint runs/quickstart/stage2 [--config configs/quickstart.py:tiny] \
+        [--method model|pos|chrom] [--hr_window 10] --output out/
+
+Steps: decode the video(s) with OpenCV; track and crop the face exactly as the converter
+does (`data_prep.face`: Haar detection every 30 frames, smoothed box, square crops of
+1.5 × the box, resized to the model's `frame_size`); NIR frames get their own face
+track (falling back to the RGB box) and are paired with the RGB frames by time. Then
+- `--method model`: sliding windows of `model.clip_length` frames (half overlapping,
+  plus one ending at the last frame) → the model's rPPG, stitched (overlaps averaged;
+  TS-CAN's derivative integrated); IENet's FEE head, if enabled, also gives one HR per
+  window (`fee_hr_bpm`);
+- `--method pos|chrom`: the baseline on the per-frame mean RGB of the face box.
+The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz); its heart rate is the
+periodogram peak over the whole video (`hr_bpm`) and over windows of `--hr_window` s
+every second (`hr_series`). Outputs in `--output`: `prediction.json`, `hr.csv`,
+`pulse.csv`, `prediction.png`.
+
+The checkpoint is a trainer workdir (its latest checkpoint; the model config is read from
+its `config.json`) or a converted reference directory (`python -m ienet_jax.convert`).
+Problems with the input (unreadable file, no face, NIR of a different length, too short
+for the model) are reported as `error: …` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags, logging
+
+from data_prep import clips as clipping
+from data_prep import face
+from data_prep.readers.base import video_stream
+from ienet_jax import signal
+
+METHODS = ("model", "pos", "chrom")
+BOX_SCALE = 1.5  # as the converter's default
+REDETECT_EVERY = 30
+SMOOTHING = 0.5
+NIR_TOLERANCE_S = 1.0  # NIR may be this much shorter/longer than the RGB video
+
+
+@dataclasses.dataclass
+class FaceVideo:
+    """Face crops of a video: rgb `[N, S, S, 3]`, nir `[N, S, S, 1]` or None (paired by
+    time), means `[N, 3]` mean RGB of the face box, `fps` Hz, `first_frame` of the crops."""
+
+    rgb: np.ndarray
+    nir: np.ndarray | None
+    means: np.ndarray
+    fps: float
+    first_frame: int
+    num_frames: int
+
+
+def _stream(path: str | Path, gray: bool, what: str):
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path}: file not found")
+    stream = video_stream(path, gray=gray)
+    if not stream.fps or stream.fps <= 0:
+        raise ValueError(f"{what} {path}: the file has no frame rate (not a video?)")
+    return stream
+
+
+def read_face_video(video: str | Path, nir: str | Path | None, size: int) -> FaceVideo:
+    """Track and crop the face of `video` (and `nir`) into `size`-pixel crops."""
+    from data_prep.process import detector
+
+    rgb_stream = _stream(video, False, "video")
+    tracker = face.FaceTracker(detector(), REDETECT_EVERY, SMOOTHING)
+    rgb = face.crop_stream(rgb_stream.frames(), size, BOX_SCALE, tracker=tracker,
+                           where=str(video))
+    fps = float(rgb_stream.fps)
+    logging.info("%s: %d frames at %.2f fps, face in %.0f%% of detections", video,
+                 rgb.num_frames, fps, 100 * rgb.detection_rate)
+    nir_crops = None
+    if nir is not None:
+        nir_stream = _stream(nir, True, "NIR video")
+
+        def rgb_box(i: int, frame: np.ndarray) -> np.ndarray:
+            j = int(round(i / nir_stream.fps * fps)) - rgb.first_frame
+            j = min(max(j, 0), len(rgb.boxes) - 1)
+            sy = frame.shape[0] / rgb.frame_shape[0]
+            sx = frame.shape[1] / rgb.frame_shape[1]
+            return rgb.boxes[j] * np.array([sx, sy, sx, sy])
+
+        nir_result = face.crop_stream(
+            nir_stream.frames(), size, BOX_SCALE, where=str(nir), box_for_frame=rgb_box,
+            tracker=face.FaceTracker(detector(), REDETECT_EVERY, SMOOTHING))
+        rgb_seconds = rgb.num_frames / fps
+        nir_seconds = nir_result.num_frames / float(nir_stream.fps)
+        if abs(rgb_seconds - nir_seconds) > NIR_TOLERANCE_S:
+            raise ValueError(
+                f"RGB/NIR length mismatch: {video} lasts {rgb_seconds:.2f} s "
+                f"({rgb.num_frames} frames at {fps:.2f} fps) but {nir} lasts "
+                f"{nir_seconds:.2f} s ({nir_result.num_frames} frames at "
+                f"{nir_stream.fps:.2f} fps); they must cover the same time "
+                f"(tolerance {NIR_TOLERANCE_S} s)")
+        rgb_times = (rgb.first_frame + np.arange(len(rgb.crops))) / fps
+        nir_times = (nir_result.first_frame + np.arange(len(nir_result.crops))) / nir_stream.fps
+        nir_crops = nir_result.crops[clipping.nearest_index(nir_times, rgb_times)]
+    return FaceVideo(rgb=rgb.crops, nir=nir_crops, means=rgb.means.astype(np.float64), fps=fps,
+                     first_frame=rgb.first_frame, num_frames=rgb.num_frames)
+
+
+def window_starts(n: int, length: int) -> np.ndarray:
+    """Starts of half-overlapping windows of `length` frames covering all `n` frames."""
+    starts = clipping.clip_starts(n, length, max(1, length // 2))
+    if len(starts) and starts[-1] + length < n:
+        starts = np.append(starts, n - length)
+    return starts
+
+
+def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """`(pulse [N], fee_hr [K] or None, window starts [K])` of a `ClipModel` on `video`."""
+    from ienet_jax.eval.stitch import stitch
+
+    t, n = model.clip_length, len(video.rgb)
+    if model.needs_nir and video.nir is None:
+        raise ValueError("the model (IENet) needs a NIR video: pass --nir, or use "
+                         "--method pos|chrom")
+    if n < t:
+        raise ValueError(f"the face is visible for {n} frames ({n / video.fps:.1f} s) but "
+                         f"the model needs clips of model.clip_length={t} frames")
+    starts = window_starts(n, t)
+    rgb = np.stack([video.rgb[s:s + t] for s in starts])
+    nir = np.stack([video.nir[s:s + t] for s in starts]) if model.needs_nir else None
+    out = model(rgb, nir, where="video")
+    _, series = stitch(starts, {"rppg": list(out["rppg"])})
+    pulse = series["rppg"]
+    if model.derivative:
+        pulse = np.cumsum(pulse)
+    return pulse, out.get("hr"), starts
+
+
+def hr_over_time(pulse: np.ndarray, fps: float, window_s: float) -> dict:
+    """Filtered pulse, whole-video HR and HR in `window_s`-second windows every second."""
+    if len(pulse) < 3 * 9:
+        raise ValueError(f"{len(pulse)} frames are too few for a heart rate")
+    filtered = signal.bandpass(signal.detrend(pulse, signal.per_video.DETREND_LAMBDA), fps,
+                               *signal.per_video.BAND_HZ, order=signal.per_video.BAND_ORDER)
+    size = min(len(filtered), int(round(window_s * fps)))
+    step = max(1, int(round(fps)))
+    starts = range(0, len(filtered) - size + 1, step)
+    return {
+        "filtered": filtered,
+        "hr_bpm": float(signal.fft_hr(filtered, fps, *signal.per_video.BAND_HZ)),
+        "times": [(s + size / 2) / fps for s in starts],
+        "hr": [float(signal.fft_hr(filtered[s:s + size], fps, *signal.per_video.BAND_HZ))
+               for s in starts],
+        "resolution_bpm": signal.fft_resolution_bpm(size, fps),
+    }
+
+
+def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "model",
+            checkpoint: str | Path | None = None, config=None, output: str | Path,
+            hr_window: float = 10.0) -> dict:
+    """Predict heart rate from `video` (see the module docstring); returns the JSON dict."""
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+    model = None
+    size = 64
+    if method == "model":
+        if checkpoint is None:
+            raise ValueError("--method model needs --checkpoint (a trainer workdir or a "
+                             "converted reference directory)")
+        from ienet_jax.eval import inference
+
+        model = inference.load(checkpoint, config, batch_size=4)
+        size = model.frame_size
+        if model.needs_nir and nir is None:
+            raise ValueError("the model (IENet) needs a NIR video: pass --nir, or use "
+                             "--method pos|chrom")
+    fv = read_face_video(video, nir, size)
+    fee = None
+    if model is not None:
+        pulse, fee, starts = model_pulse(model, fv)
+    else:
+        fn = signal.pos if method == "pos" else signal.chrom
+        pulse = fn(fv.means, fv.fps)
+    hr = hr_over_time(pulse, fv.fps, hr_window)
+    t0 = fv.first_frame / fv.fps
+    result = {
+        "video": str(video), "nir": None if nir is None else str(nir), "method": method,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "model": None if model is None else model.name,
+        "fps": fv.fps, "frames": fv.num_frames, "first_face_frame": fv.first_frame,
+        "hr_bpm": hr["hr_bpm"],
+        "hr_window_s": hr_window, "hr_resolution_bpm": hr["resolution_bpm"],
+        "hr_series": [{"time_s": t0 + t, "hr_bpm": h} for t, h in zip(hr["times"], hr["hr"],
+                                                                      strict=True)],
+    }
+    if fee is not None:
+        length = model.clip_length
+        result["fee_hr_bpm"] = [{"time_s": t0 + (s + length / 2) / fv.fps, "hr_bpm": float(h)}
+                                for s, h in zip(starts, fee, strict=True)]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prediction.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out / "hr.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time_s", "hr_bpm"])
+        w.writerows([[f"{r['time_s']:.3f}", f"{r['hr_bpm']:.2f}"] for r in result["hr_series"]])
+    with open(out / "pulse.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time_s", "pulse"])
+        w.writerows([[f"{t0 + i / fv.fps:.4f}", f"{x:.6f}"]
+                     for i, x in enumerate(hr["filtered"])])
+    from ienet_jax import plots
+
+    plots.prediction_plot(out / "prediction.png", fv.fps, hr["filtered"],
+                          t0 + np.asarray(hr["times"]), np.asarray(hr["hr"]),
+                          f"{Path(video).name}: {result['hr_bpm']:.1f} bpm ({method})")
+    return result
+
+
+def _define_flags() -> dict:
+    from ml_collections import config_flags
+
+    return dict(
+        video=flags.DEFINE_string("video", None, "RGB face video (any format OpenCV reads)."),
+        nir=flags.DEFINE_string("nir", None, "NIR video of the same recording (IENet)."),
+        checkpoint=flags.DEFINE_string("checkpoint", None, "Trainer workdir or converted "
+                                       "reference directory (method model)."),
+        config=config_flags.DEFINE_config_file("config", None, "Config file (default: the "
+                                               "checkpoint's own).", lock_config=False),
+        method=flags.DEFINE_enum("method", "model", list(METHODS), "Pulse extraction."),
+        hr_window=flags.DEFINE_float("hr_window", 10.0, "HR window (s) for HR over time."),
+        output=flags.DEFINE_string("output", None, "Output folder."),
+    )
+
+
+def main(argv, f: dict) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        result = predict(f["video"].value, nir=f["nir"].value, method=f["method"].value,
+                         checkpoint=f["checkpoint"].value, config=f["config"].value,
+                         output=f["output"].value, hr_window=f["hr_window"].value)
+    except ValueError as e:
+        print(f"error: {e}")
+        return 2
+    print(f"{result['video']}: {result['hr_bpm']:.1f} bpm ({result['method']}, FFT bins "
+          f"{result['hr_resolution_bpm']:.2f} bpm apart over {result['hr_window_s']:g} s "
+          f"windows); results in {f['output'].value}")
+    return 0
+
+
+def run() -> None:
+    """Entry point of `python -m ienet_jax.predict`."""
+    f = _define_flags()
+    flags.mark_flags_as_required(["video", "output"])
+    app.run(lambda argv: main(argv, f))
+
+
+if __name__ == "__main__":
+    run()
