@@ -98,6 +98,12 @@ class _Load(grain.transforms.Map):
         self.modalities = modalities
         self.training = training
 
+    def __setstate__(self, state):
+        # In a grain worker: build the tfds parser (importing tensorflow_datasets) here, in
+        # the worker's main thread, not concurrently in its reader threads.
+        self.__dict__.update(state)
+        self.source.spec.tfds_features()
+
     def _padding(self, skipped: int) -> dict[str, Any]:
         example: dict[str, Any] = {
             name: np.zeros(shape, dtype)
