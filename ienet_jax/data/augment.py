@@ -96,8 +96,10 @@ class Augment(grain.transforms.RandomMap):
 
     Args (the `data.augment` keys): `flip` (bool, p = 0.5); `brightness` (max |shift|, fraction
     of full scale); `contrast` and `gamma` (max relative deviation from 1); `temporal_crop`
-    (random start instead of 0); `speed_range` (`(lo, hi)` playback speed, uniform, or None);
-    `clip_length` (output frames, None = as stored).
+    (random start instead of 0); `speed_range` (`(lo, hi)` playback speed, uniform, or None;
+    a speed needing more than the stored frames is lowered to what the clip holds, so with
+    `clip_length` = stored length only speeds ≤ 1 take effect); `clip_length` (output
+    frames, None = as stored).
     """
 
     def __init__(self, flip: bool = False, brightness: float = 0.0, contrast: float = 0.0,
