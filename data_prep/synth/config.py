@@ -35,12 +35,13 @@ class PulseConfig:
 class AppearanceConfig:
     """Who is in front of the camera and where."""
 
-    face_frac: Range = (0.36, 0.5)  # face width / frame height
+    face_frac: Range = (0.42, 0.55)  # face width / frame height (UBFC: ~0.42)
     center_x: Range = (0.42, 0.58)  # face centre / frame width
     center_y: Range = (0.40, 0.50)  # face centre / frame height
-    skin_tones: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)  # indices into `face.SKIN_TONES`
+    skin_tones: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # indices into `subject.SKIN_TONES`
     aspect: Range = (0.92, 1.08)  # horizontal stretch of the face
     clothing_hue_deg: Range = (-180.0, 180.0)
+    clothing_gain: Range = (1.0, 3.0)  # brightness of the (navy) cap and uniform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +113,7 @@ PRESETS: dict[str, SynthConfig] = {
             hr_bpm=(50.0, 130.0), drift_bpm=8.0, drift_s=15.0, mayer_bpm=2.5, beat_jitter=0.05
         ),
         appearance=AppearanceConfig(
-            face_frac=(0.3, 0.5), center_x=(0.38, 0.62), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7, 8)
+            face_frac=(0.34, 0.5), center_x=(0.38, 0.62), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7, 8)
         ),
         optics=OpticsConfig(
             ac_dc=(0.005, 0.012),

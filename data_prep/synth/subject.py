@@ -80,6 +80,8 @@ def make_subject(rng: np.random.Generator, cfg: AppearanceConfig, size: tuple[in
     skin, person = por.skin, por.person
     rgb = por.rgb * (1.0 + skin[..., None] * (ratio - 1.0))
     rgb = _rotate_hue(rgb, por.clothes, rng.uniform(*cfg.clothing_hue_deg))
+    lighten = rng.uniform(*cfg.clothing_gain)  # dark navy … light fabric (cap and uniform)
+    rgb = rgb * (1.0 + por.clothes[..., None] * (lighten - 1.0))
     # NIR: mostly the red end; melanin matters far less; skin looks smoother.
     r, g, b = (por.rgb[..., i] for i in range(3))
     nir = 0.6 * r + 0.3 * g + 0.1 * b
