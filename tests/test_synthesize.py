@@ -44,6 +44,10 @@ def test_vipl_layout(vipl: Path):
             stamps = np.loadtxt(folder / "time.txt", dtype=np.int64)
             assert stamps.shape == (len(frames),) == times.shape
             assert np.all(np.diff(stamps) > 0)
+            fps = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000)
+            assert 0.85 * 25 < fps < 1.03 * 25 and abs(fps - 25) > 0.01  # VIPL clocks vary
+            spo2 = (folder / "gt_SpO2.csv").read_text().split()
+            assert spo2[0] == "SpO2" and all(90 <= float(v) <= 100 for v in spo2[1:])
             np.testing.assert_allclose(stamps / 1000, times, atol=1e-3)
             lines = (folder / "wave.csv").read_text().split()
             assert lines[0] == "Wave"

@@ -2,10 +2,10 @@
 
 - VIPL-HR: `pK/vN/source1/` (RGB) and `pK/vN/source4/` (NIR), each with `video.avi`,
   `wave.csv` (`Wave`, a 60 Hz oximeter spanning the video), `gt_HR.csv` (`HR`, one
-  value per second) and `time.txt` (one ms timestamp per frame; the clock jitters and
-  its mean rate is not the nominal one). Session N follows VIPL's scenario N where one
-  exists (v2 talking, v3 large head motion, v4 dark, v5 bright, v6 far away, v7 after
-  exercise).
+  value per second), `gt_SpO2.csv` (`SpO2`) and `time.txt` (one ms timestamp per frame;
+  the clock jitters and its mean rate is 88–102 % of the nominal one, per video).
+  Session N follows VIPL's scenario N where one exists (v2 talking, v3 large head
+  motion, v4 dark, v5 bright, v6 far away, v7 after exercise).
 - UBFC-rPPG (DATASET_2): `subjectN/vid.avi` (30 fps) and `ground_truth.txt`: three
   lines (PPG, HR in bpm, time in s), one sample per frame.
 
@@ -28,6 +28,9 @@ from data_prep.synth.video import AviWriter
 
 TRUTH_FILE = "synthetic_truth.npz"
 OXIMETER_HZ = 60.0  # VIPL-HR's wave.csv rate (not the video rate)
+# VIPL-HR's cameras run below/around their nominal rate, differently per video.
+VIPL_RATE_SCALE = (0.88, 1.02)
+VIPL_JITTER_MS = 3.0
 DEFAULT_FPS = {"vipl_hr": 25.0, "ubfc_rppg": 30.0}
 
 
@@ -140,6 +143,10 @@ def _write_truth(folder: Path, session: Session, subject: str) -> None:
     )
 
 
+def _rng_from(job: Job) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([*job.session_key, 0x5902]))
+
+
 def _write_vipl(folder: Path, session: Session, job: Job) -> None:
     sources = [folder / "source1", folder / "source4"]
     for src in sources:
@@ -159,10 +166,14 @@ def _write_vipl(folder: Path, session: Session, job: Job) -> None:
     wave = np.rint(60.0 + 40.0 * session.pulse.bvp_at(wave_t)).astype(np.int64)
     hr_t = times[0] + 0.5 + np.arange(max(1, int(np.floor(duration))))
     hr = np.rint(session.pulse.hr_at(np.minimum(hr_t, times[-1]))).astype(np.int64)
+    spo2 = np.clip(
+        np.rint(97.5 + np.cumsum(0.3 * _rng_from(job).standard_normal(hr.size))), 94, 100
+    ).astype(np.int64)
     stamps = np.rint(times * 1000.0).astype(np.int64)
     for src in sources:
         (src / "wave.csv").write_text("Wave\n" + "".join(f"{v}\n" for v in wave))
         (src / "gt_HR.csv").write_text("HR\n" + "".join(f"{v}\n" for v in hr))
+        (src / "gt_SpO2.csv").write_text("SpO2\n" + "".join(f"{v}\n" for v in spo2))
         (src / "time.txt").write_text("".join(f"{v}\n" for v in stamps))
 
 
@@ -198,6 +209,12 @@ def write_job(root: Path, job: Job) -> int:
     cfg, hr_offset = get_preset(job.preset), 0.0
     if job.layout == "vipl_hr":
         cfg, hr_offset = scenario(cfg, job.session)
+        timing = dataclasses.replace(
+            cfg.timing,
+            rate_scale=VIPL_RATE_SCALE,
+            jitter_ms=max(cfg.timing.jitter_ms, VIPL_JITTER_MS),
+        )
+        cfg = dataclasses.replace(cfg, timing=timing)
     session = make_session(
         job.subject_key, job.session_key, job.seconds, job.fps, job.size, cfg, hr_offset
     )
