@@ -97,3 +97,19 @@ def test_bad_arguments_are_value_errors():
         render_recording(0, 1.0, preset="medium")
     with pytest.raises(ValueError, match="size"):
         render_recording(0, 1.0, size=(32, 24))
+
+
+def test_frame_clock_rate_jitter_and_drops():
+    from data_prep.synth.config import TimingConfig
+    from data_prep.synth.render import make_frame_times
+
+    rng = np.random.default_rng(0)
+    exact = make_frame_times(rng, TimingConfig(jitter_ms=0.0), 300, 30.0)
+    np.testing.assert_allclose(exact, np.arange(300) / 30.0, atol=1e-12)
+    slow = make_frame_times(rng, TimingConfig(rate_scale=(0.9, 0.9), jitter_ms=2.0), 3000, 30.0)
+    assert np.all(np.diff(slow) > 0)
+    assert abs(1.0 / np.diff(slow).mean() - 27.0) < 0.05
+    assert 0.001 < np.std(np.diff(slow)) < 0.005  # ~sqrt(2) x 2 ms
+    dropped = make_frame_times(rng, TimingConfig(jitter_ms=0.0, drop_prob=0.1), 3000, 30.0)
+    gaps = np.rint(np.diff(dropped) * 30.0)
+    assert 0.05 < np.mean(gaps >= 2) < 0.15
