@@ -94,7 +94,7 @@ def test_trains_on_converted_clips_with_the_grain_pipeline(tmp_path):
 
     from ienet_jax.data.features import ClipSpec
 
-    config = tscan_config(steps=2, batch=4)
+    config = tscan_config(steps=2, batch=4, mesh=(4, 2))
     spec = ClipSpec(clip_length=config.model.clip_length, height=config.model.frame_size,
                     width=config.model.frame_size, nir=False)
     config.data.dir = str(write_dataset(tmp_path / "clips", spec,
