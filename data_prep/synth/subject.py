@@ -1,8 +1,8 @@
 """A synthetic subject: the portrait recoloured, restyled, scaled and placed.
 
 Subjects differ by skin tone (the skin region recoloured multiplicatively, so the
-texture stays), clothing colour (hue rotation of the non-skin person pixels), mirror
-image, face width/aspect and position in the frame. The result is a *sprite*: colour,
+texture stays), clothing colour and brightness (hue rotation and gain of the cap and
+uniform), mirror image, face width/aspect and position in the frame. The result is a *sprite*: colour,
 NIR, alpha, skin and specular maps at the subject's on-screen scale, plus the pixel
 that sits at the face centre (the anchor of head motion).
 """
