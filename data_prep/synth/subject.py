@@ -2,9 +2,9 @@
 
 Subjects differ by skin tone (the skin region recoloured multiplicatively, so the
 texture stays), clothing colour and brightness (hue rotation and gain of the cap and
-uniform), mirror image, face width/aspect and position in the frame. The result is a *sprite*: colour,
-NIR, alpha, skin and specular maps at the subject's on-screen scale, plus the pixel
-that sits at the face centre (the anchor of head motion).
+uniform), mirror image, face width/aspect and position in the frame. The result is a
+*sprite*: colour, NIR, alpha, skin and specular maps at the subject's on-screen scale,
+plus the pixel that sits at the face centre (the anchor of head motion).
 """
 
 from __future__ import annotations
