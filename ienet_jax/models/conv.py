@@ -5,8 +5,10 @@ than the same convolution written as a sum over kernel taps of shifted-slice mat
 (see the project's performance notes). `conv` picks that tap sum on CPU and XLA's native
 convolution on GPU/TPU; both give the same numbers. A convolution whose stride equals
 its kernel (patch embedding) is a reshape and one matmul: `patchify_conv`. `impl="scan"`
-runs the same tap sum as a `lax.scan` over taps: same numbers, much smaller HLO (faster
-compiles for models with many dilated 3D convolutions).
+runs the same tap sum as a `lax.scan` over taps: same numbers, one matmul in the HLO
+instead of one per tap. On CPU, "auto" uses it for 3D kernels (IENet, reference size:
+forward compile 54 → 15 s, forward 7.2 → 3.1 s, train-step compile 267 → 83 s on a loaded
+2-core machine) and the unrolled tap sum for 1D/2D kernels.
 
 Layouts: inputs `[B, *spatial, C_in]`, kernels `[*kernel, C_in, C_out]` (Flax layout),
 stride 1 unless stated.
@@ -27,11 +29,13 @@ Padding = Sequence[tuple[int, int]]
 IMPLEMENTATIONS = ("auto", "taps", "scan", "xla")
 
 
-def _resolve(impl: str) -> str:
+def _resolve(impl: str, nsp: int = 2) -> str:
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {impl!r}")
     if impl == "auto":
-        return "taps" if jax.default_backend() == "cpu" else "xla"
+        if jax.default_backend() != "cpu":
+            return "xla"
+        return "scan" if nsp == 3 else "taps"
     return impl
 
 
@@ -59,7 +63,8 @@ def conv(
     if len(padding) != nsp or len(dilation) != nsp:
         raise ValueError(f"conv: need {nsp} padding pairs and dilations, got {padding}, {dilation}")
     kernel = kernel.astype(x.dtype)
-    if _resolve(impl) == "xla":
+    impl = _resolve(impl, nsp)
+    if impl == "xla":
         dn = jax.lax.conv_dimension_numbers(
             x.shape, kernel.shape, ("N" + "DHW"[-nsp:] + "C", "DHW"[-nsp:] + "IO", "N" + "DHW"[-nsp:] + "C")
         ) if nsp <= 3 else None
@@ -74,7 +79,7 @@ def conv(
     out_shape = [xp.shape[1 + a] - dilation[a] * (ksize[a] - 1) for a in range(nsp)]
     if min(out_shape) <= 0:
         raise ValueError(f"conv: kernel {ksize} (dilation {dilation}) larger than padded input {xp.shape[1:-1]}")
-    if _resolve(impl) == "scan":
+    if impl == "scan":
         return _scan_taps(xp, kernel, dilation, out_shape, precision)
     out = None
     for tap in itertools.product(*(range(k) for k in ksize)):
