@@ -101,8 +101,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
 
     `train_data`: an iterator of per-process numpy batches replacing the configured input
     (tests); it must have `get_state`/`set_state` to be checkpointed.
-    Returns the final state.
+    Returns the final state. SIGTERM from here on (also while compiling) ends the run
+    with a checkpoint after the next step.
     """
+    with _Preemption() as preemption:
+        return _train_and_evaluate(config, workdir, train_data, preemption)
+
+
+def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) -> TrainState:
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
@@ -161,52 +167,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     history: dict[str, float] = {}
     logging.info("training steps %d → %d, global batch %d", step, num_steps,
                  config.train.batch_size)
-    with _Preemption() as preemption:
-        while step < num_steps:
-            batch = inputs.to_device(next(train_it), data_sharding)
-            t0 = time.perf_counter()
-            state, metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
-            metrics = jax.device_get(metrics)
-            progress.add(time.perf_counter() - t0, first=step == start)
-            if not bool(metrics["finite"]):
-                ckpt.wait()
-                bad = {k: float(v) for k, v in metrics.items() if k != "finite"}
-                raise FloatingPointError(
-                    f"non-finite loss or gradient at step {step} (train.loss terms {bad}); "
-                    f"the step was not applied. Last good checkpoint: step {ckpt.latest_step()}"
-                    f" in {ckpt.directory}. Check the input data of this batch, or lower "
-                    "train.learning_rate / set train.grad_clip_norm.")
-            step += 1
-            for k, v in metrics.items():
-                if k != "finite":
-                    history[k] = history.get(k, 0.0) + float(v)
-            history["_n"] = history.get("_n", 0.0) + 1
-            if _should(step, int(config.logging.every_steps), num_steps):
-                n = history.pop("_n")
-                means = {k: v / n for k, v in history.items()}
-                means.update(progress.rates())
-                log.write(step, "train", means)
-                if jax.process_index() == 0:
-                    logging.info("%s", progress.line(step, means["loss"]))
-                history = {}
-            eval_metrics = None
-            if int(config.eval.every_steps) > 0 and _should(step, int(config.eval.every_steps),
-                                                            num_steps):
-                eval_metrics = evaluate(eval_step, state, config, eval_sharding)
-                log.write(step, config.eval.split, eval_metrics)
-            if jax.process_count() > 1:  # all processes must agree on the step
-                preempted = ckpt.manager.reached_preemption(step)
-            else:
-                preempted = preemption.requested
-            if (_should(step, int(config.checkpoint.every_steps), num_steps) or preempted
-                    or (eval_metrics is not None and ckpt.best_metric)):
-                ckpt.save(step, state, train_it if hasattr(train_it, "get_state") else None,
-                          metrics=eval_metrics)
-                saved_at = step
-            if preempted:
-                ckpt.wait()
-                logging.warning("preempted: checkpoint of step %d written; exiting", step)
-                break
+    while step < num_steps:
+        batch = inputs.to_device(next(train_it), data_sharding)
+        t0 = time.perf_counter()
+        state, metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
+        metrics = jax.device_get(metrics)
+        progress.add(time.perf_counter() - t0, first=step == start)
+        if not bool(metrics["finite"]):
+            ckpt.wait()
+            bad = {k: float(v) for k, v in metrics.items() if k != "finite"}
+            raise FloatingPointError(
+                f"non-finite loss or gradient at step {step} (train.loss terms {bad}); "
+                f"the step was not applied. Last good checkpoint: step {ckpt.latest_step()}"
+                f" in {ckpt.directory}. Check the input data of this batch, or lower "
+                "train.learning_rate / set train.grad_clip_norm.")
+        step += 1
+        for k, v in metrics.items():
+            if k != "finite":
+                history[k] = history.get(k, 0.0) + float(v)
+        history["_n"] = history.get("_n", 0.0) + 1
+        if _should(step, int(config.logging.every_steps), num_steps):
+            n = history.pop("_n")
+            means = {k: v / n for k, v in history.items()}
+            means.update(progress.rates())
+            log.write(step, "train", means)
+            if jax.process_index() == 0:
+                logging.info("%s", progress.line(step, means["loss"]))
+            history = {}
+        eval_metrics = None
+        if int(config.eval.every_steps) > 0 and _should(step, int(config.eval.every_steps),
+                                                        num_steps):
+            eval_metrics = evaluate(eval_step, state, config, eval_sharding)
+            log.write(step, config.eval.split, eval_metrics)
+        if jax.process_count() > 1:  # all processes must agree on the step
+            preempted = ckpt.manager.reached_preemption(step)
+        else:
+            preempted = preemption.requested
+        if (_should(step, int(config.checkpoint.every_steps), num_steps) or preempted
+                or (eval_metrics is not None and ckpt.best_metric)):
+            ckpt.save(step, state, train_it if hasattr(train_it, "get_state") else None,
+                      metrics=eval_metrics)
+            saved_at = step
+        if preempted:
+            ckpt.wait()
+            logging.warning("preempted: checkpoint of step %d written; exiting", step)
+            break
 
     # ---------------------------------------------------------------- shutdown
     if saved_at != step:
