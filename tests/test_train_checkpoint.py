@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import linen as nn
 from train_configs import tscan_config
 
 from ienet_jax.convert import save_converted
@@ -16,7 +17,12 @@ from ienet_jax.parallel.mesh import create_mesh
 from ienet_jax.parallel.rules import parse_rules
 from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
 from ienet_jax.train.optim import make_optimizer
-from ienet_jax.train.state import abstract_params, abstract_state, create_train_state
+from ienet_jax.train.state import (
+    abstract_params,
+    abstract_state,
+    create_train_state,
+    example_inputs,
+)
 
 
 def ckpt_config(keep=2, best_metric="", async_save=False):
@@ -103,3 +109,39 @@ def test_load_variables_from_run_and_converted(tmp_path):
     with pytest.raises(ValueError, match="train.init_from"):
         load_variables(tmp_path / "nothing")
     assert json.loads((tmp_path / "run/checkpoints/4/data/process_0-of-1.json").read_text())
+
+
+def test_converted_reference_checkpoint_fits_a_stage2_model(tmp_path, golden_dir, det_init):
+    """The published IENet weights (golden state dict) → converter → `init_from` source for
+    the reference-size stage-2 model: every converted variable lands, only FEE stays fresh."""
+    from configs import common, ienet
+    from ienet_jax.convert import from_reference_state_dict
+
+    spec = json.loads((golden_dir / "ienet_seed_state_dict.json").read_text())
+    state_dict = {}
+    for key, (shape, dtype) in spec.items():
+        if "float" in dtype:
+            state_dict[key] = det_init.det_tensor(key, shape)
+        elif key.endswith("relative_position_index"):
+            from ienet_jax.models.attention import relative_position_index
+
+            state_dict[key] = relative_position_index((2, 7, 7)).astype(np.int64)
+        else:
+            state_dict[key] = np.zeros(shape, np.int64)
+    model_config = ienet.model_config("reference")
+    model_config.context.enabled = False  # the published code leaves it off
+    model_config.nir_channels = 3
+    save_converted(tmp_path, from_reference_state_dict(state_dict, model_config), model_config)
+
+    config = common.build_config(model_config, "reference_stage2", "reference")
+    model = build(config.model)
+    inputs = [jnp.zeros(x.shape) for x in example_inputs(config.model)]
+    target = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, *inputs,
+                                               train=False))
+    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), nn.unbox(target))
+    merged, missing = merge_variables(
+        {k: target[k] for k in ("params", "batch_stats")}, load_variables(tmp_path), "ref")
+    assert missing and all(m.split("/")[1] == "fee" for m in missing), missing[:5]
+    np.testing.assert_array_equal(
+        merged["params"]["head"]["conv"]["bias"], state_dict["rPPG_net.dense7.bias"])
+
