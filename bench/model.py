@@ -83,7 +83,12 @@ def max_rss_bytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
-def measure(name: str, fn, args, repeats: int) -> dict:
+def measure(name: str, fn, args, repeats: int, count_fn=None) -> dict:
+    """Compile, time and cost `fn(*args)`; FLOPs from `count_fn` (same maths, unrolled) if given.
+
+    XLA counts a `lax.scan` body once, so for the "scan" convolutions the FLOPs come from
+    the same step with unrolled ("taps") convolutions, lowered but not compiled.
+    """
     jitted = jax.jit(fn)
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
@@ -91,6 +96,8 @@ def measure(name: str, fn, args, repeats: int) -> dict:
     jax.block_until_ready(compiled(*args))  # warm-up
     seconds = median_time(lambda: compiled(*args), repeats)
     flops = flops_of(compiled)
+    if count_fn is not None:
+        flops = flops_of(jax.jit(count_fn).lower(*args))
     return {
         "what": name, "compile_s": compile_s, "median_s": seconds, "gflop": flops / 1e9,
         "gflops_per_s": flops / seconds / 1e9, "xla_peak_mib": memory_of(compiled) / 2**20,
@@ -98,12 +105,12 @@ def measure(name: str, fn, args, repeats: int) -> dict:
     }
 
 
-def build(args):
+def build(args, conv_impl=None):
     from configs.ienet import model_config
     from ienet_jax import models
 
     cfg = model_config(args.variant)
-    cfg.conv_impl = args.conv_impl
+    cfg.conv_impl = conv_impl or args.conv_impl
     cfg.attention = args.attention
     cfg.dtype = args.dtype
     cfg.remat = args.remat
@@ -112,15 +119,8 @@ def build(args):
     return cfg, models.build(cfg)
 
 
-def run_batch(cfg, model, batch: int, repeats: int) -> list[dict]:
-    rng = np.random.default_rng(batch)
-    shape = (batch, cfg.clip_length, cfg.frame_size, cfg.frame_size)
-    rgb = jnp.asarray(rng.standard_normal((*shape, cfg.rgb_channels), np.float32))
-    nir = jnp.asarray(rng.standard_normal((*shape, cfg.nir_channels), np.float32))
-    target = jnp.asarray(rng.standard_normal((batch, cfg.clip_length), np.float32))
-    variables = random_variables(model, rgb, nir)
-    tx = optax.adam(1e-4)
-    opt_state = tx.init(variables["params"])
+def step_functions(model, tx):
+    """(forward, train_step) closures over `model` and the optimiser `tx`."""
 
     def forward(variables, rgb, nir):
         return model.apply(variables, rgb, nir, train=False)
@@ -140,9 +140,25 @@ def run_batch(cfg, model, batch: int, repeats: int) -> list[dict]:
         params = optax.apply_updates(variables["params"], upd)
         return {"params": params, **updates}, opt_state, loss
 
-    rows = [measure("forward", forward, (variables, rgb, nir), repeats)]
+    return forward, train_step
+
+
+def run_batch(cfg, model, batch: int, repeats: int, count_model=None) -> list[dict]:
+    rng = np.random.default_rng(batch)
+    shape = (batch, cfg.clip_length, cfg.frame_size, cfg.frame_size)
+    rgb = jnp.asarray(rng.standard_normal((*shape, cfg.rgb_channels), np.float32))
+    nir = jnp.asarray(rng.standard_normal((*shape, cfg.nir_channels), np.float32))
+    target = jnp.asarray(rng.standard_normal((batch, cfg.clip_length), np.float32))
+    variables = random_variables(model, rgb, nir)
+    tx = optax.adam(1e-4)
+    opt_state = tx.init(variables["params"])
+
+    forward, train_step = step_functions(model, tx)
+    count_fwd, count_step = step_functions(count_model, tx) if count_model else (None, None)
+    rows = [measure("forward", forward, (variables, rgb, nir), repeats, count_fwd)]
     rows.append(measure("train step", train_step,
-                        (variables, opt_state, rgb, nir, target, jax.random.PRNGKey(0)), repeats))
+                        (variables, opt_state, rgb, nir, target, jax.random.PRNGKey(0)), repeats,
+                        count_step))
     for row in rows:
         row["batch"] = batch
     return rows
@@ -166,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be ≥ 1")
 
     cfg, model = build(args)
+    from ienet_jax.models.conv import _resolve
+
+    # XLA counts a scan body once: count FLOPs on the unrolled ("taps") equivalent.
+    count_model = build(args, "taps")[1] if _resolve(cfg.conv_impl, 3) == "scan" else None
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.device_count()} device(s)), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"IENet {args.variant}: clip {cfg.clip_length}×{cfg.frame_size}², dims {cfg.dims}, "
@@ -178,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     results = []
     for batch in args.batch:
-        for row in run_batch(cfg, model, batch, args.repeats):
+        for row in run_batch(cfg, model, batch, args.repeats, count_model):
             row["pct_of_matmul"] = 100 * row["gflops_per_s"] / reference
             results.append(row)
             print(f"{row['what']:<11}{batch:>6}{row['compile_s']:>11.1f}{row['median_s']:>10.3f}"
