@@ -9,10 +9,10 @@ import pytest
 from ienet_jax.quickstart import Settings, run_quickstart, stage_config
 
 TINY = Settings(subjects=4, seconds=6.0, preset="easy", video_size="160x120", crop_size=16,
-                clip_length=16, split_fractions="0.5,0.25,0.25", batch_size=8,
-                stage1_steps=2, stage2_steps=2, workers=1,
+                clip_length=16, split_fractions="0.5,0.25,0.25", batch_size=2,
+                stage1_steps=2, stage2_steps=2, workers=1, num_devices=1,
                 model_overrides=(("dims", (6, 12)), ("depths", (1, 1)), ("heads", (1, 1)),
-                                 ("window", (2, 4, 4))))
+                                 ("window", (2, 4, 4)), ("context.enabled", False)))
 
 
 def test_stage_configs(tmp_path):
@@ -22,7 +22,9 @@ def test_stage_configs(tmp_path):
     assert one.train.loss.neg_pearson > 0 and one.train.loss.spectral > 0
     assert two.train.stage == 2 and two.model.fee.enabled and two.train.loss.l1_hr > 0
     assert two.train.init_from == str(tmp_path / "stage1")
+    assert two.train.freeze_steps == two.train.num_steps  # only the FEE head trains
     assert one.model.dims == (6, 12) and one.model.clip_length == 16
+    assert not one.model.context.enabled and two.model.window == (2, 4, 4)
     assert one.data.dir == two.data.dir == str(tmp_path / "clips")
 
 
