@@ -229,7 +229,7 @@ def test_normalize_reference_numpy_and_jax():
     want = (u8 / 255.0 - 0.5) / 0.25
     got_np = normalize_reference(u8)
     assert isinstance(got_np, np.ndarray) and got_np.dtype == np.float32
-    np.testing.assert_allclose(got_np, want, rtol=1e-6)
+    np.testing.assert_allclose(got_np, want, rtol=1e-6, atol=1e-6)
     got_jax = normalize_reference(jnp.asarray(u8))
     assert isinstance(got_jax, jax.Array)
-    np.testing.assert_allclose(np.asarray(got_jax), want, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(got_jax), want, rtol=1e-6, atol=1e-6)
