@@ -41,8 +41,8 @@ class Settings:
     MAE 15.6 bpm vs 19.0 for the constant predictor); `--preset hard` selects it.
     """
 
-    subjects: int = 24
-    seconds: float = 20.0
+    subjects: int = 36
+    seconds: float = 15.0
     preset: str = "easy"
     seed: int = 1
     video_size: str = "160x120"
@@ -56,6 +56,7 @@ class Settings:
     stage2_steps: int = 60
     stage2_lr: float = 3e-4
     workers: int = 2
+    augment: bool = True  # flips, brightness and contrast jitter in training
     num_devices: int = 0  # devices used for training (0 = all)
     model_overrides: tuple = ()  # (("key.sub", value), …) set in the `model` section (tests)
 
@@ -79,6 +80,10 @@ def stage_config(settings: Settings, stage: int, data_dir: Path,
     config.data.dir = str(data_dir)
     config.mesh.num_devices = settings.num_devices
     config.train.batch_size = settings.batch_size
+    if settings.augment:
+        config.data.augment.flip = True
+        config.data.augment.brightness = 0.1
+        config.data.augment.contrast = 0.1
     config.train.num_steps = settings.stage1_steps if stage == 1 else settings.stage2_steps
     config.train.learning_rate = settings.stage1_lr if stage == 1 else settings.stage2_lr
     steps = int(config.train.num_steps)
