@@ -57,7 +57,9 @@ def conv(
     if x.ndim != nsp + 2:
         raise ValueError(f"conv: input rank {x.ndim} does not match a {nsp}-d kernel")
     if x.shape[-1] != kernel.shape[-2]:
-        raise ValueError(f"conv: input has {x.shape[-1]} channels, kernel expects {kernel.shape[-2]}")
+        raise ValueError(
+            f"conv: input has {x.shape[-1]} channels, kernel expects {kernel.shape[-2]}"
+        )
     dilation = tuple(dilation) if dilation is not None else (1,) * nsp
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
     if len(padding) != nsp or len(dilation) != nsp:
@@ -65,11 +67,12 @@ def conv(
     kernel = kernel.astype(x.dtype)
     impl = _resolve(impl, nsp)
     if impl == "xla":
-        dn = jax.lax.conv_dimension_numbers(
-            x.shape, kernel.shape, ("N" + "DHW"[-nsp:] + "C", "DHW"[-nsp:] + "IO", "N" + "DHW"[-nsp:] + "C")
-        ) if nsp <= 3 else None
-        if dn is None:
+        if nsp > 3:
             raise ValueError("conv: the xla implementation supports 1-3 spatial axes")
+        spatial = "DHW"[-nsp:]
+        dn = jax.lax.conv_dimension_numbers(
+            x.shape, kernel.shape, ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+        )
         return jax.lax.conv_general_dilated(
             x, kernel, (1,) * nsp, padding, rhs_dilation=dilation,
             dimension_numbers=dn, precision=precision,
@@ -78,7 +81,9 @@ def conv(
     ksize = kernel.shape[:nsp]
     out_shape = [xp.shape[1 + a] - dilation[a] * (ksize[a] - 1) for a in range(nsp)]
     if min(out_shape) <= 0:
-        raise ValueError(f"conv: kernel {ksize} (dilation {dilation}) larger than padded input {xp.shape[1:-1]}")
+        raise ValueError(
+            f"conv: kernel {ksize} (dilation {dilation}) larger than padded input {xp.shape[1:-1]}"
+        )
     if impl == "scan":
         return _scan_taps(xp, kernel, dilation, out_shape, precision)
     out = None
@@ -123,7 +128,9 @@ def patchify_conv(x: jnp.ndarray, kernel: jnp.ndarray, *, precision=None) -> jnp
     ksize = kernel.shape[:nsp]
     b, *spatial, ci = x.shape
     if len(spatial) != nsp or any(s % k for s, k in zip(spatial, ksize)):
-        raise ValueError(f"patchify_conv: input spatial shape {tuple(spatial)} not a multiple of {ksize}")
+        raise ValueError(
+            f"patchify_conv: input spatial shape {tuple(spatial)} not a multiple of {ksize}"
+        )
     grid = [s // k for s, k in zip(spatial, ksize)]
     shape = [b]
     for g, k in zip(grid, ksize):
@@ -173,7 +180,9 @@ class Conv(nn.Module):
                 padding = tuple(((k - 1) * d // 2, (k - 1) * d - (k - 1) * d // 2)
                                 for k, d in zip(self.kernel_size, dilation))
             else:
-                raise ValueError(f"Conv padding must be 'SAME', 'VALID' or pairs, got {self.padding!r}")
+                raise ValueError(
+                    f"Conv padding must be 'SAME', 'VALID' or pairs, got {self.padding!r}"
+                )
         else:
             padding = self.padding
         axes = self.kernel_axes or ((None,) * nsp + ("conv_in", "conv_out"))
