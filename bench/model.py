@@ -105,18 +105,50 @@ def measure(name: str, fn, args, repeats: int, count_fn=None) -> dict:
     }
 
 
-def build(args, conv_impl=None):
+def build_model(variant: str = "reference", conv_impl: str = "auto", attention: str = "einsum",
+                dtype: str = "float32", remat: bool = False, context: str | None = None):
+    """(model config, model) of an IENet size variant (`configs/ienet.py` VARIANTS).
+
+    `context` "on"/"off" overrides `model.context.enabled` (None: the variant's).
+    """
     from configs.ienet import model_config
     from ienet_jax import models
 
-    cfg = model_config(args.variant)
-    cfg.conv_impl = conv_impl or args.conv_impl
-    cfg.attention = args.attention
-    cfg.dtype = args.dtype
-    cfg.remat = args.remat
-    if args.context is not None:
-        cfg.context.enabled = args.context == "on"
+    cfg = model_config(variant)
+    cfg.conv_impl = conv_impl
+    cfg.attention = attention
+    cfg.dtype = dtype
+    cfg.remat = remat
+    if context is not None:
+        cfg.context.enabled = context == "on"
     return cfg, models.build(cfg)
+
+
+def build(args, conv_impl=None):
+    return build_model(args.variant, conv_impl or args.conv_impl, args.attention, args.dtype,
+                       args.remat, args.context)
+
+
+def flop_counting_model(cfg):
+    """The same model with unrolled ("taps") convolutions if `cfg` resolves to "scan", else None.
+
+    XLA counts a `lax.scan` body once, so FLOPs of "scan" convolutions are counted on this
+    equivalent (lowered, never compiled).
+    """
+    from ienet_jax import models
+    from ienet_jax.models.conv import _resolve
+
+    if _resolve(cfg.conv_impl, 3) != "scan":
+        return None
+    taps = cfg.copy_and_resolve_references()
+    taps.conv_impl = "taps"
+    return models.build(taps)
+
+
+def tree_bytes(tree) -> int:
+    """Total bytes of the arrays in a pytree (parameters, optimiser state, …)."""
+    return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize
+                   for x in jax.tree_util.tree_leaves(tree)))
 
 
 def step_functions(model, tx):
@@ -143,7 +175,8 @@ def step_functions(model, tx):
     return forward, train_step
 
 
-def run_batch(cfg, model, batch: int, repeats: int, count_model=None) -> list[dict]:
+def batch_inputs(cfg, model, batch: int) -> dict:
+    """Random clips `[B, T, H, W, C]`, targets `[B, T]`, variables and Adam state for `batch`."""
     rng = np.random.default_rng(batch)
     shape = (batch, cfg.clip_length, cfg.frame_size, cfg.frame_size)
     rgb = jnp.asarray(rng.standard_normal((*shape, cfg.rgb_channels), np.float32))
@@ -152,13 +185,29 @@ def run_batch(cfg, model, batch: int, repeats: int, count_model=None) -> list[di
     variables = random_variables(model, rgb, nir)
     tx = optax.adam(1e-4)
     opt_state = tx.init(variables["params"])
+    return dict(variables=variables, opt_state=opt_state, rgb=rgb, nir=nir, target=target, tx=tx)
 
-    forward, train_step = step_functions(model, tx)
-    count_fwd, count_step = step_functions(count_model, tx) if count_model else (None, None)
-    rows = [measure("forward", forward, (variables, rgb, nir), repeats, count_fwd)]
-    rows.append(measure("train step", train_step,
-                        (variables, opt_state, rgb, nir, target, jax.random.PRNGKey(0)), repeats,
-                        count_step))
+
+WHAT = ("forward", "train step")
+
+
+def run_batch(cfg, model, batch: int, repeats: int, count_model=None,
+              what: tuple[str, ...] = WHAT, inputs: dict | None = None) -> list[dict]:
+    """`measure` rows of the forward pass and/or the train step (`what`) at `batch`.
+
+    `inputs`: from `batch_inputs(cfg, model, batch)` if the caller needs them too.
+    """
+    x = inputs if inputs is not None else batch_inputs(cfg, model, batch)
+    forward, train_step = step_functions(model, x["tx"])
+    count_fwd, count_step = step_functions(count_model, x["tx"]) if count_model else (None, None)
+    rows = []
+    if "forward" in what:
+        rows.append(measure("forward", forward, (x["variables"], x["rgb"], x["nir"]), repeats,
+                            count_fwd))
+    if "train step" in what:
+        rows.append(measure("train step", train_step,
+                            (x["variables"], x["opt_state"], x["rgb"], x["nir"], x["target"],
+                             jax.random.PRNGKey(0)), repeats, count_step))
     for row in rows:
         row["batch"] = batch
     return rows
@@ -182,10 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be ≥ 1")
 
     cfg, model = build(args)
-    from ienet_jax.models.conv import _resolve
-
-    # XLA counts a scan body once: count FLOPs on the unrolled ("taps") equivalent.
-    count_model = build(args, "taps")[1] if _resolve(cfg.conv_impl, 3) == "scan" else None
+    count_model = flop_counting_model(cfg)
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.device_count()} device(s)), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"IENet {args.variant}: clip {cfg.clip_length}×{cfg.frame_size}², dims {cfg.dims}, "
