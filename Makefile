@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/quickstart
+BENCH_ARGS ?=
 
 .PHONY: quickstart test lint bench clean-venv
 
@@ -24,8 +25,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The benchmark table (bench/suite.py); e.g. make bench BENCH_ARGS="--short --json runs/bench.json"
 bench: $(STAMP)
-	$(PY) -m bench.model
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
