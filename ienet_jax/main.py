@@ -6,6 +6,10 @@
 Every config key can be overridden as `--config.section.key=value`; a misspelt key is an
 error before anything runs (the config is locked). Re-running with the same workdir
 resumes from its latest checkpoint. The console script `ienet-train` is `run()`.
+
+Multi-process runs (see `ienet_jax.parallel.distributed` and `launch/`): `--distributed`
+on TPU VMs and under SLURM `srun`, or `--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I` anywhere (what `launch/local.sh` passes).
 """
 
 from __future__ import annotations
@@ -20,16 +24,35 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and m
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache", None, "Persistent XLA compilation cache directory (optional).")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Multi-process run: call jax.distributed.initialize() first.")
+    "distributed", False, "Multi-process run with the job detected from the environment "
+    "(SLURM, TPU VM, JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process run: HOST:PORT of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process run: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process run: this process, 0 … N-1.")
+_LOCAL_DEVICES = flags.DEFINE_list(
+    "local_device_ids", None, "GPU ids this process uses (default: all, or its SLURM share).")
+_PORT = flags.DEFINE_integer(
+    "coordinator_port", None, "SLURM: coordinator port (default: derived from the job id).")
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    "distributed_init_timeout", None, "Seconds for all processes to join, then exit with an "
+    "error (default: $IENET_DISTRIBUTED_INIT_TIMEOUT or 300).")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "distributed_heartbeat_timeout", None, "Seconds without heartbeats after which a process "
+    "counts as dead and the others abort (default: $IENET_DISTRIBUTED_HEARTBEAT_TIMEOUT or 60).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from ienet_jax.parallel.distributed import initialize
+    from ienet_jax.parallel import distributed
 
-    initialize(_DISTRIBUTED.value)
+    distributed.initialize(distributed.resolve(
+        enabled=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+        local_device_ids=_LOCAL_DEVICES.value, coordinator_port=_PORT.value,
+        init_timeout=_INIT_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT_TIMEOUT.value))
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -37,7 +60,8 @@ def main(argv) -> None:
 
     logging.info("JAX process %d/%d, %d local devices", jax.process_index(),
                  jax.process_count(), jax.local_device_count())
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    with distributed.fail_fast():
+        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 def run() -> None:

@@ -224,3 +224,16 @@ def test_evaluation_with_two_workers_pads_every_worker(dataset):
         seen += _videos(batches, masked=True)
     assert counts == [4, 4]  # 3 clips per process, padded to 2 workers × 2 batches of 1
     assert sorted(seen) == [f"validation/v{k}" for k in range(5)]
+
+
+def test_global_batches_do_not_depend_on_the_process_count(dataset):
+    """Process i's rows of each global batch: 2 processes stitched = 1 process, augmentation
+    included (its seeds are global stream positions), across an epoch boundary."""
+    config = _config(dataset, batch_size=4, num_epochs=None)
+    one, _ = _batches(Pipeline(config, process_index=0, process_count=1), 3)
+    two = [_batches(Pipeline(config, process_index=i, process_count=2), 3)[0] for i in range(2)]
+    for k in range(3):
+        assert one[k].keys() == two[0][k].keys()
+        for name in one[k]:
+            np.testing.assert_array_equal(np.concatenate([two[0][k][name], two[1][k][name]]),
+                                          one[k][name], err_msg=f"batch {k}, {name}")

@@ -12,10 +12,12 @@ pipeline with the same config, process count and `data.workers` (grain keeps one
 per worker process).
 
 Sharding (process `i` of `n`, default `jax.process_index()/process_count()`):
-- training: every epoch's global permutation is cut into `n` disjoint equal shares of
-  `floor(N/n)` clips (`share = perm[i : n·floor(N/n) : n]`); the `N mod n` clips left over
-  are skipped in that epoch only (the permutation, hence the left-over clips, change every
-  epoch). Equal shares keep all hosts at the same step count. Batches drop the remainder.
+- training: the epochs' permutations, one after the other, form ONE global stream cut into
+  global batches of `data.batch_size` clips; process `i` loads only rows `i·b … (i+1)·b − 1`
+  of each (`b = batch_size / n`, `process_rows`). Augmentation is seeded by the position in
+  the global stream, so with `data.workers = 0` the global batches (clips, order and
+  augmentation) are the same for any process count; every host runs the same number of
+  steps. A trailing partial global batch (finite `num_epochs`) is dropped.
 - evaluation: nothing is dropped. Process `i` takes clips `i, i+n, …` in stored order and
   pads its share (with zero clips, `video=""`) to the same whole number of batches on every
   process (and worker); `batch["mask"]` is False on padding. One epoch, no augmentation.
@@ -204,6 +206,44 @@ class _Account(grain.IterDataset):
         return PipelineIterator(self._parent.__iter__(), self._index_skipped)
 
 
+class _ProcessRows(grain.MapDataset):
+    def __init__(self, parent: grain.MapDataset, global_batch: int, index: int, count: int):
+        super().__init__(parent)
+        self._global, self._local = global_batch, global_batch // count
+        self._offset = index * self._local
+        self._length = len(parent) // global_batch * self._local
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        batch, row = divmod(int(index), self._local)
+        return self._parent[batch * self._global + self._offset + row]
+
+    def __str__(self) -> str:
+        return f"ProcessRows(global_batch={self._global}, rows={self._offset}+{self._local})"
+
+
+def process_rows(ds: grain.MapDataset, global_batch: int, process_index: int,
+                 process_count: int) -> grain.MapDataset:
+    """Process `process_index`'s rows of each global batch of the stream `ds`.
+
+    `ds` is cut into consecutive global batches of `global_batch` elements; element
+    `k·b + j` of the result (`b = global_batch / process_count`) is row `process_index·b + j`
+    of global batch `k` (a trailing partial global batch is dropped). Batched by `b` and
+    stitched in process order (`make_global_batch`), the processes' batches are exactly the
+    batches of `ds` read by one process, whatever the process count.
+    """
+    if global_batch <= 0 or global_batch % process_count:
+        raise ValueError(f"global batch {global_batch} (data.batch_size / train.batch_size) "
+                         f"must be a positive multiple of the process count {process_count}")
+    if process_count == 1:
+        return ds
+    return _ProcessRows(ds, global_batch, process_index, process_count)
+
+
 class Pipeline:
     """The input pipeline of one process for `config` (the `data` section).
 
@@ -252,6 +292,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- index stage
     def _train_indices(self) -> grain.MapDataset:
+        """The GLOBAL index stream (every process's); `_build` takes this process's rows."""
         n, pc = len(self.source), self.process_count
         per = n // pc
         if per < self.batch_size * max(self.config.workers, 1):
@@ -261,7 +302,6 @@ class Pipeline:
         ds = grain.MapDataset.range(n).seed(self.config.seed)
         if self.config.shuffle:
             ds = ds.shuffle()
-        ds = ds[self.process_index: per * pc: pc]
         self.num_clips = self._epoch_positions = per
         return ds.repeat(self.config.num_epochs)
 
@@ -286,6 +326,8 @@ class Pipeline:
         elif c.clip_length is not None:
             ds = ds.map(Crop(c.clip_length))
         ds = ds.map(Normalize(c.normalize))
+        if self.training:  # after augmentation: its seeds are global stream positions
+            ds = process_rows(ds, c.batch_size, self.process_index, self.process_count)
         it = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=c.read_threads,
                               prefetch_buffer_size=c.prefetch * self.batch_size),

@@ -6,7 +6,9 @@ state, one JSON file per process), so a restart continues with the very next bat
 Kept: the last `checkpoint.keep` steps, plus the best one by `checkpoint.best_metric`
 (an eval metric; `checkpoint.best_mode` "min"/"max") among steps saved with metrics.
 Restoring takes an abstract target carrying the CURRENT mesh's shardings, so a checkpoint
-written on 8 devices restores onto 1 (or any other layout): orbax reshards.
+written on 8 devices restores onto 1 (or any other layout): orbax reshards. One written by
+N processes restores in a run of M ≠ N too; the input position then starts over (grain's
+iterator state is per process), with a warning.
 
 `load_variables(path)` reads `{params, batch_stats}` from a previous run (its workdir, its
 `checkpoints` folder, or one step folder) or from a converted reference checkpoint
@@ -87,15 +89,31 @@ class Checkpointer:
     def restore(self, step: int, abstract_state: Any, iterator: Any = None) -> tuple[Any, Any]:
         """`(state, iterator)` of `step`; `abstract_state` carries the target shardings."""
         items = {STATE: ocp.args.StandardRestore(abstract_state)}
-        has_data = (self.directory / str(step) / DATA).is_dir()
-        if iterator is not None and has_data:
+        has_data = iterator is not None and self._has_data_state(step)
+        if has_data:
             items[DATA] = grain.checkpoint.CheckpointRestore(iterator)
-        elif iterator is not None:
-            logging.warning("checkpoint step %d has no input-iterator state: the input "
-                            "pipeline restarts from its beginning", step)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         logging.info("checkpoint: restored step %d from %s", step, self.directory)
         return restored[STATE], restored.get(DATA, iterator) if has_data else iterator
+
+    def _has_data_state(self, step: int) -> bool:
+        """Whether step `step` holds an input-iterator state for THIS process (grain writes
+        `process_I-of-N.json`); warns (the input restarts) when it does not."""
+        folder = self.directory / str(step) / DATA
+        pi, pc = jax.process_index(), jax.process_count()
+        if (folder / f"process_{pi}-of-{pc}.json").is_file():
+            return True
+        written = sorted({p.name.rpartition("-of-")[2].removesuffix(".json")
+                          for p in folder.glob("process_*-of-*.json")})
+        if written:
+            logging.warning("checkpoint step %d: its input-iterator state was written by %s "
+                            "processes, this run has %d: the model state is restored, the "
+                            "input pipeline restarts from its beginning", step,
+                            "/".join(written), pc)
+        else:
+            logging.warning("checkpoint step %d has no input-iterator state: the input "
+                            "pipeline restarts from its beginning", step)
+        return False
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -138,7 +156,7 @@ def load_variables(path: str | Path) -> dict:
                 "workdir with checkpoints/, a checkpoints folder, a step folder holding "
                 "state/, or a converted reference directory holding variables/)")
         step_dir = path / str(steps[-1])
-    replicated = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    replicated = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # every process
     with ocp.StandardCheckpointer() as checkpointer:
         meta = checkpointer.metadata(step_dir / STATE)
         tree = getattr(meta, "item_metadata", meta)

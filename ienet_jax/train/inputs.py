@@ -49,7 +49,13 @@ class SyntheticClips:
 
 def synthetic_dataset(config: ml_collections.ConfigDict, *, training: bool,
                       batch_size: int) -> grain.IterDataset:
-    """Per-process synthetic batches of `batch_size` clips (global batch / process count)."""
+    """Per-process synthetic batches of `batch_size` clips (global batch / process count).
+
+    Process `i` takes rows `i·batch_size …` of each global batch (`process_rows`), so the
+    global batches are the same for any process count.
+    """
+    from ienet_jax.data.pipeline import process_rows
+
     syn = config.data.synthetic
     seed = int(syn.seed) + (0 if training else 1)
     num = int(syn.num_clips if training else syn.num_eval_clips)
@@ -57,7 +63,7 @@ def synthetic_dataset(config: ml_collections.ConfigDict, *, training: bool,
     ds = grain.MapDataset.source(SyntheticClips(config.model, num, seed))
     if training:
         ds = ds.seed(int(config.data.seed)).shuffle().repeat()
-    ds = ds[pi::pc]
+    ds = process_rows(ds, batch_size * pc, pi, pc)
     return ds.batch(batch_size, drop_remainder=True).to_iter_dataset()
 
 
