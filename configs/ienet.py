@@ -65,6 +65,9 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
             remat=False,
             attention="einsum",
             conv_impl="auto",
+            # reference: frames as the published model sees them; temporal: each pixel's
+            # relative change over the clip (models.ienet.temporal_normalize)
+            input_norm="reference",
         )
     )
 

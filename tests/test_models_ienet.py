@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 
 from configs.ienet import get_config, model_config
 from ienet_jax import models
-from ienet_jax.models.ienet import IENet, normalize_reference
+from ienet_jax.models.ienet import IENet, normalize_reference, temporal_normalize
 
 RULES = (("batch", "data"), ("embed", "model"), ("mlp", "model"))
 
@@ -208,6 +208,7 @@ def test_get_config_variants_and_lock():
         ("dtype", "float16", "model.dtype"),
         ("drop_path", 1.5, "model.drop_path"),
         ("dims", (20, 40, 80), r"model.dims\[0\]=20 is not divisible by len\(model.context"),
+        ("input_norm", "diff", "model.input_norm"),
     ],
 )
 def test_config_errors_name_the_key(key, value, message):
@@ -233,3 +234,32 @@ def test_normalize_reference_numpy_and_jax():
     got_jax = normalize_reference(jnp.asarray(u8))
     assert isinstance(got_jax, jax.Array)
     np.testing.assert_allclose(np.asarray(got_jax), want, rtol=1e-6, atol=1e-6)
+
+
+def test_temporal_normalize_keeps_relative_change_only():
+    rng = np.random.default_rng(0)
+    t = np.arange(32)
+    base = rng.uniform(40, 200, (1, 1, 4, 4, 3))  # static appearance per pixel and channel
+    pulse = 0.01 * np.sin(2 * np.pi * t / 8)[None, :, None, None, None]  # zero mean
+    frames = base * (1 + pulse)
+    x = normalize_reference(frames / 1.0)  # float frames in 0..255 → reference scale
+    got = np.asarray(temporal_normalize(jnp.asarray(x)))
+    # every pixel carries the same relative change: after normalisation all pixels agree
+    # (up to the +1/255 guard in the denominator) and the clip has unit RMS per channel
+    want = pulse / np.sqrt(np.mean(pulse ** 2))
+    np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), atol=2e-2)
+    np.testing.assert_allclose(np.sqrt(np.mean(got ** 2, axis=(1, 2, 3))), 1.0, rtol=1e-3)
+    # a brighter or darker scene gives the same input
+    brighter = np.asarray(temporal_normalize(jnp.asarray(normalize_reference(frames * 1.2))))
+    np.testing.assert_allclose(brighter, got, atol=1e-2)
+
+
+def test_input_norm_temporal_changes_the_forward(tiny, tiny_forward):
+    cfg, _, variables = tiny
+    cfg = model_config("tiny")
+    cfg.input_norm = "temporal"
+    model = models.build(cfg)
+    rgb, nir = clips(cfg)
+    out = model.apply(variables, rgb, nir, train=False)
+    assert np.all(np.isfinite(np.asarray(out["fused_rppg"])))
+    assert not np.allclose(np.asarray(out["fused_rppg"]), tiny_forward["fused_rppg"])

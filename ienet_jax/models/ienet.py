@@ -8,7 +8,9 @@ Apply contract (`model = ienet_jax.models.build(config.model)`):
                                mutable=["batch_stats"])
 
 `rgb` `[B, T, H, W, rgb_channels]`, `nir` `[B, T, H, W, nir_channels]`, float, already
-normalised (`normalize_reference` gives the reference normalisation of uint8 frames).
+normalised (`normalize_reference` gives the reference normalisation of uint8 frames);
+with `model.input_norm="temporal"` the model first turns them into each pixel's relative
+change over the clip (`temporal_normalize`; the reference model has no such step).
 `out` holds `rgb_rppg`, `nir_rppg`, `fused_rppg` (each `[B, T]`, float32) and, when
 `model.fee.enabled`, `hr` `[B]` (bpm) and `psd` `[B, K]` from the FEE head applied to the
 fused rPPG at `fs = model.fps`. Rng collections: "dropout" (dropout, attention dropout)
@@ -40,6 +42,24 @@ def normalize_reference(frames):
     """uint8 frames → `(x / 255 − 0.5) / 0.25` float32 (numpy in → numpy out, jax in → jax out)."""
     xp = jnp if isinstance(frames, jax.Array) else np
     return (xp.asarray(frames, xp.float32) / 255.0 - 0.5) / 0.25
+
+
+INPUT_NORMS = ("reference", "temporal")
+
+
+def temporal_normalize(x: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
+    """Reference-normalised frames `[B, T, H, W, C]` → relative temporal variations.
+
+    Recovers the intensity `i = 0.25·x + 0.5` (in [0, 1]), divides each pixel and channel
+    by its mean over the clip, `r = i / mean_T(i) − 1` (the normalisation POS and CHROM start
+    from: static appearance, skin tone and lighting level cancel, the pulse stays), then
+    scales every clip and channel to unit RMS. Computed in float32.
+    """
+    i = x.astype(jnp.float32) * 0.25 + 0.5
+    mean = jnp.mean(i, axis=1, keepdims=True)
+    r = (i - mean) / (mean + 1.0 / 255.0)
+    rms = jnp.sqrt(jnp.mean(jnp.square(r), axis=(1, 2, 3), keepdims=True))
+    return r / (rms + eps)
 
 
 class IENet(nn.Module):
@@ -76,6 +96,7 @@ class IENet(nn.Module):
     remat: bool = False
     attention: str = "einsum"
     conv_impl: str = "auto"
+    input_norm: str = "reference"
 
     @classmethod
     def from_config(cls, model_config) -> IENet:
@@ -116,6 +137,8 @@ class IENet(nn.Module):
                 remat=self.remat, opts=opts, name=name,
             )
 
+        if self.input_norm == "temporal":
+            rgb, nir = temporal_normalize(rgb), temporal_normalize(nir)
         rgb = nn.with_logical_constraint(rgb.astype(self.dtype), axes.FRAMES)
         nir = nn.with_logical_constraint(nir.astype(self.dtype), axes.FRAMES)
         f_rgb = backbone("rgb")(rgb, train=train)
@@ -247,4 +270,6 @@ def _fields_from_config(model_config) -> dict:
         remat=bool(model_config.get("remat", False)),
         attention=_choice(model_config, "attention", ATTENTION_IMPLS),
         conv_impl=_choice(model_config, "conv_impl", CONV_IMPLS),
+        input_norm=_choice(model_config, "input_norm", INPUT_NORMS)
+        if "input_norm" in model_config else "reference",
     )
