@@ -101,6 +101,39 @@ def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int
     return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
 
 
+class FusedQKV(nn.Module):
+    """The fused query/key/value projection `[..., C]` → `[..., 3, heads, C / heads]`.
+
+    Parameters are those of `nn.Dense(3·C)` (`kernel` `[C, 3·C]`, `bias` `[3·C]`, the
+    reference layout); the kernel is used reshaped to `[C, 3, heads, C / heads]`, so that
+    the output keeps a separate `heads` axis a tensor-parallel mesh can split.
+    """
+
+    heads: int
+    use_bias: bool = True
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        c = x.shape[-1]
+        split = (3, self.heads, c // self.heads)
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(nn.initializers.lecun_normal(), (axes.EMBED, axes.QKV)),
+            (c, 3 * c), self.param_dtype,
+        )
+        kernel = jnp.asarray(kernel, self.dtype).reshape(c, *split)
+        y = jax.lax.dot_general(x.astype(self.dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        if self.use_bias:
+            bias = self.param(
+                "bias", nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
+                (3 * c,), self.param_dtype,
+            )
+            y = y + jnp.asarray(bias, self.dtype).reshape(split)
+        return y
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention within windows, with a relative position bias.
 
@@ -135,12 +168,7 @@ class WindowAttention(nn.Module):
             nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
         )
         init = nn.initializers.lecun_normal()
-        qkv = dense(
-            3 * c, use_bias=self.qkv_bias, name="qkv",
-            kernel_init=nn.with_logical_partitioning(init, (axes.EMBED, axes.QKV)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
-        )(x)
-        qkv = qkv.reshape(bw, n, 3, self.heads, hd)
+        qkv = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype, name="qkv")(x)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [Bw, N, h, d]
 
         table = self.param(
