@@ -7,7 +7,8 @@
   `data.synthetic` (used when `data.dir` is empty: synthetic clips with a pulse).
 - `train`: steps, GLOBAL batch, optimiser (Adam, coupled weight decay, step decay), loss
   weights, stage, `init_from`, freezing.
-- `mesh`: `shape`/`axes` (one size may be -1) and the logical-axis `rules`.
+- `mesh`: `shape`/`axes` (one size may be -1), the sharding `strategy` and optional
+  logical-axis `rules` / `activation_rules` placed in front of the strategy's tables.
 - `checkpoint`, `logging`, `eval`, and `seed`.
 
 Presets:
@@ -22,6 +23,19 @@ Presets:
   label, Adam lr 1e-3, batch 4, RGB only.
 - `quickstart`: a short run sized for 2 CPU cores (synthetic data unless `data.dir` is set).
 
+Sharding strategies (`mesh.strategy`, tables in `ienet_jax/parallel/strategies.py`; the
+batch is always split over every `data`/`fsdp` mesh axis; the trainer logs each device's
+parameter and optimiser bytes at start-up):
+- `dp_tp` (default): data + Megatron tensor parallel over the `model` axis (Swin MLP hidden
+  width, attention heads/qkv). With the default `mesh.shape=(-1, 1)` it is pure data
+  parallel; `--config.mesh.shape='(-1,2)'` splits every block 2 ways.
+- `dp`: parameters and optimiser state replicated, batch over the data axes.
+- `fsdp`: parameters AND optimiser state split over the `fsdp` axis (`data` if absent),
+  gathered per layer by XLA: `--config.mesh.strategy=fsdp` shards over all devices; with
+  `--config.mesh.axes='("data","fsdp")' --config.mesh.shape='(2,4)'`, 2 replicas × 4 shards.
+User `mesh.rules` (regex over logical names → mesh axes, first match wins) override the
+strategy name by name, e.g. `--config.mesh.rules='(("mlp", None),)'` keeps the MLP whole.
+
 Step counts (`lr_decay_every`, `freeze_steps`) follow `train.num_steps` unless overridden.
 Model configs call `config_from_arg(model_config, arg, default_preset)` so that
 `--config configs/ienet.py:tiny,quickstart` picks variant and preset.
@@ -34,15 +48,6 @@ from collections.abc import Callable
 import ml_collections
 
 PRESETS = ("reference_stage1", "reference_stage2", "tscan", "quickstart")
-
-# First match wins; a dimension the mesh axes do not divide stays replicated.
-PARAM_RULES = (
-    ("batch", "data"),
-    ("embed|mlp|heads|qkv|attn|merge|conv_out", "model"),
-    (".*", None),
-)
-ACTIVATION_RULES = (("batch", "data"),)
-
 
 def data_section() -> ml_collections.ConfigDict:
     from ienet_jax.data.pipeline import default_data_config
@@ -78,9 +83,14 @@ def train_section() -> ml_collections.ConfigDict:
 
 
 def mesh_section() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(shape=(-1, 1), axes=("data", "model"),
-                                          num_devices=0,  # 0 = all devices
-                                          rules=PARAM_RULES, activation_rules=ACTIVATION_RULES))
+    return ml_collections.ConfigDict(dict(
+        shape=(-1, 1), axes=("data", "model"),
+        num_devices=0,       # 0 = all devices
+        strategy="dp_tp",    # dp | fsdp | dp_tp (see the module docstring)
+        # (pattern, mesh axes) pairs in front of the strategy's tables: first match wins;
+        # a dimension the mesh axes do not divide stays replicated.
+        rules=(), activation_rules=(),
+    ))
 
 
 def checkpoint_section() -> ml_collections.ConfigDict:

@@ -7,7 +7,6 @@ import pytest
 from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
-from configs.common import PARAM_RULES
 from ienet_jax.parallel.mesh import create_mesh
 from ienet_jax.parallel.rules import (
     batch_spec,
@@ -15,6 +14,13 @@ from ienet_jax.parallel.rules import (
     logical_to_spec,
     parse_rules,
     tree_shardings,
+)
+
+# A table exercising the mechanics (the strategies' tables: test_parallel_strategies.py).
+PARAM_RULES = (
+    ("batch", "data"),
+    ("embed|mlp|heads|qkv|attn|merge|conv_out", "model"),
+    (".*", None),
 )
 
 

@@ -14,7 +14,7 @@ from train_configs import tscan_config
 from ienet_jax.convert import save_converted
 from ienet_jax.models import build
 from ienet_jax.parallel.mesh import create_mesh
-from ienet_jax.parallel.rules import parse_rules
+from ienet_jax.parallel.strategies import param_rules
 from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
 from ienet_jax.train.optim import make_optimizer
 from ienet_jax.train.state import (
@@ -39,8 +39,8 @@ def test_state_and_iterator_restore_onto_one_device(tmp_path):
     model = build(config.model)
     tx = make_optimizer(config.train, abstract_params(model, config.model))
     big = create_mesh(ml_collections.ConfigDict(dict(shape=(4, 2), axes=("data", "model"))))
-    state, _ = create_train_state(model, config.model, tx, big, parse_rules(
-        config.mesh.rules, big), seed=3)
+    state, _ = create_train_state(model, config.model, tx, big, param_rules(
+        config.mesh, big), seed=3)
     assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == 8
     it = numbers()
     for _ in range(3):
@@ -53,7 +53,7 @@ def test_state_and_iterator_restore_onto_one_device(tmp_path):
     one = create_mesh(ml_collections.ConfigDict(dict(shape=(1, 1), axes=("data", "model"),
                                                      num_devices=1)))
     _, shardings = create_train_state(model, config.model, tx, one,
-                                      parse_rules(config.mesh.rules, one), seed=0)
+                                      param_rules(config.mesh, one), seed=0)
     ckpt = Checkpointer(tmp_path, ckpt_config())
     assert ckpt.latest_step() == 7
     restored, it2 = ckpt.restore(7, abstract_state(shardings, model, config.model, tx),

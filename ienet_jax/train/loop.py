@@ -24,8 +24,10 @@ from absl import logging
 from jax.sharding import NamedSharding
 
 from ienet_jax.models import axes, build
+from ienet_jax.parallel.memory import state_bytes_per_device
 from ienet_jax.parallel.mesh import create_mesh
-from ienet_jax.parallel.rules import batch_spec, flax_rules, parse_rules
+from ienet_jax.parallel.rules import batch_spec
+from ienet_jax.parallel.strategies import activation_rules, describe, param_rules
 from ienet_jax.train import inputs
 from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
 from ienet_jax.train.metrics_log import MetricsLog, Progress
@@ -117,15 +119,14 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
 
     # ---------------------------------------------------------------- mesh
     mesh = create_mesh(config.mesh)
-    rules = parse_rules(config.mesh.rules, mesh)
-    act_rules = flax_rules(parse_rules(config.mesh.activation_rules, mesh,
-                                       "mesh.activation_rules"), axes.ALL)
+    rules = param_rules(config.mesh, mesh)
+    act_rules = activation_rules(config.mesh, mesh, axes.ALL)
     data_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.train.batch_size)))
     eval_batch = int(config.eval.batch_size) if int(config.eval.every_steps) > 0 else \
         int(config.train.batch_size)  # no evaluation: any valid placeholder
     eval_sharding = NamedSharding(mesh, batch_spec(rules, mesh, eval_batch, "eval.batch_size"))
-    logging.info("mesh %s on %d devices (%s)", dict(mesh.shape), mesh.size,
-                 jax.devices()[0].platform)
+    logging.info("mesh %s on %d devices (%s), strategy %s: %s", dict(mesh.shape), mesh.size,
+                 jax.devices()[0].platform, config.mesh.strategy, describe(rules))
 
     # ---------------------------------------------------------------- model + optimiser
     model = build(config.model)
@@ -143,7 +144,9 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
     # ---------------------------------------------------------------- state
     state, shardings = create_train_state(model, config.model, tx, mesh, rules,
                                           int(config.seed))
-    logging.info("model %s: %d parameters", config.model.name, count_params(state.params))
+    if jax.process_index() == 0:
+        logging.info("model %s: %d parameters; %s", config.model.name,
+                     count_params(state.params), state_bytes_per_device(state).line())
     ckpt = Checkpointer(workdir / "checkpoints", config.checkpoint)
     latest = ckpt.latest_step()
     if latest is not None:

@@ -71,10 +71,20 @@ def _boxed_state(model, model_config, tx: optax.GradientTransformation, seed) ->
     )
 
 
-def state_shardings(model, model_config, tx, mesh: Mesh, rules: Rules) -> Any:
-    """NamedSharding tree shaped like the (unboxed) `TrainState`."""
-    abstract = jax.eval_shape(lambda: _boxed_state(model, model_config, tx, 0))
-    return tree_shardings(abstract, mesh, rules)
+def boxed_abstract_state(model, model_config, tx) -> Any:
+    """The `TrainState`'s `ShapeDtypeStruct`s inside the models' logical-name boxes."""
+    return jax.eval_shape(lambda: _boxed_state(model, model_config, tx, 0))
+
+
+def state_shardings(model, model_config, tx, mesh: Mesh, rules: Rules,
+                    boxed: Any = None) -> Any:
+    """NamedSharding tree shaped like the (unboxed) `TrainState`.
+
+    `boxed`: `boxed_abstract_state(...)` if already traced (e.g. to compare strategies).
+    """
+    if boxed is None:
+        boxed = boxed_abstract_state(model, model_config, tx)
+    return tree_shardings(boxed, mesh, rules)
 
 
 def create_train_state(model, model_config, tx, mesh: Mesh, rules: Rules,
@@ -88,9 +98,12 @@ def create_train_state(model, model_config, tx, mesh: Mesh, rules: Rules,
     return state, shardings
 
 
-def abstract_state(shardings: Any, model, model_config, tx) -> Any:
-    """`ShapeDtypeStruct`s with `sharding` set: the restore target for orbax."""
-    shapes = jax.eval_shape(lambda: nn.unbox(_boxed_state(model, model_config, tx, 0)))
+def abstract_state(shardings: Any, model, model_config, tx, boxed: Any = None) -> Any:
+    """`ShapeDtypeStruct`s with `sharding` set: the restore target for orbax, and what
+    `ienet_jax.parallel.memory.state_bytes_per_device` sizes without allocating."""
+    if boxed is None:
+        boxed = boxed_abstract_state(model, model_config, tx)
+    shapes = nn.unbox(boxed)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, shardings)
 
