@@ -1,1 +1,4 @@
-"""Benchmarks: `python -m bench.<name>`; they print numbers, tests never assert timings."""
+"""Benchmarks: `python -m bench` (the table, `suite.py`) and `python -m bench.<name>`.
+
+They print numbers; tests never assert timings.
+"""
