@@ -75,7 +75,10 @@ def train_section() -> ml_collections.ConfigDict:
         freeze_pattern="^(?!fee/)",  # regex over param paths frozen for freeze_steps
         init_from="",             # stage-1 workdir / checkpoint, or converted reference dir
         loss=ml_collections.ConfigDict(dict(neg_pearson=0.0, spectral=0.0, l1_hr=0.0,
-                                            mse=0.0)),
+                                            mse=0.0,
+                                            # (lo, hi) Hz: neg_pearson on that band only;
+                                            # () = raw signals (the reference)
+                                            pearson_band_hz=())),
     ))
     train.lr_decay_every = train.get_ref("num_steps") // 2
     train.freeze_steps = train.get_ref("num_steps") * 0

@@ -44,13 +44,36 @@ def pearson(pred, label, eps: float = 1e-12) -> jnp.ndarray:
     return cov / jnp.sqrt(jnp.sum(p * p, axis=-1) * jnp.sum(q * q, axis=-1) + eps)
 
 
-def neg_pearson(pred, label, *, signed: bool = False, reduction: str = "mean") -> jnp.ndarray:
+def band_limit(x, fs, band_hz) -> jnp.ndarray:
+    """`[B, T]` signals with every DFT component outside `band_hz = (lo, hi)` Hz removed.
+
+    An ideal (rectangular) band-pass on the clip's own DFT, per sample at `fs` (Hz, scalar
+    or `[B]`): differentiable, exact for the clip as a periodic signal, no filter delay.
+    """
+    lo, hi = (float(b) for b in band_hz)
+    x = jnp.asarray(x)
+    t = x.shape[-1]
+    fs = jnp.broadcast_to(jnp.asarray(fs, jnp.float32), x.shape[:-1])
+    freqs = jnp.arange(t // 2 + 1, dtype=jnp.float32)[None] * (fs[..., None] / t)
+    keep = (freqs >= lo) & (freqs <= hi)
+    spectrum = jnp.fft.rfft(x.astype(jnp.float32), axis=-1)
+    return jnp.fft.irfft(jnp.where(keep, spectrum, 0), n=t, axis=-1)
+
+
+def neg_pearson(pred, label, *, signed: bool = False, fs=None, band_hz=None,
+                reduction: str = "mean") -> jnp.ndarray:
     """Negative-Pearson loss of `[B, T]` signals: `1 − |r|` per sample (IENet's reference).
 
-    `signed=True` gives `1 − r` instead (penalises an inverted pulse). Batch mean or
-    per-sample `[B]` (`reduction="none"`). Invariant to scale and offset of either input.
+    `signed=True` gives `1 − r` instead (penalises an inverted pulse). With `band_hz =
+    (lo, hi)` (and `fs`, Hz) both signals are first `band_limit`ed, so only the heart-rate
+    band counts (the reference compares the raw signals). Batch mean or per-sample `[B]`
+    (`reduction="none"`). Invariant to scale and offset of either input.
     """
     pred, label = _check_pair(pred, label, "neg_pearson", ndim=2)
+    if band_hz:
+        if fs is None:
+            raise ValueError("neg_pearson: band_hz needs the sampling rate fs (Hz)")
+        pred, label = band_limit(pred, fs, band_hz), band_limit(label, fs, band_hz)
     r = pearson(pred, label)
     return _reduce(1.0 - (r if signed else jnp.abs(r)), reduction, "neg_pearson")
 

@@ -128,3 +128,25 @@ def test_spectral_distance_per_clip_rates_under_jit():
     for i in range(2):
         single = losses.spectral_distance(pred[i : i + 1], label[i : i + 1], float(fs[i]))
         np.testing.assert_allclose(both[i], single, rtol=1e-4)
+
+
+def test_band_limit_keeps_in_band_components_only():
+    fs, t = 30.0, 120  # 0.25 Hz bins: 1.5 Hz and 6 Hz fall on bins
+    n = np.arange(t) / fs
+    slow, fast = np.sin(2 * np.pi * 1.5 * n), 0.8 * np.sin(2 * np.pi * 6.0 * n)
+    x = jnp.asarray(np.stack([slow + fast, fast]), jnp.float32)
+    got = np.asarray(losses.band_limit(x, jnp.asarray([fs, fs]), (0.6, 3.3)))
+    np.testing.assert_allclose(got[0], slow, atol=1e-4)
+    np.testing.assert_allclose(got[1], 0.0, atol=1e-4)
+
+
+def test_neg_pearson_band_ignores_out_of_band_noise():
+    fs, t = 30.0, 120
+    n = np.arange(t) / fs
+    label = np.sin(2 * np.pi * 1.25 * n)[None]
+    pred = label + 2.0 * np.sin(2 * np.pi * 7.0 * n)[None]  # strong high-frequency noise
+    raw = float(losses.neg_pearson(pred, label))
+    band = float(losses.neg_pearson(pred, label, fs=fs, band_hz=(0.6, 3.3)))
+    assert raw > 0.5 and band < 1e-4
+    with pytest.raises(ValueError, match="fs"):
+        losses.neg_pearson(pred, label, band_hz=(0.6, 3.3))

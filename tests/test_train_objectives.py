@@ -37,6 +37,17 @@ def test_weighted_sum_of_terms_with_mask():
     np.testing.assert_allclose(total, 0.3 * np_ + 0.3 * sp, rtol=1e-5)
 
 
+def test_pearson_band_reaches_the_neg_pearson_term():
+    bt = batch()
+    pred = bt["bvp"] + jnp.asarray(np.random.default_rng(1).normal(0, 0.5, bt["bvp"].shape))
+    band = (0.6, 3.3)
+    _, metrics = weighted_loss({"neg_pearson": 1.0}, "ienet", {"fused_rppg": pred}, bt, band)
+    want = losses.neg_pearson(pred[:2], bt["bvp"][:2], fs=30.0, band_hz=band)
+    np.testing.assert_allclose(metrics["neg_pearson"], want, rtol=1e-5)
+    _, raw = weighted_loss({"neg_pearson": 1.0}, "ienet", {"fused_rppg": pred}, bt)
+    assert float(metrics["neg_pearson"]) < float(raw["neg_pearson"])  # white noise filtered
+
+
 def test_model_inputs_normalise_uint8_and_tscan_labels():
     bt = batch()
     rgb, nir = model_inputs("ienet", bt)

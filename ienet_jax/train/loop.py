@@ -158,7 +158,8 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
     # ---------------------------------------------------------------- compiled steps
     train_step, eval_step = compile_steps(model, config.model.name, tx, weights, mesh,
                                           shardings, data_sharding.spec, act_rules,
-                                          eval_sharding.spec)
+                                          eval_sharding.spec,
+                                          tuple(config.train.loss.pearson_band_hz))
 
     # ---------------------------------------------------------------- loop
     log = MetricsLog(workdir, tensorboard=bool(config.logging.tensorboard))

@@ -85,8 +85,12 @@ def check_weights(loss_config, model_config) -> dict[str, float]:
 
 
 def weighted_loss(weights: dict[str, float], model_name: str, outputs: dict,
-                  batch: dict) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
-    """`(Σ weight · term, {term: value, "loss": total})`, each a batch mean (masked rows out)."""
+                  batch: dict, pearson_band_hz=()) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+    """`(Σ weight · term, {term: value, "loss": total})`, each a batch mean (masked rows out).
+
+    `pearson_band_hz`: `(lo, hi)` Hz limits `neg_pearson` to that band (`train.pearson_band_hz`;
+    empty = the raw signals, as the reference).
+    """
     mask = batch.get("mask")
     pred = predicted_signal(model_name, outputs)
     n = pred.shape[0]
@@ -95,7 +99,8 @@ def weighted_loss(weights: dict[str, float], model_name: str, outputs: dict,
     label = signal_label(model_name, batch)
     fps = batch["fps"].astype(jnp.float32)
     per_sample = {
-        "neg_pearson": lambda: losses.neg_pearson(pred, label, reduction="none"),
+        "neg_pearson": lambda: losses.neg_pearson(pred, label, fs=fps, band_hz=pearson_band_hz,
+                                                  reduction="none"),
         "spectral": lambda: losses.spectral_distance(pred, label, fps, reduction="none"),
         "l1_hr": lambda: losses.l1_hr(outputs["hr"], batch["hr"].astype(jnp.float32),
                                       reduction="none"),

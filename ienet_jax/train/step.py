@@ -25,8 +25,9 @@ from ienet_jax.train.state import TrainState
 
 
 def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransformation,
-                    weights: dict[str, float]):
-    """The pure train step for `model` (see the module docstring)."""
+                    weights: dict[str, float], pearson_band_hz=()):
+    """The pure train step for `model` (see the module docstring; `pearson_band_hz` as in
+    `objectives.weighted_loss`)."""
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         k_drop, k_path = jax.random.split(rng)
@@ -36,7 +37,8 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
             outputs, updates = model.apply(
                 {"params": params, "batch_stats": state.batch_stats}, *inputs, train=True,
                 rngs={"dropout": k_drop, "drop_path": k_path}, mutable=["batch_stats"])
-            loss, metrics = objectives.weighted_loss(weights, model_name, outputs, batch)
+            loss, metrics = objectives.weighted_loss(weights, model_name, outputs, batch,
+                                                     pearson_band_hz)
             return loss, (metrics, updates.get("batch_stats", state.batch_stats))
 
         (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -53,7 +55,8 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
     return train_step
 
 
-def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float]):
+def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
+                   pearson_band_hz=()):
     """The pure eval step: `(state, batch) -> {name: sum over the batch}` + `count`."""
 
     def eval_step(state: TrainState, batch: dict):
@@ -64,7 +67,8 @@ def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float])
         n = objectives.predicted_signal(model_name, outputs).shape[0]
         w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         count = jnp.sum(w)
-        _, metrics = objectives.weighted_loss(weights, model_name, outputs, batch)
+        _, metrics = objectives.weighted_loss(weights, model_name, outputs, batch,
+                                              pearson_band_hz)
         sums = {k: v * jnp.maximum(count, 1.0) for k, v in metrics.items()}
         hr = objectives.predicted_hr(model_name, outputs, batch["fps"].astype(jnp.float32))
         sums["hr_mae"] = jnp.sum(jnp.abs(hr - batch["hr"].astype(jnp.float32)) * w)
@@ -94,16 +98,17 @@ class Compiled:
 
 def compile_steps(model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
                   batch_spec: PartitionSpec, activation_rules,
-                  eval_batch_spec: PartitionSpec | None = None) -> tuple[Compiled, Compiled]:
+                  eval_batch_spec: PartitionSpec | None = None,
+                  pearson_band_hz=()) -> tuple[Compiled, Compiled]:
     """`(train_step, eval_step)` jitted with the state's shardings and batch shardings."""
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
     eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
                                   else eval_batch_spec)
-    train = Compiled(make_train_step(model, model_name, tx, weights), mesh, activation_rules,
-                     in_shardings=(state_shardings, batch_sharding, replicated),
+    train = Compiled(make_train_step(model, model_name, tx, weights, pearson_band_hz), mesh,
+                     activation_rules, in_shardings=(state_shardings, batch_sharding, replicated),
                      out_shardings=(state_shardings, replicated), donate_argnums=(0,))
-    evaluate = Compiled(make_eval_step(model, model_name, weights), mesh, activation_rules,
-                        in_shardings=(state_shardings, eval_sharding),
+    evaluate = Compiled(make_eval_step(model, model_name, weights, pearson_band_hz), mesh,
+                        activation_rules, in_shardings=(state_shardings, eval_sharding),
                         out_shardings=replicated)
     return train, evaluate
