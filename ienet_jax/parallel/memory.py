@@ -75,12 +75,18 @@ class StateBytes:
         return self.params_total + self.opt_state_total + self.batch_stats_total
 
     def line(self) -> str:
-        """One log line, in MiB."""
-        mib = 2.0**20
-        return (f"per-device state: params {self.params / mib:.2f} MiB (of "
-                f"{self.params_total / mib:.2f}), optimiser {self.opt_state / mib:.2f} MiB (of "
-                f"{self.opt_state_total / mib:.2f}), batch stats {self.batch_stats / mib:.3f} "
-                f"MiB; total {self.per_device / mib:.2f} of {self.total / mib:.2f} MiB")
+        """One log line: per device (max over devices) of the unsharded total."""
+        return (f"per-device state: params {_size(self.params)} of {_size(self.params_total)}, "
+                f"optimiser {_size(self.opt_state)} of {_size(self.opt_state_total)}, "
+                f"batch stats {_size(self.batch_stats)}; total {_size(self.per_device)} of "
+                f"{_size(self.total)}")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
 
 
 def state_bytes_per_device(state: Any) -> StateBytes:
