@@ -58,18 +58,14 @@ stop_all() {  # SIGTERM the processes still running, SIGKILL them after KILL_GRA
 trap 'stop_all; exit 130' INT TERM
 
 for ((i = 0; i < NUM; i++)); do
-  log="$LOG_DIR/process_$i.log"
-  cmd=("$PYTHON" -m ienet_jax.main "$@" --coordinator_address="127.0.0.1:$PORT"
-       --num_processes="$NUM" --process_id="$i")
-  if ((i == 0)); then
-    env JAX_PLATFORMS=cpu XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$DEVICES" \
-      "${cmd[@]}" > >(tee "$log" >&2) 2>&1 &
-  else
-    env JAX_PLATFORMS=cpu XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$DEVICES" \
-      "${cmd[@]}" >"$log" 2>&1 &
-  fi
+  env JAX_PLATFORMS=cpu XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$DEVICES" \
+    "$PYTHON" -m ienet_jax.main "$@" --coordinator_address="127.0.0.1:$PORT" \
+    --num_processes="$NUM" --process_id="$i" >"$LOG_DIR/process_$i.log" 2>&1 &
   PIDS+=($!)
 done
+tail -n +1 -f "$LOG_DIR/process_0.log" >&2 &  # process 0 on the console
+TAIL=$!
+trap 'sleep 0.3; kill "$TAIL" 2>/dev/null || true' EXIT
 
 # Poll rather than `wait -n`: works with any bash >= 4 and reports which process ended.
 status=0
@@ -87,7 +83,7 @@ while ((${#RUNNING[@]} > 0)); do
       tail -n 20 "$LOG_DIR/process_$i.log" >&2 || true
       status=$rc
       stop_all
-      wait 2>/dev/null || true
+      wait "${PIDS[@]}" 2>/dev/null || true
       break 2
     fi
   done

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import re
 import sys
@@ -347,6 +348,28 @@ def initialize(spec: Spec | None) -> None:
     logging.info("distributed: process %d of %d, %d local / %d global devices",
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
                  jax.device_count())
+
+
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout: int = 3600) -> None:
+    """Every process waits here for the others (up to `timeout` s), without a collective.
+
+    Uses JAX's coordination service, so it works before any device collective exists.
+    Needed on CPU: a gloo communicator forms at its first collective, and all processes
+    must reach that within 30 s (a fixed deadline in XLA) — while one process may still
+    be compiling (e.g. the persistent compilation cache is only read by process 0's
+    programs). No-op in single-process runs.
+    """
+    if not jax.distributed.is_initialized() or jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    barrier_id = f"ienet_jax/{name}/{next(_barriers)}"
+    logging.info("distributed: waiting for all processes at %s", barrier_id)
+    client.wait_at_barrier(barrier_id, int(timeout * 1000))
 
 
 @contextlib.contextmanager

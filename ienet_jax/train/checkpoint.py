@@ -27,6 +27,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
+from ienet_jax.parallel import distributed
+
 STATE, DATA = "state", "data"
 
 
@@ -34,6 +36,9 @@ class Checkpointer:
     """Save / restore `(state, iterator)` under `directory` (see the module docstring)."""
 
     def __init__(self, directory: str | Path, checkpoint_config, *, read_only: bool = False):
+        # orbax's first sync (below) is a run's first cross-process collective: align the
+        # processes first (see `distributed.barrier`: CPU/gloo's 30 s start-up window).
+        distributed.barrier("checkpointer")
         self.directory = Path(directory).absolute()
         keep = int(checkpoint_config.keep)
         if keep < 1:

@@ -20,6 +20,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ienet_jax.parallel import distributed
 from ienet_jax.train import objectives
 from ienet_jax.train.state import TrainState
 
@@ -88,11 +89,20 @@ class Compiled:
         self.activation_rules = activation_rules
         self.jitted = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
                               donate_argnums=donate_argnums)
+        self._name = getattr(fn, "__name__", "step")
+        self._aligned = False
 
     def __call__(self, *args):
         with contextlib.ExitStack() as stack:
             stack.enter_context(jax.set_mesh(self.mesh))
             stack.enter_context(nn.logical_axis_rules(self.activation_rules))
+            if not self._aligned and jax.process_count() > 1:
+                # Compile, then wait for the other processes before the first run: their
+                # compile times differ, and on CPU (gloo) all processes must reach a new
+                # collective within 30 s (`distributed.barrier`).
+                self.jitted.lower(*args).compile()
+                distributed.barrier(f"first {self._name}")
+            self._aligned = True
             return self.jitted(*args)
 
 

@@ -1,0 +1,340 @@
+"""Multi-process start-up: flag/SLURM/TPU resolution (pure), and real multi-process runs.
+
+The end-to-end tests start `python -m ienet_jax.main` as separate processes on fake CPU
+devices (XLA_FLAGS in the subprocess environment only) talking through JAX's coordination
+service and gloo CPU collectives:
+- 2 processes × 2 devices (through `launch/local.sh`) against 1 process × 4 devices on the
+  same config and global batch: the global batches are identical (process i loads rows
+  i·b … of each global batch, `data.pipeline.process_rows`), so only the order of the
+  floating-point reductions differs (within and across processes);
+- the 2-process checkpoint restores into the 1-process layout and training continues;
+- a peer killed mid-run (or dying on an exception) makes the survivor exit non-zero within
+  the heartbeat timeout instead of hanging;
+- a peer that never joins: a clear error after the init timeout.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from ienet_jax.parallel.distributed import (
+    Spec,
+    expand_nodelist,
+    expand_tasks_per_node,
+    resolve,
+    slurm_local_devices,
+    slurm_values,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- pure resolution
+def test_expand_nodelist():
+    assert expand_nodelist("node01") == ["node01"]
+    assert expand_nodelist("node[01-04,07]") == ["node01", "node02", "node03", "node04",
+                                                 "node07"]
+    assert expand_nodelist("a1,gpu-b[9-11],c") == ["a1", "gpu-b9", "gpu-b10", "gpu-b11", "c"]
+    assert expand_nodelist("r[1-2]n[01-02]") == ["r1n01", "r1n02", "r2n01", "r2n02"]
+    assert expand_nodelist("h[008-010]-ib")[0] == "h008-ib"
+    for bad in ("node[01-", "node[a-b]", "node[3-1]", "", "n[1[2]]"):
+        with pytest.raises(ValueError, match="SLURM node list"):
+            expand_nodelist(bad)
+
+
+def test_expand_tasks_per_node():
+    assert expand_tasks_per_node("2(x3),1") == [2, 2, 2, 1]
+    assert expand_tasks_per_node("8") == [8]
+    with pytest.raises(ValueError, match="tasks-per-node"):
+        expand_tasks_per_node("2x3")
+
+
+def _slurm(**extra):
+    env = dict(SLURM_JOB_ID="1234", SLURM_NTASKS="16", SLURM_PROCID="9", SLURM_LOCALID="1",
+               SLURM_NODEID="1", SLURM_STEP_NODELIST="gpu[07-08]", SLURM_JOB_NODELIST="x[1-9]",
+               SLURM_STEP_TASKS_PER_NODE="8(x2)")
+    env.update(extra)
+    return env
+
+
+def test_slurm_values():
+    v = slurm_values(_slurm())
+    assert v == dict(coordinator_address=f"gpu07:{61440 + 1234 % 4096}", num_processes=16,
+                     process_id=9, local_device_ids=(1,))
+    assert slurm_values(_slurm(IENET_COORDINATOR_PORT="5000"))["coordinator_address"] == \
+        "gpu07:5000"
+    assert slurm_values(_slurm(), port=6000)["coordinator_address"] == "gpu07:6000"
+    assert slurm_values({"SLURM_JOB_ID": "1"}) is None  # not inside a step
+    with pytest.raises(ValueError, match="SLURM_PROCID"):
+        slurm_values(_slurm(SLURM_PROCID="x"))
+
+
+def test_slurm_local_devices():
+    # 8 tasks share the node's 8 GPUs: one each; 2 tasks share 8: four each
+    assert slurm_local_devices(_slurm(CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7")) == (1,)
+    assert slurm_local_devices(_slurm(SLURM_STEP_TASKS_PER_NODE="2(x2)",
+                                      CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7")) == (4, 5, 6, 7)
+    # SLURM bound one GPU to each task (--gpus-per-task=1), or one task per node: all visible
+    assert slurm_local_devices(_slurm(CUDA_VISIBLE_DEVICES="3")) is None
+    assert slurm_local_devices(_slurm(SLURM_STEP_TASKS_PER_NODE="1(x2)")) is None
+    assert slurm_local_devices({"SLURM_LOCALID": "0", "SLURM_NTASKS_PER_NODE": "4"}) == (0,)
+
+
+def test_resolve_single_process_flags_and_environment():
+    assert resolve(env={}) is None  # no --distributed, no flags
+    assert resolve(env=_slurm()) is None  # SLURM alone does not make a run distributed
+    spec = resolve(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=1,
+                   env={})
+    assert spec == Spec("10.0.0.1:1234", 2, 1, None, "flags", 300, 60)
+    spec = resolve(enabled=True, env=dict(JAX_COORDINATOR_ADDRESS="h:1", JAX_NUM_PROCESSES="4",
+                                          JAX_PROCESS_ID="3", IENET_DISTRIBUTED_INIT_TIMEOUT="7",
+                                          IENET_DISTRIBUTED_HEARTBEAT_TIMEOUT="9"))
+    assert spec == Spec("h:1", 4, 3, None, "environment", 7, 9)
+    spec = resolve(process_id=0, num_processes=3, local_device_ids=["0", "1"], init_timeout=5,
+                   heartbeat_timeout=4, env=dict(JAX_COORDINATOR_ADDRESS="h:2"))
+    assert spec == Spec("h:2", 3, 0, (0, 1), "flags", 5, 4)
+    # one process: nothing to initialise
+    assert resolve(coordinator_address="h:1", num_processes=1, process_id=0, env={}) is None
+
+
+def test_resolve_slurm_and_auto():
+    spec = resolve(enabled=True, env=_slurm(CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7"))
+    assert (spec.source, spec.coordinator_address.split(":")[0], spec.num_processes,
+            spec.process_id, spec.local_device_ids) == ("SLURM", "gpu07", 16, 9, (1,))
+    # flags win over SLURM for what they set
+    spec = resolve(enabled=True, coordinator_address="other:99", env=_slurm())
+    assert (spec.coordinator_address, spec.num_processes, spec.process_id) == ("other:99", 16, 9)
+    # --distributed with nothing to go on: JAX detects (TPU VMs)
+    assert resolve(enabled=True, env={}) == Spec(None, None, None, None, "auto", 300, 60)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(coordinator_address="h:1"), r"--num_processes \(or JAX_NUM_PROCESSES\)"),
+    (dict(coordinator_address="h", num_processes=2, process_id=0), "HOST:PORT"),
+    (dict(coordinator_address="h:1", num_processes=2, process_id=2), r"--process_id=2: .*0 … 1"),
+    (dict(coordinator_address="h:1", num_processes=0, process_id=0), "--num_processes=0"),
+    (dict(enabled=True, init_timeout=0), "--distributed_init_timeout"),
+])
+def test_resolve_errors_name_the_flag(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        resolve(env={}, **kwargs)
+    with pytest.raises(ValueError, match="JAX_PROCESS_ID"):
+        resolve(enabled=True, env=dict(JAX_COORDINATOR_ADDRESS="h:1", JAX_NUM_PROCESSES="2",
+                                       JAX_PROCESS_ID="two"))
+
+
+# ---------------------------------------------------------------- launch/local.sh
+def test_local_launcher_stops_the_others_when_one_fails(tmp_path):
+    """A stand-in for python: process 1 fails at once, process 0 would run for a minute."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *--process_id=1*) echo boom; exit 3;; esac\n"
+                    "echo \"$XLA_FLAGS\"; exec sleep 60\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake), LOG_DIR=str(tmp_path / "logs"), KILL_GRACE="2",
+               PORT="1")
+    t0 = time.monotonic()
+    out = subprocess.run([str(REPO / "launch/local.sh"), "2", "3", "--", "--workdir=w"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert time.monotonic() - t0 < 15
+    assert "process 1 failed (exit 3)" in out.stderr
+    assert (tmp_path / "logs/process_1.log").read_text() == "boom\n"
+    assert "--xla_force_host_platform_device_count=3" in (
+        tmp_path / "logs/process_0.log").read_text()
+    usage = subprocess.run([str(REPO / "launch/local.sh"), "2"], capture_output=True,
+                           text=True)
+    assert usage.returncode == 2 and "Usage: launch/local.sh NUM_PROCESSES" in usage.stderr
+
+
+# ---------------------------------------------------------------- real multi-process runs
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+    return dict(os.environ, JAX_PLATFORMS="cpu",
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _flags(workdir, steps: int, cache) -> list[str]:
+    """TS-CAN tiny (8 frames of 12×12) on synthetic clips, global batch 8."""
+    return ["--config=configs/quickstart.py:tscan", f"--workdir={workdir}",
+            f"--compilation_cache={cache}", f"--config.train.num_steps={steps}",
+            "--config.train.batch_size=8", "--config.train.lr_decay_every=1000",
+            "--config.eval.every_steps=0", "--config.logging.every_steps=1",
+            "--config.logging.tensorboard=False", "--config.checkpoint.every_steps=3",
+            "--config.checkpoint.async_save=False", "--config.data.synthetic.num_clips=32"]
+
+
+def _main(*flags) -> list[str]:
+    return [sys.executable, "-m", "ienet_jax.main", *flags]
+
+
+def _losses(workdir) -> dict[int, float]:
+    rows = [json.loads(x) for x in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+def _finish(proc, what: str, timeout: float = 900) -> str:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"{what} failed:\n{err[-4000:]}"
+    return err
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("xla_cache")
+
+
+# Identical global batches; what differs is the order of float32 reductions (gloo across
+# processes, XLA within): ~1e-7 relative per step, amplified a little by Adam over 6 steps.
+LOSS_RTOL = 1e-5
+PARAM_ATOL = 1e-5  # 6 Adam steps of lr 1e-3: a sign flip of a tiny gradient moves 2e-3
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_and_restore_in_it(tmp_path, cache):
+    one, two = tmp_path / "one", tmp_path / "two"
+    # 1 process x 4 devices for 8 steps, and 2 processes x 2 devices for 6, side by side
+    single = subprocess.Popen(_main(*_flags(one, 8, cache)), cwd=REPO, env=_env(4),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    multi = subprocess.Popen([str(REPO / "launch/local.sh"), "2", "2", "--",
+                              *_flags(two, 6, cache)], cwd=REPO,
+                             env=dict(os.environ, LOG_DIR=str(tmp_path / "logs")),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _finish(multi, "2x2 run")
+        _finish(single, "1x4 run")
+    finally:
+        for p in (single, multi):
+            if p.poll() is None:
+                p.kill()
+    a, b = _losses(one), _losses(two)
+    assert sorted(b) == list(range(1, 7))  # process 0 alone writes the metrics
+    rel = {s: abs(a[s] - b[s]) / abs(a[s]) for s in b}
+    print("loss 1x4:", [a[s] for s in b], "2x2:", [b[s] for s in b], "relative diff:", rel)
+    assert max(rel.values()) < LOSS_RTOL, rel
+    assert sorted(int(p.name) for p in (two / "checkpoints").iterdir() if p.name.isdigit()) \
+        == [3, 6]
+    assert {p.name for p in (two / "checkpoints/6/data").iterdir()} >= {
+        "process_0-of-2.json", "process_1-of-2.json"}
+
+    # The 2-process checkpoint in a 1-process program (this one, one device) ...
+    from ienet_jax.train.checkpoint import load_variables
+
+    va, vb = load_variables(one / "checkpoints/6"), load_variables(two / "checkpoints/6")
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(va), jax.tree.leaves(vb)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=PARAM_ATOL,
+                                   err_msg=jax.tree_util.keystr(path))
+    # ... and in the trainer on 1 process x 4 devices: it resumes at step 6 and trains on
+    resumed = subprocess.run(_main(*_flags(two, 8, cache)), cwd=REPO, env=_env(4),
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "restored step 6" in resumed.stderr
+    assert "written by 2 processes, this run has 1" in resumed.stderr
+    c = _losses(two)
+    assert sorted(c) == list(range(1, 9)) and all(np.isfinite(list(c.values())))
+    assert json.loads((two / "status.json").read_text())["finished"]
+
+
+def _wait_for_step(workdir: Path, step: int, procs, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"a process exited early: {p.stderr.read()[-3000:]}")
+        if (workdir / "metrics.jsonl").exists() and max(_losses(workdir), default=0) >= step:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+HEARTBEAT = 10  # seconds (--distributed_heartbeat_timeout; the default is 60)
+SURVIVOR_BOUND = 60  # seconds the survivor may take to exit: the heartbeat timeout + margin
+
+
+@pytest.mark.slow
+def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path, cache):
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _main(*_flags(tmp_path, 100_000, cache), "--config.checkpoint.every_steps=0",
+              f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+              f"--process_id={i}", f"--distributed_heartbeat_timeout={HEARTBEAT}"),
+        cwd=REPO, env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    try:
+        _wait_for_step(tmp_path, 3, procs, timeout=600)
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        _, err = procs[0].communicate(timeout=SURVIVOR_BOUND + 60)
+        elapsed = time.monotonic() - t0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    print(f"survivor exited {elapsed:.1f} s after the kill, status {procs[0].returncode}")
+    assert procs[0].returncode != 0
+    assert elapsed < SURVIVOR_BOUND
+    assert "stopped sending heartbeats" in err or "detected fatal errors" in err, err[-3000:]
+
+
+_PEER = """
+import sys, time
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from ienet_jax.parallel import distributed
+distributed.initialize(distributed.resolve(coordinator_address=sys.argv[1], num_processes=2,
+                                           process_id=int(sys.argv[2]), heartbeat_timeout=5))
+mesh = Mesh(np.array(jax.devices()), ("d",))
+x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("d")), np.ones(1, np.float32))
+total = jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, P()))
+with distributed.fail_fast():
+    for i in range(10 ** 9):
+        assert float(total(x)) == 2.0  # a cross-process collective
+        if i == 20 and jax.process_index() == 1:
+            raise RuntimeError("boom in process 1")
+"""
+
+
+@pytest.mark.slow
+def test_an_exception_in_one_process_ends_both_quickly(tmp_path):
+    """Without `fail_fast` both would wait ~300 s in JAX's shutdown barrier."""
+    address = f"127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", _PEER, address, str(i)], cwd=REPO,
+                              env=_env(1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    try:
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    elapsed = time.monotonic() - t0
+    assert procs[1].returncode == 1 and "boom in process 1" in errs[1], errs[1][-3000:]
+    assert procs[0].returncode != 0, errs[0][-3000:]
+    assert elapsed < 60, elapsed
+
+
+def test_a_peer_that_never_joins_is_a_clear_error(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    out = subprocess.run(_main("--config=configs/quickstart.py:tscan", f"--workdir={tmp_path}",
+                               f"--coordinator_address={address}", "--num_processes=2",
+                               "--process_id=1", "--distributed_init_timeout=2"),
+                         cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert (f"process 1 of 2 could not join the job at coordinator {address} (from flags) "
+            "within 2 s") in out.stderr, out.stderr[-3000:]
+    assert time.monotonic() - t0 < 60
