@@ -8,6 +8,8 @@ service and gloo CPU collectives:
   i·b … of each global batch, `data.pipeline.process_rows`), so only the order of the
   floating-point reductions differs (within and across processes);
 - the 2-process checkpoint restores into the 1-process layout and training continues;
+- SIGTERM to one process stops both at the same step with a checkpoint (preemption), and
+  they resume from it;
 - a peer killed mid-run (or dying on an exception) makes the survivor exit non-zero within
   the heartbeat timeout instead of hanging;
 - a peer that never joins: a clear error after the init timeout.
@@ -181,9 +183,20 @@ def _main(*flags) -> list[str]:
     return [sys.executable, "-m", "ienet_jax.main", *flags]
 
 
+def _train_rows(workdir) -> list[dict]:
+    path = Path(workdir) / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # being written
+            pass
+    return [r for r in rows if r["split"] == "train"]
+
+
 def _losses(workdir) -> dict[int, float]:
-    rows = [json.loads(x) for x in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+    return {r["step"]: r["loss"] for r in _train_rows(workdir)}
 
 
 def _finish(proc, what: str, timeout: float = 900) -> str:
@@ -254,7 +267,7 @@ def _wait_for_step(workdir: Path, step: int, procs, timeout: float) -> None:
         for p in procs:
             if p.poll() is not None:
                 raise AssertionError(f"a process exited early: {p.stderr.read()[-3000:]}")
-        if (workdir / "metrics.jsonl").exists() and max(_losses(workdir), default=0) >= step:
+        if max(_losses(workdir), default=0) >= step:
             return
         time.sleep(0.1)
     raise AssertionError(f"step {step} not reached in {timeout} s")
@@ -264,29 +277,55 @@ HEARTBEAT = 10  # seconds (--distributed_heartbeat_timeout; the default is 60)
 SURVIVOR_BOUND = 60  # seconds the survivor may take to exit: the heartbeat timeout + margin
 
 
-@pytest.mark.slow
-def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path, cache):
-    port = _free_port()
-    procs = [subprocess.Popen(
-        _main(*_flags(tmp_path, 100_000, cache), "--config.checkpoint.every_steps=0",
+def _start_pair(workdir, cache, port):
+    return [subprocess.Popen(
+        _main(*_flags(workdir, 100_000, cache), "--config.checkpoint.every_steps=0",
               f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
               f"--process_id={i}", f"--distributed_heartbeat_timeout={HEARTBEAT}"),
         cwd=REPO, env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for i in range(2)]
+
+
+def _kill_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.slow
+def test_preempting_one_process_then_killing_one(tmp_path, cache):
+    """SIGTERM to process 1 only: both checkpoint the same step and exit 0 (JAX's preemption
+    sync). The pair resumes from it; then SIGKILL of process 1: process 0 exits non-zero
+    within the heartbeat timeout instead of hanging."""
+    procs = _start_pair(tmp_path, cache, _free_port())
     try:
         _wait_for_step(tmp_path, 3, procs, timeout=600)
+        procs[1].send_signal(signal.SIGTERM)
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        _kill_all(procs)
+    assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:] + errs[1][-3000:]
+    status = json.loads((tmp_path / "status.json").read_text())
+    stopped = status["step"]
+    assert not status["finished"] and (tmp_path / f"checkpoints/{stopped}").is_dir()
+    assert all(f"Saving checkpoint at step {stopped} due to preemption" in e for e in errs)
+
+    procs = _start_pair(tmp_path, cache, _free_port())
+    try:
+        _wait_for_step(tmp_path, stopped + 2, procs, timeout=600)
         procs[1].send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         _, err = procs[0].communicate(timeout=SURVIVOR_BOUND + 60)
         elapsed = time.monotonic() - t0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        _kill_all(procs)
     print(f"survivor exited {elapsed:.1f} s after the kill, status {procs[0].returncode}")
     assert procs[0].returncode != 0
     assert elapsed < SURVIVOR_BOUND
     assert "stopped sending heartbeats" in err or "detected fatal errors" in err, err[-3000:]
+    steps = sorted(r["step"] for r in _train_rows(tmp_path))  # resumed: each step once
+    assert steps == list(range(1, steps[-1] + 1)) and steps[-1] >= stopped + 2
 
 
 _PEER = """

@@ -51,7 +51,11 @@ class _Preemption:
         self._previous = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # Multi-process runs leave SIGTERM to JAX's preemption notifier (installed by
+        # jax.distributed.initialize): through it all processes agree on the step to stop
+        # at (`reached_preemption` below); a Python handler would replace it.
+        multi = jax.distributed.is_initialized() and jax.process_count() > 1
+        if threading.current_thread() is threading.main_thread() and not multi:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
