@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
 from ienet_jax.models import axes, build
@@ -91,14 +92,17 @@ def evaluate(eval_step, state: TrainState, config, sharding: NamedSharding) -> d
 
 def _initialise_from(state: TrainState, shardings, path: str) -> TrainState:
     variables = load_variables(path)
-    target = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    tree = {"params": state.params, "batch_stats": state.batch_stats}
+    # device_get cannot fetch arrays split over other processes' devices (fsdp, tp)
+    target = (jax.device_get(tree) if jax.process_count() == 1
+              else multihost_utils.process_allgather(tree, tiled=True))
     merged, missing = merge_variables(target, variables, f"train.init_from={path!r}")
     if missing:
         logging.info("init_from: %d variables not in %s keep their fresh init, e.g. %s",
                      len(missing), path, missing[:4])
     return state.replace(
         params=jax.device_put(merged["params"], shardings.params),
-        batch_stats=jax.device_put(merged["batch_stats"], shardings.batch_stats))
+        batch_stats=jax.device_put(merged.get("batch_stats", {}), shardings.batch_stats))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
