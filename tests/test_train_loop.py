@@ -106,3 +106,21 @@ def test_trains_on_converted_clips_with_the_grain_pipeline(tmp_path):
     assert any('"split": "validation"' in r for r in rows)
     state = json.loads((tmp_path / "run/checkpoints/2/data/process_0-of-1.json").read_text())
     assert state["batches"] == 2  # the pipeline iterator's own state was checkpointed
+
+
+
+def test_init_from_a_model_without_batch_stats(tmp_path):
+    """TS-CAN has no batch statistics (this raised KeyError 'batch_stats')."""
+    from ienet_jax.models import build
+    from ienet_jax.train.state import abstract_params
+
+    config = tscan_config(steps=1)
+    shapes = abstract_params(build(config.model), config.model)
+    params = jax.tree.map(lambda s: np.full(s.shape, 0.25, s.dtype), shapes)
+    save_converted(tmp_path / "converted", {"params": params}, config.model)
+    config.train.init_from = str(tmp_path / "converted")
+    config.train.freeze_steps = 1  # the loaded parameters must come out unchanged
+    state = train_and_evaluate(config, tmp_path / "run")
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(params),
+                            jax.tree.leaves(jax.device_get(state.params))):
+        np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
