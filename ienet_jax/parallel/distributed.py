@@ -27,7 +27,11 @@ Failures end in bounded time instead of hanging:
   `IENET_DISTRIBUTED_HEARTBEAT_TIMEOUT`, default 60) — if process 0 dies, at once;
 - a Python exception in one process (`fail_fast`): the process logs it and exits 1 at
   once, rather than waiting (up to 300 s) in JAX's shutdown barrier for peers that are
-  themselves blocked in a collective with it; those then fail by the heartbeat rule.
+  themselves blocked in a collective with it; those then fail by the heartbeat rule (or
+  at once, by the error of the collective that lost its peer);
+- processes that drift apart while compiling: `barrier` (coordination service, 1 h) before
+  the first orbax sync and each compiled step's first run, since on CPU all processes must
+  reach a new gloo collective within 30 s.
 """
 
 from __future__ import annotations
@@ -358,9 +362,9 @@ def barrier(name: str, timeout: int = 3600) -> None:
 
     Uses JAX's coordination service, so it works before any device collective exists.
     Needed on CPU: a gloo communicator forms at its first collective, and all processes
-    must reach that within 30 s (a fixed deadline in XLA) — while one process may still
-    be compiling (e.g. the persistent compilation cache is only read by process 0's
-    programs). No-op in single-process runs.
+    must reach that within 30 s (a fixed deadline in XLA), while one process may still be
+    compiling (on CPU the persistent compilation cache only ever hits for process 0: the
+    cache key includes each process's topology fingerprint). No-op in single-process runs.
     """
     if not jax.distributed.is_initialized() or jax.process_count() == 1:
         return
