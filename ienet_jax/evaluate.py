@@ -5,7 +5,8 @@
 
 Per video, clips are stitched back in order of `start_frame` (overlaps averaged,
 `ienet_jax.eval.stitch`); the model's rPPG, the label BVP and the per-frame mean RGB of
-the face crops (inner `1 / BOX_SCALE` of each crop, the detected box) go through the
+the face crops (the detected face box inside each crop: its inner `1 / box_scale`, with
+the converter's `--box-scale` read from the dataset's `metadata.json`) go through the
 rPPG-Toolbox pipeline (`ienet_jax.eval.table`): the model, POS, CHROM, IENet's FEE head
 (when enabled) and a constant predictor (the training split's mean clip HR) are scored on
 the same videos and windows. Outputs, in `WORKDIR/eval/` (or `--output`):
@@ -33,14 +34,14 @@ from tqdm import tqdm
 
 from ienet_jax.eval import inference, stitch, table
 
-BOX_SCALE = 1.5  # the converter's default crop side / face box side
 NUM_EXAMPLES = 4  # videos shown in the signal and spectrum plots
 
 
-def _clip_means(rgb: np.ndarray) -> np.ndarray:
-    """Mean colour `[T, 3]` of the face box inside crops `[T, S, S, 3]` (crop margin cut)."""
+def _clip_means(rgb: np.ndarray, box_scale: float) -> np.ndarray:
+    """Mean colour `[T, 3]` of the face box inside crops `[T, S, S, 3]` cut at `box_scale` ×
+    the box (the crop margin is left out)."""
     s = rgb.shape[1]
-    m = int(round(s * (1 - 1 / BOX_SCALE) / 2))
+    m = int(round(s * (1 - 1 / box_scale) / 2))
     inner = rgb[:, m:s - m, m:s - m] if s - 2 * m >= 2 else rgb
     return inner.reshape(len(inner), -1, 3).mean(1, dtype=np.float64)
 
@@ -77,8 +78,9 @@ def constant_hr(data_dir: str | Path, split: str = "train") -> float:
 def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: str) -> list[dict]:
     """Per-clip model outputs and labels of `split`: `{key, start, fps, hr, bvp, means,
     rppg?, fee?}`; the model runs in fixed batches while clips stream from disk."""
-    from ienet_jax.data import read_clips
+    from ienet_jax.data import crop_box_scale, read_clips
 
+    box_scale = crop_box_scale(data_dir)
     records, pending = [], []
 
     def flush():
@@ -100,7 +102,7 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
             records.append(dict(key=(str(sub["subject"]), str(sub["video"])),
                                 start=int(sub["start_frame"]), fps=float(sub["fps"]),
                                 hr=float(sub["hr"]), bvp=np.asarray(sub["bvp"], np.float64),
-                                means=_clip_means(sub["rgb"])))
+                                means=_clip_means(sub["rgb"], box_scale)))
             if model is not None:
                 pending.append(dict(index=len(records) - 1, rgb=sub["rgb"], nir=sub.get("nir")))
                 if len(pending) == model.batch_size:

@@ -38,9 +38,9 @@ from data_prep import clips as clipping
 from data_prep import face
 from data_prep.readers.base import video_stream
 from ienet_jax import signal
+from ienet_jax.data.source import DEFAULT_BOX_SCALE, crop_box_scale
 
 METHODS = ("model", "pos", "chrom")
-BOX_SCALE = 1.5  # as the converter's default
 REDETECT_EVERY = 30
 SMOOTHING = 0.5
 NIR_TOLERANCE_S = 1.0  # NIR may be this much shorter/longer than the RGB video
@@ -69,13 +69,15 @@ def _stream(path: str | Path, gray: bool, what: str):
     return stream
 
 
-def read_face_video(video: str | Path, nir: str | Path | None, size: int) -> FaceVideo:
-    """Track and crop the face of `video` (and `nir`) into `size`-pixel crops."""
+def read_face_video(video: str | Path, nir: str | Path | None, size: int,
+                    box_scale: float = DEFAULT_BOX_SCALE) -> FaceVideo:
+    """Track and crop the face of `video` (and `nir`) into `size`-pixel crops of
+    `box_scale` × the face box."""
     from data_prep.process import detector
 
     rgb_stream = _stream(video, False, "video")
     tracker = face.FaceTracker(detector(), REDETECT_EVERY, SMOOTHING)
-    rgb = face.crop_stream(rgb_stream.frames(), size, BOX_SCALE, tracker=tracker,
+    rgb = face.crop_stream(rgb_stream.frames(), size, box_scale, tracker=tracker,
                            where=str(video))
     fps = float(rgb_stream.fps)
     logging.info("%s: %d frames at %.2f fps, face in %.0f%% of detections", video,
@@ -92,7 +94,7 @@ def read_face_video(video: str | Path, nir: str | Path | None, size: int) -> Fac
             return rgb.boxes[j] * np.array([sx, sy, sx, sy])
 
         nir_result = face.crop_stream(
-            nir_stream.frames(), size, BOX_SCALE, where=str(nir), box_for_frame=rgb_box,
+            nir_stream.frames(), size, box_scale, where=str(nir), box_for_frame=rgb_box,
             tracker=face.FaceTracker(detector(), REDETECT_EVERY, SMOOTHING))
         rgb_seconds = rgb.num_frames / fps
         nir_seconds = nir_result.num_frames / float(nir_stream.fps)
@@ -108,6 +110,20 @@ def read_face_video(video: str | Path, nir: str | Path | None, size: int) -> Fac
         nir_crops = nir_result.crops[clipping.nearest_index(nir_times, rgb_times)]
     return FaceVideo(rgb=rgb.crops, nir=nir_crops, means=rgb.means.astype(np.float64), fps=fps,
                      first_frame=rgb.first_frame, num_frames=rgb.num_frames)
+
+
+def training_box_scale(checkpoint: str | Path) -> float:
+    """The crop scale of the clips a trainer workdir's model learned from (its config's
+    `data.dir`), else the converter's default (converted reference checkpoints)."""
+    from ienet_jax.eval.inference import find_workdir_config
+
+    found = find_workdir_config(Path(checkpoint).absolute())
+    data_dir = json.loads(found.read_text()).get("data", {}).get("dir") if found else None
+    if data_dir and Path(data_dir).is_dir():
+        return crop_box_scale(data_dir)
+    logging.info("crop scale of %s's training data unknown: using %.2f (--box_scale)",
+                 checkpoint, DEFAULT_BOX_SCALE)
+    return DEFAULT_BOX_SCALE
 
 
 def window_starts(n: int, length: int) -> np.ndarray:
@@ -161,8 +177,11 @@ def hr_over_time(pulse: np.ndarray, fps: float, window_s: float) -> dict:
 
 def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "model",
             checkpoint: str | Path | None = None, config=None, output: str | Path,
-            hr_window: float = 10.0) -> dict:
-    """Predict heart rate from `video` (see the module docstring); returns the JSON dict."""
+            hr_window: float = 10.0, box_scale: float | None = None) -> dict:
+    """Predict heart rate from `video` (see the module docstring); returns the JSON dict.
+
+    `box_scale`: face crop side / detected box side; default: as in the model's training
+    data (`training_box_scale`), 1.5 for POS/CHROM (which use the box itself)."""
     if method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
     model = None
@@ -178,7 +197,11 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
         if model.needs_nir and nir is None:
             raise ValueError("the model (IENet) needs a NIR video: pass --nir, or use "
                              "--method pos|chrom")
-    fv = read_face_video(video, nir, size)
+    if box_scale is None:
+        box_scale = training_box_scale(checkpoint) if model is not None else DEFAULT_BOX_SCALE
+    if box_scale < 1.0:
+        raise ValueError(f"--box_scale must be >= 1 (crop side / face box side), got {box_scale}")
+    fv = read_face_video(video, nir, size, box_scale)
     fee = None
     if model is not None:
         pulse, fee, starts = model_pulse(model, fv)
@@ -192,6 +215,7 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "model": None if model is None else model.name,
         "fps": fv.fps, "frames": fv.num_frames, "first_face_frame": fv.first_frame,
+        "box_scale": box_scale,
         "hr_bpm": hr["hr_bpm"],
         "hr_window_s": hr_window, "hr_resolution_bpm": hr["resolution_bpm"],
         "hr_series": [{"time_s": t0 + t, "hr_bpm": h} for t, h in zip(hr["times"], hr["hr"],
@@ -233,6 +257,8 @@ def _define_flags() -> dict:
                                                "checkpoint's own).", lock_config=False),
         method=flags.DEFINE_enum("method", "model", list(METHODS), "Pulse extraction."),
         hr_window=flags.DEFINE_float("hr_window", 10.0, "HR window (s) for HR over time."),
+        box_scale=flags.DEFINE_float("box_scale", None, "Face crop side / face box side "
+                                     "(default: as the model's training clips)."),
         output=flags.DEFINE_string("output", None, "Output folder."),
     )
 
@@ -243,7 +269,8 @@ def main(argv, f: dict) -> int:
     try:
         result = predict(f["video"].value, nir=f["nir"].value, method=f["method"].value,
                          checkpoint=f["checkpoint"].value, config=f["config"].value,
-                         output=f["output"].value, hr_window=f["hr_window"].value)
+                         output=f["output"].value, hr_window=f["hr_window"].value,
+                         box_scale=f["box_scale"].value)
     except ValueError as e:
         print(f"error: {e}")
         return 2

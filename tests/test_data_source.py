@@ -150,3 +150,18 @@ def test_package_import_and_read_clips_stay_jax_free(dataset):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_crop_box_scale_from_metadata(tmp_path):
+    import json
+
+    assert source.crop_box_scale(tmp_path) == source.DEFAULT_BOX_SCALE  # no metadata.json
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({"options": {"process": {"box_scale": 1.2}}}))
+    assert source.crop_box_scale(tmp_path) == pytest.approx(1.2)
+    meta.write_text(json.dumps({"options": {}}))
+    with pytest.raises(ValueError, match="metadata.json: no options.process.box_scale"):
+        source.crop_box_scale(tmp_path)
+    meta.write_text(json.dumps({"options": {"process": {"box_scale": 0.5}}}))
+    with pytest.raises(ValueError, match="box_scale=0.5"):
+        source.crop_box_scale(tmp_path)

@@ -131,6 +131,15 @@ def _write_dataset(directory, clip_length=32, size=16):
                                (features.serialize_example(spec, ex) for ex in examples))
 
 
+def test_clip_means_cut_the_crop_margin_of_the_box_scale():
+    from ienet_jax.evaluate import _clip_means
+
+    rgb = np.zeros((2, 12, 12, 3), np.uint8)
+    rgb[:, 2:10, 2:10] = 90  # the face box: the inner 8 of a 12-pixel crop at 1.5 x
+    np.testing.assert_allclose(_clip_means(rgb, 1.5), 90.0)
+    np.testing.assert_allclose(_clip_means(rgb, 1.0), 90.0 * 64 / 144)  # the whole crop
+
+
 def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     import jax
     import ml_collections

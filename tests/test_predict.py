@@ -11,7 +11,7 @@ import pytest
 
 from data_prep.synth.config import CodecConfig
 from data_prep.synth.video import AviWriter
-from ienet_jax.predict import predict, window_starts
+from ienet_jax.predict import predict, training_box_scale, window_starts
 
 FPS = 30.0
 CODEC = CodecConfig(fourcc="MJPG", quality=95)
@@ -44,6 +44,17 @@ def test_window_starts_cover_every_frame():
 
 
 @pytest.mark.slow
+def test_crops_follow_the_box_scale_of_the_training_data(tmp_path):
+    data, run = tmp_path / "clips", tmp_path / "run"
+    data.mkdir()
+    run.mkdir()
+    (data / "metadata.json").write_text(json.dumps({"options": {"process": {"box_scale": 1.1}}}))
+    (run / "config.json").write_text(json.dumps({"data": {"dir": str(data)}, "model": {}}))
+    assert training_box_scale(run) == pytest.approx(1.1)
+    (run / "config.json").write_text(json.dumps({"data": {"dir": str(tmp_path / "gone")}}))
+    assert training_box_scale(run) == pytest.approx(1.5)  # data moved: the default
+
+
 def test_pos_prediction_within_3_bpm(recording, tmp_path):
     result = predict(recording["rgb"], method="pos", output=tmp_path)
     assert abs(result["hr_bpm"] - recording["hr"]) < 3.0, (result["hr_bpm"], recording["hr"])
@@ -108,6 +119,6 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path, capsys):
 
     flags = {k: type("F", (), {"value": v})() for k, v in dict(
         video=str(tmp_path / "missing.avi"), nir=None, method="pos", checkpoint=None,
-        config=None, output=str(tmp_path), hr_window=10.0).items()}
+        config=None, output=str(tmp_path), hr_window=10.0, box_scale=None).items()}
     assert predict_module.main(["predict"], flags) == 2
     assert "error:" in capsys.readouterr().out

@@ -3,7 +3,8 @@
 Importing this package is cheap and JAX free (`data_prep` imports `tfrecord`/`features`);
 the names below load their modules on first use:
 
-- `read_clips(directory, split)`: decoded examples in stored order (`source.py`).
+- `read_clips(directory, split)`: decoded examples in stored order; `crop_box_scale(directory)`:
+  the converter's crop side / face box side (`source.py`).
 - `Pipeline(config, ...)`, `default_data_config()`, `checkpoint_handler`, `checkpoint_args`
   (`pipeline.py`).
 - `make_global_batch(batch, sharding)`, `batch_sharding` (`global_batch.py`).
@@ -14,6 +15,7 @@ import importlib
 _LAZY = {
     "read_clips": "source",
     "ClipSource": "source",
+    "crop_box_scale": "source",
     "split_files": "source",
     "Pipeline": "pipeline",
     "PipelineIterator": "pipeline",

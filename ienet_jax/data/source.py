@@ -23,6 +23,7 @@ Pure Python/numpy: no JAX, no TensorFlow.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -158,3 +159,25 @@ def read_clips(directory: str | os.PathLike, split: str) -> Iterator[dict[str, n
     for i in range(len(source)):
         where, data = source[i]
         yield decode_record(source.spec, data, where)
+
+
+DEFAULT_BOX_SCALE = 1.5  # the converter's default: crop side / detected face box side
+
+
+def crop_box_scale(directory: str | os.PathLike) -> float:
+    """Crop side / face box side the clips of `directory` were cut with (`--box-scale` of
+    `data_prep convert`, read from its `metadata.json`); 1.5, the converter's default, for a
+    folder without that record (logged)."""
+    path = Path(directory) / "metadata.json"
+    try:
+        scale = json.loads(path.read_text())["options"]["process"]["box_scale"]
+    except FileNotFoundError:
+        logging.warning("%s not found: assuming face crops of %.2f x the face box", path,
+                        DEFAULT_BOX_SCALE)
+        return DEFAULT_BOX_SCALE
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: no options.process.box_scale ({err!r})") from err
+    scale = float(scale)
+    if scale < 1.0:
+        raise ValueError(f"{path}: options.process.box_scale={scale} (expected >= 1)")
+    return scale

@@ -21,7 +21,7 @@ from ienet_jax.models import build
 from ienet_jax.train import objectives
 
 
-def _find_workdir_config(path: Path) -> Path | None:
+def find_workdir_config(path: Path) -> Path | None:
     for candidate in (path, *path.parents[:3]):
         if (candidate / "config.json").is_file():
             return candidate / "config.json"
@@ -38,7 +38,7 @@ def load_model_config(checkpoint: str | Path,
 
     if (path / MODEL_CONFIG).is_file():
         return restore_model_config(path)
-    found = _find_workdir_config(path)
+    found = find_workdir_config(path)
     if found is None:
         raise ValueError(f"checkpoint {str(path)!r}: no config.json (trainer workdir) or "
                          f"{MODEL_CONFIG} (converted checkpoint) found; pass --config")
