@@ -9,10 +9,11 @@ import pytest
 from ienet_jax.quickstart import Settings, run_quickstart, stage_config
 
 TINY = Settings(subjects=4, seconds=6.0, preset="easy", video_size="160x120", crop_size=16,
-                clip_length=16, split_fractions="0.5,0.25,0.25", batch_size=2,
-                stage1_steps=2, stage2_steps=2, workers=1, num_devices=1,
-                model_overrides=(("dims", (6, 12)), ("depths", (1, 1)), ("heads", (1, 1)),
-                                 ("window", (2, 4, 4)), ("context.enabled", False)))
+                stored_clip_length=32, clip_length=16, split_fractions="0.5,0.25,0.25",
+                batch_size=2, stage1_steps=2, stage2_steps=2, workers=1, num_devices=1,
+                model_overrides=Settings().model_overrides + (
+                    ("dims", (6, 12)), ("depths", (1, 1)), ("heads", (1, 1)),
+                    ("window", (2, 4, 4)), ("context.enabled", False)))
 
 
 def test_stage_configs(tmp_path):
@@ -26,6 +27,13 @@ def test_stage_configs(tmp_path):
     assert one.model.dims == (6, 12) and one.model.clip_length == 16
     assert not one.model.context.enabled and two.model.window == (2, 4, 4)
     assert one.data.dir == two.data.dir == str(tmp_path / "clips")
+    # the recipe: temporal input norm, no stochastic depth, band-limited Pearson, random
+    # windows at random speed cut from the longer stored clips
+    assert one.model.input_norm == two.model.input_norm == "temporal"
+    assert one.model.drop_path == 0.0
+    assert tuple(one.train.loss.pearson_band_hz) == (0.6, 3.3)
+    assert one.data.clip_length == 16 and one.data.augment.temporal_crop
+    assert tuple(one.data.augment.speed_range) == (0.8, 1.25)
 
 
 @pytest.mark.slow
