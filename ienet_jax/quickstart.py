@@ -45,8 +45,8 @@ class Settings:
     memorises the training clips: train |r| 0.75, held-out 0.2). With all four: 1.5 bpm.
     """
 
-    subjects: int = 36
-    seconds: float = 20.0
+    subjects: int = 48
+    seconds: float = 30.0
     preset: str = "easy"
     seed: int = 1
     video_size: str = "160x120"
@@ -63,6 +63,8 @@ class Settings:
     stage2_lr: float = 1e-3
     pearson_band_hz: tuple = (0.6, 3.3)
     speed_range: tuple | None = (0.8, 1.25)  # playback-speed augmentation (None = off)
+    brightness: float = 0.1  # per-clip photometric augmentation (`data.augment` keys)
+    contrast: float = 0.1
     workers: int = 2
     num_devices: int = 0  # devices used for training (0 = all)
     model_overrides: tuple = (("input_norm", "temporal"), ("drop_path", 0.0))
@@ -91,6 +93,8 @@ def stage_config(settings: Settings, stage: int, data_dir: Path,
     config.data.clip_length = settings.clip_length
     augment = config.data.augment
     augment.flip = True
+    augment.brightness = settings.brightness
+    augment.contrast = settings.contrast
     augment.temporal_crop = settings.stored_clip_length > settings.clip_length
     augment.speed_range = settings.speed_range
     config.train.num_steps = settings.stage1_steps if stage == 1 else settings.stage2_steps
