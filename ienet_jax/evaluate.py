@@ -88,7 +88,8 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
             return
         if model is not None:
             nir = np.stack([p["nir"] for p in pending]) if model.needs_nir else None
-            out = model(np.stack([p["rgb"] for p in pending]), nir, where=f"{data_dir}:{split}")
+            out = model(np.stack([p["rgb"] for p in pending]), nir, where=f"{data_dir}:{split}",
+                        fps=np.array([p["fps"] for p in pending], np.float32))
             for i, p in enumerate(pending):
                 records[p["index"]]["rppg"] = out["rppg"][i]
                 if "hr" in out:
@@ -104,7 +105,8 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
                                 hr=float(sub["hr"]), bvp=np.asarray(sub["bvp"], np.float64),
                                 means=_clip_means(sub["rgb"], box_scale)))
             if model is not None:
-                pending.append(dict(index=len(records) - 1, rgb=sub["rgb"], nir=sub.get("nir")))
+                pending.append(dict(index=len(records) - 1, rgb=sub["rgb"], nir=sub.get("nir"),
+                                    fps=float(sub["fps"])))
                 if len(pending) == model.batch_size:
                     flush()
     flush()

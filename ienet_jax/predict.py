@@ -148,7 +148,7 @@ def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None,
     starts = window_starts(n, t)
     rgb = np.stack([video.rgb[s:s + t] for s in starts])
     nir = np.stack([video.nir[s:s + t] for s in starts]) if model.needs_nir else None
-    out = model(rgb, nir, where="video")
+    out = model(rgb, nir, where="video", fps=video.fps)
     _, series = stitch(starts, {"rppg": list(out["rppg"])})
     pulse = series["rppg"]
     if model.derivative:

@@ -67,7 +67,8 @@ class Settings:
     contrast: float = 0.1
     workers: int = 2
     num_devices: int = 0  # devices used for training (0 = all)
-    model_overrides: tuple = (("input_norm", "temporal"), ("drop_path", 0.0))
+    model_overrides: tuple = (("input_norm", "temporal"), ("drop_path", 0.0),
+                              ("context.enabled", False))
     # (("key.sub", value), …) set in the `model` section, after the variant's sizes
 
 

@@ -52,6 +52,13 @@ def clips(cfg, batch=2, seed=1):
     return rgb, nir
 
 
+def clip_model_inputs(raw):
+    """The model inputs `ClipModel` builds from uint8 clips (RGB = the gray clip x 3)."""
+    from ienet_jax.train.objectives import model_inputs
+
+    return model_inputs("ienet", {"rgb": jnp.repeat(raw, 3, -1), "nir": jnp.asarray(raw)})
+
+
 def rel_err(got, want):
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
@@ -179,6 +186,26 @@ def test_fee_outputs_heart_rate():
     assert out["hr"].shape == (2,)
     assert np.all((out["hr"] >= cfg.fee.bpm_min) & (out["hr"] < cfg.fee.bpm_max))
     assert out["psd"].shape == (2, int(cfg.fee.bpm_max - cfg.fee.bpm_min))
+    # each clip's own frame rate reaches the FEE spectrum: per-clip fps = a model built for
+    # that rate, and a different rate gives a different spectrum (the configured 30 Hz is
+    # only the default)
+    fps = np.array([24.0, 15.0], np.float32)
+    got = jax.jit(lambda v, r, n, f: model.apply(v, r, n, train=False, fps=f))(
+        variables, rgb, nir, fps)
+    for i, f in enumerate(fps):
+        cfg_f = model_config("tiny")
+        cfg_f.fee.enabled, cfg_f.fps = True, float(f)
+        want = models.build(cfg_f).apply(variables, rgb[i:i + 1], nir[i:i + 1], train=False)
+        np.testing.assert_allclose(got["psd"][i], want["psd"][0], rtol=1e-5, atol=1e-6)
+        assert got["hr"][i] == want["hr"][0]
+    assert rel_err(got["psd"], out["psd"]) > 1e-2
+    from ienet_jax.eval.inference import ClipModel
+
+    clip_model = ClipModel(cfg, variables, batch_size=4)  # pads 2 clips to a batch of 4
+    raw = np.random.default_rng(3).integers(0, 256, (2, *rgb.shape[1:4], 1), np.uint8)
+    via = clip_model(np.repeat(raw, 3, -1), raw, fps=fps)["hr"]
+    direct = model.apply(variables, *clip_model_inputs(raw), train=False, fps=fps)["hr"]
+    np.testing.assert_array_equal(via, np.asarray(direct))
 
 
 def test_get_config_variants_and_lock():

@@ -17,6 +17,9 @@ TINY = Settings(subjects=4, seconds=6.0, preset="easy", video_size="160x120", cr
 
 
 def test_stage_configs(tmp_path):
+    default = stage_config(Settings(), 1, tmp_path / "clips")
+    assert not default.model.context.enabled and default.model.input_norm == "temporal"
+    assert default.data.augment.brightness == default.data.augment.contrast == 0.1
     one = stage_config(TINY, 1, tmp_path / "clips")
     two = stage_config(TINY, 2, tmp_path / "clips", tmp_path / "stage1")
     assert one.train.stage == 1 and not one.model.fee.enabled

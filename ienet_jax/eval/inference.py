@@ -77,7 +77,7 @@ class ClipModel:
 
     def _apply(self, variables, batch):
         outputs = self.model.apply(variables, *objectives.model_inputs(self.name, batch),
-                                   train=False)
+                                   train=False, **objectives.model_kwargs(self.name, batch))
         out = {"rppg": objectives.predicted_signal(self.name, outputs).astype(jnp.float32)}
         if "hr" in outputs:
             out["hr"] = outputs["hr"].astype(jnp.float32)
@@ -95,14 +95,25 @@ class ClipModel:
             raise ValueError(f"{where}: NIR clips {nir.shape} do not match RGB {rgb.shape}")
 
     def __call__(self, rgb: np.ndarray, nir: np.ndarray | None = None,
-                 where: str = "clips") -> dict[str, np.ndarray]:
+                 where: str = "clips", fps: float | np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
         """`rgb` `[N, T, S, S, 3]`, `nir` `[N, T, S, S, 1]` uint8 → `rppg` `[N, T]` (a BVP
-        derivative for TS-CAN) and, with an FEE head, `hr` `[N]` bpm (numpy float32)."""
+        derivative for TS-CAN) and, with an FEE head, `hr` `[N]` bpm (numpy float32).
+
+        `fps` (Hz, one value or one per clip) is the clips' frame rate, which the FEE
+        spectrum needs; `None` means the configured `model.fps`."""
         self.check_clips(rgb, nir, where)
         n, b = len(rgb), self.batch_size
+        if fps is not None:
+            fps = np.broadcast_to(np.asarray(fps, np.float32), (n,))
+            if not np.all(fps > 0):
+                raise ValueError(f"{where}: frame rates must be > 0, got {fps}")
         outs: dict[str, list] = {}
         for i in range(0, n, b):
             batch = {"rgb": _padded(rgb[i:i + b], b)}
+            if fps is not None:  # padding rows get 1 Hz: finite, discarded
+                batch["fps"] = np.concatenate([fps[i:i + b], np.ones(b - len(fps[i:i + b]),
+                                                                     np.float32)])
             if self.needs_nir:
                 batch["nir"] = _padded(nir[i:i + b], b)
             result = jax.device_get(self._forward(self.variables, batch))

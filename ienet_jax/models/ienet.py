@@ -117,7 +117,10 @@ class IENet(nn.Module):
             )
 
     @nn.compact
-    def __call__(self, rgb: jnp.ndarray, nir: jnp.ndarray, *, train: bool) -> dict:
+    def __call__(self, rgb: jnp.ndarray, nir: jnp.ndarray, *, train: bool,
+                 fps: jnp.ndarray | float | None = None) -> dict:
+        """`fps` (scalar or `[B]` Hz) is the clips' frame rate for the FEE spectrum; `None`
+        means the configured `self.fps` (the reference's fixed 30)."""
         self._check_input(rgb, "rgb", self.rgb_channels)
         self._check_input(nir, "nir", self.nir_channels)
         if rgb.shape[:4] != nir.shape[:4]:
@@ -154,7 +157,7 @@ class IENet(nn.Module):
                 bpm_min=self.bpm_min, bpm_max=self.bpm_max, temperature=self.temperature,
                 dtype=jnp.float32, param_dtype=self.param_dtype, conv_impl=self.conv_impl,
                 name="fee",
-            )(out["fused_rppg"], self.fps, train=train)
+            )(out["fused_rppg"], self.fps if fps is None else fps, train=train)
             out["hr"] = fee["hr"]
             out["psd"] = fee["psd"]
         return out

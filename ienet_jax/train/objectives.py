@@ -25,6 +25,14 @@ from ienet_jax.signal.spectrum import bpm_grid, hard_gate_hr, normalized_psd
 TERMS = ("neg_pearson", "spectral", "l1_hr", "mse")
 
 
+def model_kwargs(model_name: str, batch: dict) -> dict:
+    """Keyword model inputs from a batch: IENet's FEE reads each clip's own frame rate
+    (`fps`, which speed augmentation changes) instead of the configured `model.fps`."""
+    if model_name == "ienet" and "fps" in batch:
+        return {"fps": batch["fps"].astype(jnp.float32)}
+    return {}
+
+
 def model_inputs(model_name: str, batch: dict) -> tuple:
     """Positional model inputs for `model.apply` from a batch (see the module docstring)."""
     if model_name == "ienet":

@@ -33,10 +33,12 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         k_drop, k_path = jax.random.split(rng)
         inputs = objectives.model_inputs(model_name, batch)
+        kwargs = objectives.model_kwargs(model_name, batch)
 
         def loss_fn(params):
             outputs, updates = model.apply(
                 {"params": params, "batch_stats": state.batch_stats}, *inputs, train=True,
+                **kwargs,
                 rngs={"dropout": k_drop, "drop_path": k_path}, mutable=["batch_stats"])
             loss, metrics = objectives.weighted_loss(weights, model_name, outputs, batch,
                                                      pearson_band_hz)
@@ -63,7 +65,7 @@ def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
     def eval_step(state: TrainState, batch: dict):
         inputs = objectives.model_inputs(model_name, batch)
         outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                              *inputs, train=False)
+                              *inputs, train=False, **objectives.model_kwargs(model_name, batch))
         mask = batch.get("mask")
         n = objectives.predicted_signal(model_name, outputs).shape[0]
         w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
