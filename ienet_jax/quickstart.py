@@ -2,8 +2,8 @@
 
     python -m ienet_jax.quickstart --workdir=runs/quickstart
 
-Sized for 2 CPU cores (about 5 minutes with the environment set-up, see `Settings`). Every step is skipped when its
-output already exists, so an interrupted run continues where it stopped:
+Sized for 2 CPU cores (about 4 minutes with the environment set-up, see `Settings`). Every
+step is skipped when its output exists, so an interrupted run continues where it stopped:
 
     WORKDIR/data/raw       synthetic VIPL-HR tree (`python -m data_prep synthesize`)
     WORKDIR/data/clips     converted clips, subjects split train/validation/test
