@@ -112,8 +112,7 @@ class ClipModel:
         for i in range(0, n, b):
             batch = {"rgb": _padded(rgb[i:i + b], b)}
             if fps is not None:  # padding rows get 1 Hz: finite, discarded
-                batch["fps"] = np.concatenate([fps[i:i + b], np.ones(b - len(fps[i:i + b]),
-                                                                     np.float32)])
+                batch["fps"] = _padded(fps[i:i + b], b, fill=1.0)
             if self.needs_nir:
                 batch["nir"] = _padded(nir[i:i + b], b)
             result = jax.device_get(self._forward(self.variables, batch))
@@ -123,8 +122,8 @@ class ClipModel:
         return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def _padded(x: np.ndarray, size: int) -> np.ndarray:
-    """`x` `[n, ...]` padded with zeros to `[size, ...]` (a fixed batch shape: no recompiles)."""
+def _padded(x: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
+    """`x` `[n, ...]` padded with `fill` to `[size, ...]` (a fixed batch shape: no recompiles)."""
     if len(x) == size:
         return x
-    return np.concatenate([x, np.zeros((size - len(x),) + x.shape[1:], x.dtype)])
+    return np.concatenate([x, np.full((size - len(x),) + x.shape[1:], fill, x.dtype)])
