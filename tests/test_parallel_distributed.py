@@ -245,6 +245,8 @@ LOSS_RTOL = 1e-5
 PARAM_ATOL = 1e-5
 HEARTBEAT = 10  # seconds (--distributed_heartbeat_timeout; the default is 60)
 SURVIVOR_BOUND = 60  # seconds the survivor may take to exit: the heartbeat timeout + margin
+SURVIVOR_MESSAGES = ("stopped sending heartbeats", "detected fatal errors", "failed; exiting now",
+                     "terminate called after throwing an instance of 'gloo::")
 
 
 @pytest.mark.slow
@@ -311,9 +313,11 @@ def test_two_processes_like_one_preemption_resume_and_a_killed_peer(tmp_path):
         print(f"survivor exited {elapsed:.1f} s after the kill, status {procs[0].returncode}")
         assert procs[0].returncode != 0
         assert elapsed < SURVIVOR_BOUND
-        # JAX's heartbeat abort, or a collective's error (fail_fast) when the kill broke one
-        assert any(m in err for m in ("stopped sending heartbeats", "detected fatal errors",
-                                      "failed; exiting now")), err[-3000:]
+        # How the survivor learns of the death depends on where the kill lands: JAX's
+        # heartbeat abort; a collective's Python error (fail_fast); or, when the kill cut a
+        # gloo transfer in half, gloo's own C++ exception, which aborts the process
+        # (seen once in 20 kills: "gloo::EnforceNotMet ... Received data size doesn't match").
+        assert any(m in err for m in SURVIVOR_MESSAGES), err[-3000:]
         resumed = _losses(_train_rows(two)[before:])
         assert min(resumed) == stopped + 1  # not from the start: model AND input restored
         for s in range(stopped + 1, min(max(resumed), 12) + 1):
