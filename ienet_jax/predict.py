@@ -23,8 +23,10 @@ and saved (`time_source`, `nir_time_source`). Then
 - `--method pos|chrom`: the baseline on the per-frame mean RGB of the face box.
 The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz); its heart rate is the
 periodogram peak over the whole video (`hr_bpm`) and over windows of `--hr_window` s
-every second (`hr_series`). Outputs in `--output`: `prediction.json`, `hr.csv`,
-`pulse.csv`, `prediction.png`.
+every second (`hr_series`). A video shorter than `--hr_window` gets one window, the
+whole video, and a `warning:` line (also in `warnings`; `hr_window_s` is then the
+video's length). Outputs in `--output`: `prediction.json`, `hr.csv`, `pulse.csv`,
+`prediction.png`.
 
 The checkpoint is a trainer workdir (its latest checkpoint; the model config is read from
 its `config.json`) or a converted reference directory (`python -m ienet_jax.convert`).
@@ -209,17 +211,29 @@ def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None,
 
 
 def hr_over_time(pulse: np.ndarray, fps: float, window_s: float) -> dict:
-    """Filtered pulse, whole-video HR and HR in `window_s`-second windows every second."""
+    """Filtered pulse, whole-video HR and HR in `window_s`-second windows every second.
+
+    A video shorter than `window_s` gets one window, the whole video (`window_s` in the
+    result is then the video's length) and a `warning` saying so."""
     if len(pulse) < 3 * 9:
         raise ValueError(f"{len(pulse)} frames are too few for a heart rate")
     filtered = signal.bandpass(signal.detrend(pulse, signal.per_video.DETREND_LAMBDA), fps,
                                *signal.per_video.BAND_HZ, order=signal.per_video.BAND_ORDER)
-    size = min(len(filtered), int(round(window_s * fps)))
+    size = int(round(window_s * fps))
+    warning = None
+    if size > len(filtered):
+        size = len(filtered)
+        warning = (f"the face video lasts {size / fps:.1f} s, shorter than --hr_window "
+                   f"{window_s:g} s: the HR over time is one value over the whole video "
+                   "(pass a shorter --hr_window for more)")
+        logging.warning(warning)
     step = max(1, int(round(fps)))
     starts = range(0, len(filtered) - size + 1, step)
     return {
         "filtered": filtered,
         "hr_bpm": float(signal.fft_hr(filtered, fps, *signal.per_video.BAND_HZ)),
+        "window_s": size / fps if warning else window_s,
+        "warning": warning,
         "times": [(s + size / 2) / fps for s in starts],
         "hr": [float(signal.fft_hr(filtered[s:s + size], fps, *signal.per_video.BAND_HZ))
                for s in starts],
@@ -249,6 +263,8 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
     `read_face_video`."""
     if method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+    if hr_window <= 0:
+        raise ValueError(f"--hr_window must be > 0 seconds, got {hr_window:g}")
     _check_clock_flags(fps, timestamps, "--fps", "--timestamps")
     _check_clock_flags(nir_fps, nir_timestamps, "--nir_fps", "--nir_timestamps")
     model = None
@@ -286,7 +302,8 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
         "frames": fv.num_frames, "first_face_frame": fv.first_frame,
         "box_scale": box_scale,
         "hr_bpm": hr["hr_bpm"],
-        "hr_window_s": hr_window, "hr_resolution_bpm": hr["resolution_bpm"],
+        "hr_window_s": hr["window_s"], "hr_resolution_bpm": hr["resolution_bpm"],
+        "warnings": [hr["warning"]] if hr["warning"] else [],
         "hr_series": [{"time_s": t0 + t, "hr_bpm": h} for t, h in zip(hr["times"], hr["hr"],
                                                                       strict=True)],
     }
@@ -325,7 +342,8 @@ def _define_flags() -> dict:
         config=config_flags.DEFINE_config_file("config", None, "Config file (default: the "
                                                "checkpoint's own).", lock_config=False),
         method=flags.DEFINE_enum("method", "model", list(METHODS), "Pulse extraction."),
-        hr_window=flags.DEFINE_float("hr_window", 10.0, "HR window (s) for HR over time."),
+        hr_window=flags.DEFINE_float("hr_window", 10.0, "HR window (s) for HR over time (a "
+                                     "shorter video: one HR over all of it, with a warning)."),
         fps=flags.DEFINE_float("fps", None, "Frame rate (Hz) to assume, overriding the "
                                "video's timestamps and container rate."),
         timestamps=flags.DEFINE_string("timestamps", None, "Per-frame timestamp file (VIPL-HR "
@@ -353,9 +371,11 @@ def main(argv, f: dict) -> int:
     except ValueError as e:
         print(f"error: {e}")
         return 2
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     print(f"{result['video']}: {result['hr_bpm']:.1f} bpm ({result['method']}; frame times "
           f"from {result['time_source']}, {result['fps']:.2f} fps; FFT bins "
-          f"{result['hr_resolution_bpm']:.2f} bpm apart over {result['hr_window_s']:g} s "
+          f"{result['hr_resolution_bpm']:.2f} bpm apart over {result['hr_window_s']:.3g} s "
           f"windows); results in {f['output'].value}")
     return 0
 

@@ -1,6 +1,6 @@
 """Prediction on one's own video: POS and a small model on a synthetic video of known HR,
 real frame times (a VIPL-HR recording with a slow, jittery clock and its `time.txt`; NIR
-paired by time), and clear errors for a video
+paired by time), a video shorter than the HR window, and clear errors for a video
 without a face, an unreadable file and a NIR video of another length."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_pos_prediction_within_3_bpm(recording, tmp_path):
     assert abs(result["hr_bpm"] - recording["hr"]) < 3.0, (result["hr_bpm"], recording["hr"])
     saved = json.loads((tmp_path / "prediction.json").read_text())
     assert saved["hr_bpm"] == pytest.approx(result["hr_bpm"]) and saved["method"] == "pos"
-    assert saved["time_source"] == "container frame rate 30 fps"
+    assert saved["time_source"] == "container frame rate 30 fps" and saved["warnings"] == []
     series = [r["hr_bpm"] for r in saved["hr_series"]]
     assert len(series) == 3  # 12 s, 10 s windows every second
     assert np.median(np.abs(np.array(series) - recording["hr"])) < 6.0
@@ -230,3 +230,21 @@ def test_frame_time_sources_and_their_errors(tmp_path):
     with pytest.raises(ValueError, match="--nir_timestamps .*missing.txt: file not found"):
         predict(video, method="pos", nir_timestamps=tmp_path / "missing.txt", output=tmp_path)
 
+
+def test_video_shorter_than_the_hr_window_warns_and_gives_one_whole_video_hr(recording,
+                                                                              tmp_path, capsys):
+    from ienet_jax import predict as predict_module
+
+    flags = {k: type("F", (), {"value": v})() for k, v in dict(
+        video=str(recording["rgb"]), nir=None, method="pos", checkpoint=None, config=None,
+        output=str(tmp_path), hr_window=20.0, box_scale=None, fps=None, timestamps=None,
+        nir_fps=None, nir_timestamps=None).items()}
+    assert predict_module.main(["predict"], flags) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("warning: the face video lasts 12.0 s, shorter than --hr_window "
+                             "20 s: the HR over time is one value over the whole video")
+    assert "over 12 s windows" in out[1] and "frame times from container frame rate" in out[1]
+    saved = json.loads((tmp_path / "prediction.json").read_text())
+    assert len(saved["hr_series"]) == 1 and saved["hr_window_s"] == pytest.approx(12.0, abs=0.1)
+    assert saved["warnings"] == [out[0].removeprefix("warning: ")]
+    assert abs(saved["hr_series"][0]["hr_bpm"] - recording["hr"]) < 3.0
