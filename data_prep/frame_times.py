@@ -104,10 +104,15 @@ def video_clock(video: str | Path, n: int, *, nominal_fps: float | None,
             raise ValueError(f"{fps_flag} must be > 0 frames per second, got {fps:g}")
         if timestamps is not None:
             raise ValueError(f"pass {fps_flag} or {timestamps_flag}, not both")
-        return Clock(np.arange(n) / fps, f"{fps_flag} {fps:g} fps")
+        return Clock(np.arange(n) / fps, f"{fps_flag} {fps:g}")
     path, found = timestamp_file(video, timestamps)
     if path is not None:
-        times = _count_checked(read_time_txt(path), n, path, str(video), flags)
+        try:
+            stamps = read_time_txt(path)
+        except ValueError as e:
+            hint = f"found beside {video}; " if found else ""
+            raise ValueError(f"{e} ({hint}pass {flags} for other frame times)") from None
+        times = _count_checked(stamps, n, path, str(video), flags)
         return Clock(times, f"timestamps {path}" + (" (found beside the video)" if found else ""))
     times, why = container_times(decoded_ms, nominal_fps)
     if times is not None:

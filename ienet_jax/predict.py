@@ -118,6 +118,9 @@ def read_face_video(video: str | Path, nir: str | Path | None, size: int,
                                     decoded_ms=rgb_stream.decoded_ms, fps=fps,
                                     timestamps=timestamps)
     kept = clock.times[rgb.first_frame:rgb.first_frame + len(rgb.crops)]
+    if len(kept) < 2:
+        raise ValueError(f"{video}: the face is visible in {len(kept)} frame, too few for a "
+                         "heart rate")
     grid, rate = frame_times.uniform_grid(kept)
     logging.info("%s: %d frames, %.2f fps from %s; face in %.0f%% of detections", video,
                  rgb.num_frames, clock.fps, clock.source, 100 * rgb.detection_rate)
@@ -373,8 +376,10 @@ def main(argv, f: dict) -> int:
         return 2
     for warning in result["warnings"]:
         print(f"warning: {warning}")
+    nir_times = (f"; NIR frame times from {result['nir_time_source']}"
+                 if result["nir_time_source"] else "")
     print(f"{result['video']}: {result['hr_bpm']:.1f} bpm ({result['method']}; frame times "
-          f"from {result['time_source']}, {result['fps']:.2f} fps; FFT bins "
+          f"from {result['time_source']}, {result['fps']:.2f} fps{nir_times}; FFT bins "
           f"{result['hr_resolution_bpm']:.2f} bpm apart over {result['hr_window_s']:.3g} s "
           f"windows); results in {f['output'].value}")
     return 0

@@ -161,7 +161,7 @@ def test_pos_uses_the_recordings_frame_times_as_the_converter_does(vipl, tmp_pat
     # the container's nominal 25 fps (the old behaviour, now only with --fps): 13 % high
     nominal = predict(vipl / "source1" / "video.avi", method="pos", fps=25.0,
                       output=tmp_path / "b")
-    assert nominal["time_source"] == "--fps 25 fps"
+    assert nominal["time_source"] == "--fps 25"
     assert nominal["hr_bpm"] - converter > 5.0, (nominal["hr_bpm"], converter)
     explicit = predict(vipl / "source1" / "video.avi", method="pos", output=tmp_path / "c",
                        timestamps=vipl / "source4" / "time.txt")  # same clock in this layout
@@ -199,6 +199,7 @@ def test_nir_frames_are_paired_by_their_own_timestamps(vipl, tmp_path):
 
 def test_frame_time_sources_and_their_errors(tmp_path):
     from data_prep.frame_times import container_times, video_clock
+    from data_prep.readers.base import video_stream
 
     n, fps = 100, 25.0
     steady = 1000 * np.arange(n) / fps
@@ -225,6 +226,14 @@ def test_frame_time_sources_and_their_errors(tmp_path):
         video_clock(video, 120, nominal_fps=fps, decoded_ms=None)
     with pytest.raises(ValueError, match="no frame rate .* pass --timestamps FILE or --fps"):
         video_clock(tmp_path / "other" / "x.avi", n, nominal_fps=0.0, decoded_ms=None)
+    (tmp_path / "time.txt").write_text("12:00:01.040\n12:00:01.080\n")
+    with pytest.raises(ValueError, match="time.txt: expected one timestamp .*found beside "
+                                         ".*face.avi; pass --timestamps FILE or --fps RATE"):
+        video_clock(video, n, nominal_fps=fps, decoded_ms=None)
+    _write(video, np.zeros((4, 48, 64, 3), np.uint8))  # an .avi's stamps, as decoded
+    stream = video_stream(video)
+    assert len(list(stream.frames())) == 4
+    np.testing.assert_allclose(stream.decoded_ms, 1000 * np.arange(4) / FPS)
     with pytest.raises(ValueError, match="--fps or --timestamps, not both"):
         predict(video, method="pos", fps=30.0, timestamps=tmp_path / "time.txt", output=tmp_path)
     with pytest.raises(ValueError, match="--nir_timestamps .*missing.txt: file not found"):
@@ -248,3 +257,5 @@ def test_video_shorter_than_the_hr_window_warns_and_gives_one_whole_video_hr(rec
     assert len(saved["hr_series"]) == 1 and saved["hr_window_s"] == pytest.approx(12.0, abs=0.1)
     assert saved["warnings"] == [out[0].removeprefix("warning: ")]
     assert abs(saved["hr_series"][0]["hr_bpm"] - recording["hr"]) < 3.0
+    with pytest.raises(ValueError, match="--hr_window must be > 0 seconds, got 0"):
+        predict(recording["rgb"], method="pos", hr_window=0.0, output=tmp_path)
