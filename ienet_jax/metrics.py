@@ -12,8 +12,10 @@ population standard deviation (`np.std`, ddof 0):
 - Bland–Altman: `ba_bias` = mean e, `ba_lower/upper` = bias ∓ 1.96 · `sd` (sign: pred −
   label; rPPG-Toolbox plots label − pred and, for "averaged" data, widens by √2: not here)
 - `n` = N.
-Quantities that are undefined for the given N (Pearson and its SE for N < 3 or constant
-inputs, `sd` and the Bland–Altman limits for N < 2) are `None` and a warning is logged.
+Quantities that are undefined for the given N (every standard error, `sd` and the
+Bland–Altman limits for N < 2; Pearson and its SE for N < 3 or constant inputs) are `None`
+(JSON `null`, "n/a" in tables) and a warning is logged: a spread measured from one value
+is not 0, it is unknown.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def _as_vector(x, name: str) -> np.ndarray:
     return arr
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values) / math.sqrt(len(values)))
+def _mean_se(values: np.ndarray) -> tuple[float, float | None]:
+    """Mean and its standard error (None for a single value)."""
+    se = float(np.std(values) / math.sqrt(len(values))) if len(values) >= 2 else None
+    return float(np.mean(values)), se
 
 
 def _pearson(hr_pred: np.ndarray, hr_label: np.ndarray) -> tuple[float | None, float | None]:
@@ -55,7 +59,7 @@ def summarize(hr_pred, hr_label, snr=None, macc=None) -> dict:
     """Metrics of per-video heart rates `hr_pred`, `hr_label` `[N]` (bpm); see module doc.
 
     Optional per-video `snr` (dB) and `macc` `[N]` add `snr, snr_se` / `macc, macc_se`.
-    Returns a dict of Python floats (and `n` as int).
+    Returns a dict of Python floats (`None` where undefined, see the module doc; `n` an int).
     """
     hr_pred = _as_vector(hr_pred, "hr_pred")
     hr_label = _as_vector(hr_label, "hr_label")
@@ -68,9 +72,9 @@ def summarize(hr_pred, hr_label, snr=None, macc=None) -> dict:
     out: dict = {"n": n}
     out["mae"], out["mae_se"] = _mean_se(np.abs(err))
     out["rmse"] = float(np.sqrt(np.mean(err**2)))
-    out["rmse_se"] = float(np.sqrt(np.std(err**2) / math.sqrt(n)))
+    out["rmse_se"] = float(np.sqrt(np.std(err**2) / math.sqrt(n))) if n >= 2 else None
     mape, mape_se = _mean_se(np.abs(err / hr_label))
-    out["mape"], out["mape_se"] = 100.0 * mape, 100.0 * mape_se
+    out["mape"], out["mape_se"] = 100.0 * mape, None if mape_se is None else 100.0 * mape_se
     out["pearson"], out["pearson_se"] = _pearson(hr_pred, hr_label)
     out["ba_bias"] = float(np.mean(err))
     if n >= 2:
@@ -78,7 +82,8 @@ def summarize(hr_pred, hr_label, snr=None, macc=None) -> dict:
         out["ba_lower"] = out["ba_bias"] - 1.96 * out["sd"]
         out["ba_upper"] = out["ba_bias"] + 1.96 * out["sd"]
     else:
-        logging.warning("summarize: SD and Bland-Altman limits need n >= 2; reported as None")
+        logging.warning("summarize: standard errors, SD and Bland-Altman limits need n >= 2; "
+                        "reported as None")
         out["sd"] = out["ba_lower"] = out["ba_upper"] = None
     for name, values in (("snr", snr), ("macc", macc)):
         if values is not None:

@@ -82,6 +82,18 @@ def test_rows_and_metrics_match_hand_computed_values():
     assert "ienet" in text and "constant" in text and f"{m['mae']:.2f}" in text
 
 
+def test_table_prints_n_a_for_statistics_undefined_at_n_1():
+    from ienet_jax.metrics import summarize
+
+    one = summarize([70.0], [72.0], snr=[3.0])
+    line = table.format_table({"pos": one}).splitlines()[-1]
+    assert "±0.00" not in line and "2.00±n/a" in line
+    assert line.split()[4:6] == ["n/a", "n/a"]  # r and SD
+    assert json.loads(json.dumps(one))["mae_se"] is None  # metrics.json: null
+    many = table.format_table({"pos": summarize([70.0, 80.0, 90.0], [72.0, 79.0, 91.0])})
+    assert "n/a" not in many
+
+
 def test_windows_give_one_row_per_window():
     rows = table.video_rows(_video(("s", "v"), 20, 20), "ienet", window=N / FPS / 2,
                             constant_hr=70.0)

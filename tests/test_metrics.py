@@ -59,6 +59,16 @@ def test_undefined_quantities_are_none_for_tiny_n():
     assert summarize([70.0, 75.0], [72.0, 74.0])["pearson"] is None  # SE needs N > 2
 
 
+def test_standard_errors_of_one_value_are_none_not_zero():
+    one = summarize([70.0], [72.0], snr=[3.0], macc=[0.4])
+    assert one["mae"] == 2.0 and one["snr"] == 3.0 and one["macc"] == 0.4
+    for key in ("mae_se", "rmse_se", "mape_se", "snr_se", "macc_se", "pearson"):
+        assert one[key] is None, key
+    two = summarize([70.0, 75.0], [72.0, 74.0], snr=[3.0, 5.0])
+    # |e| = [2, 1], SNR [3, 5]: population SDs 0.5 and 1 over √2
+    assert two["mae_se"] == pytest.approx(0.5 / 2**0.5) and two["snr_se"] == pytest.approx(2**-0.5)
+
+
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [

@@ -48,10 +48,10 @@ def discover(root: Path, options: ReaderOptions) -> list[Entry]:
     return entries
 
 
-def _frame_times(directory: Path) -> np.ndarray | None:
-    path = directory / "time.txt"
-    if not path.exists():
-        return None
+def read_time_txt(path: str | Path) -> np.ndarray:
+    """Frame times `[T]` (s, relative to the first) of a VIPL-HR `time.txt`: one
+    timestamp (ms) per line, increasing."""
+    path = Path(path)
     try:
         ms = np.array([float(x) for x in path.read_text().split()], dtype=np.float64)
     except ValueError as e:
@@ -59,6 +59,11 @@ def _frame_times(directory: Path) -> np.ndarray | None:
     if len(ms) < 2 or np.any(np.diff(ms) <= 0):
         raise ValueError(f"{path}: timestamps must be increasing, one per frame")
     return (ms - ms[0]) / 1000.0
+
+
+def _frame_times(directory: Path) -> np.ndarray | None:
+    path = directory / "time.txt"
+    return read_time_txt(path) if path.exists() else None
 
 
 def load(entry: Entry, options: ReaderOptions) -> Recording:

@@ -125,9 +125,18 @@ def fft_resolution(videos: list[VideoSeries], window: float | None) -> dict:
 
 
 def format_table(metrics: dict) -> str:
-    """A readable text table of `{method: summary}` (the non-dict entries are skipped)."""
-    def fmt(x, digits=2):
+    """A readable text table of `{method: summary}` (the non-dict entries are skipped).
+
+    Statistics undefined for the rows (`None` from `metrics.summarize`: standard errors,
+    SD and r of a single row, r of a constant) print as "n/a"; SNR not computed, "-"."""
+    def fmt(x, digits=2):  # "-": not computed for this method (SNR of FEE, constant)
         return "-" if x is None else f"{x:.{digits}f}"
+
+    def na(x):  # "n/a": undefined for these rows (r of one row or a constant, SD of one)
+        return "n/a" if x is None else f"{x:.2f}"
+
+    def with_se(value, se):  # a standard error undefined (n = 1) is "n/a", never ±0.00
+        return f"{value:.2f}±{'n/a' if se is None else f'{se:.2f}'}"
 
     head = (f"{'method':<12} {'MAE':>14} {'RMSE':>7} {'MAPE%':>7} {'r':>6} {'SD':>7} "
             f"{'SNR dB':>7} {'n':>4}")
@@ -135,8 +144,8 @@ def format_table(metrics: dict) -> str:
     for name, m in metrics.items():
         if not isinstance(m, dict) or "mae" not in m:
             continue
-        mae = f"{m['mae']:.2f}±{m['mae_se']:.2f}"
+        mae = with_se(m["mae"], m["mae_se"])
         lines.append(f"{name:<12} {mae:>14} {fmt(m['rmse']):>7} {fmt(m['mape']):>7} "
-                     f"{fmt(m['pearson']):>6} {fmt(m['sd']):>7} {fmt(m.get('snr')):>7} "
+                     f"{na(m['pearson']):>6} {na(m['sd']):>7} {fmt(m.get('snr')):>7} "
                      f"{m['n']:>4}")
     return "\n".join(lines)
