@@ -78,12 +78,12 @@ def container_times(ms: Sequence[float] | None, fps: float | None) -> tuple[np.n
 
 
 def _count_checked(times: np.ndarray, n: int, path: Path, video: str, flags: str) -> np.ndarray:
-    """`times` for `n` frames as the converter takes them (`process._stream_times`: a stamp
+    """`times` for `n` frames as the converter takes them (`process.stream_times`: a stamp
     or two short at the end extrapolated), else an error naming the flags."""
-    from data_prep.process import _stream_times
+    from data_prep.process import stream_times
 
     try:
-        return _stream_times(times, None, n, str(path))
+        return stream_times(times, None, n, str(path))
     except ValueError as e:
         raise ValueError(f"{e} of {video}: pass this video's timestamp file or a rate "
                          f"({flags})") from None

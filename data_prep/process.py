@@ -61,7 +61,7 @@ def detector() -> face.FaceDetector:
     return _DETECTOR
 
 
-def _stream_times(times: np.ndarray | None, fps: float | None, n: int, where: str) -> np.ndarray:
+def stream_times(times: np.ndarray | None, fps: float | None, n: int, where: str) -> np.ndarray:
     """`[n]` frame times (s) for `n` decoded frames, from timestamps or the frame rate."""
     if times is None:
         if not fps or fps <= 0:
@@ -101,7 +101,7 @@ def _nir_crops(rec: Recording, rgb: face.CropResult, rgb_times_all: np.ndarray,
                 "face" if tracker.hits else "rgb (no face found in NIR)")
     info["nir_box"] = mode
     info["nir_detection_rate"] = round(result.detection_rate, 4) if result.attempts else None
-    nir_times = _stream_times(nir.times, nir.fps, result.num_frames, where)
+    nir_times = stream_times(nir.times, nir.fps, result.num_frames, where)
     nir_times = nir_times[result.first_frame:result.first_frame + len(result.crops)]
     tol = max(opts.tolerance, 2.0 / clipping.mean_rate(nir_times))
     try:
@@ -120,7 +120,7 @@ def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], d
     info.update(frames=rgb.num_frames, first_frame=rgb.first_frame,
                 detection_rate=round(rgb.detection_rate, 4), detections=rgb.attempts,
                 frame_size=list(rgb.frame_shape))
-    times_all = _stream_times(rec.rgb.times, rec.rgb.fps, rgb.num_frames, rec.rgb.path)
+    times_all = stream_times(rec.rgb.times, rec.rgb.fps, rgb.num_frames, rec.rgb.path)
     kept = slice(rgb.first_frame, rgb.first_frame + len(rgb.crops))
     times = times_all[kept]
     fps_video = clipping.mean_rate(times_all)

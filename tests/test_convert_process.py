@@ -7,14 +7,14 @@ from data_prep import process
 
 
 def test_stream_times():
-    np.testing.assert_allclose(process._stream_times(None, 25.0, 4, "v"), [0, 0.04, 0.08, 0.12])
+    np.testing.assert_allclose(process.stream_times(None, 25.0, 4, "v"), [0, 0.04, 0.08, 0.12])
     t = np.array([0.0, 0.1, 0.2])
-    np.testing.assert_allclose(process._stream_times(t, None, 4, "v"), [0, 0.1, 0.2, 0.3])
-    np.testing.assert_allclose(process._stream_times(t, None, 2, "v"), [0, 0.1])
+    np.testing.assert_allclose(process.stream_times(t, None, 4, "v"), [0, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(process.stream_times(t, None, 2, "v"), [0, 0.1])
     with pytest.raises(ValueError, match="v: 3 timestamps for 9 decoded frames"):
-        process._stream_times(t, None, 9, "v")
+        process.stream_times(t, None, 9, "v")
     with pytest.raises(ValueError, match="pass --fps"):
-        process._stream_times(None, None, 3, "v")
+        process.stream_times(None, None, 3, "v")
 
 
 def _means(pulse, rng):
