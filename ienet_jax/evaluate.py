@@ -25,6 +25,7 @@ the workdir (its latest checkpoint); a converted reference directory works too.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import ml_collections
@@ -230,17 +231,16 @@ def print_result(result: dict, out_dir: Path) -> None:
 def main(argv, f: dict) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ienet_jax import cli
+
     workdir = Path(f["workdir"].value).absolute()
     out_dir = Path(f["output"].value or workdir / "eval").absolute()
-    try:
-        config = f["config"].value or _workdir_config(workdir)
-        result = evaluate(config, workdir, split=f["split"].value,
-                          checkpoint=f["checkpoint"].value, window=f["window"].value,
-                          hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
-                          output=out_dir, batch_size=f["batch_size"].value)
-    except ValueError as e:
-        print(f"error: {e}")
-        return 2
+    cli.check_output_dir(out_dir, "--output" if f["output"].value else "--workdir")
+    config = f["config"].value or _workdir_config(workdir)
+    result = evaluate(config, workdir, split=f["split"].value,
+                      checkpoint=f["checkpoint"].value, window=f["window"].value,
+                      hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
+                      output=out_dir, batch_size=f["batch_size"].value)
     print_result(result, out_dir)
     return 0
 
@@ -249,7 +249,11 @@ def run() -> None:
     """Entry point of `python -m ienet_jax.evaluate`."""
     f = _define_flags()
     flags.mark_flag_as_required("workdir")
-    app.run(lambda argv: main(argv, f))
+    from ienet_jax import cli
+
+    # No checkpoint in the run: the loader names `train.init_from`; the user typed a flag.
+    checkpoint_flag = "--checkpoint" if "--checkpoint" in " ".join(sys.argv) else "--workdir"
+    cli.run(lambda argv: main(argv, f), keys={"train.init_from": checkpoint_flag})
 
 
 if __name__ == "__main__":
