@@ -1,13 +1,14 @@
 """Convert a raw rPPG dataset into TFRecord face clips with TFDS metadata.
 
     python -m data_prep convert --dataset vipl_hr --input VIPL-HR/data --output out/vipl \
-        [--size 64] [--clip-length 128] [--stride 128] [--workers 4]
+        [--size 64] [--clip-length 128] [--stride CLIP_LENGTH] [--workers 4]
 
 Per video: read frames lazily, track the face (Haar cascade every `--redetect-every`
 frames, smoothed, last box held on misses; see `data_prep.face`), crop `--box-scale` ×
 the face box and resize to `--size` (INTER_AREA), resample the label onto the frame times
-(linear, by timestamp), cut clips of `--clip-length` frames every `--stride` frames, and
-label each clip's HR with the dataset's HR series averaged over the clip, else from the
+(linear, by timestamp), cut clips of `--clip-length` frames every `--stride` frames
+(default: the clip length, so clips lie back to back and every frame is used), and label
+each clip's HR with the dataset's HR series averaged over the clip, else from the
 label's beats (phase advance over the clip), else its spectral peak; the source is
 recorded per video. The label is checked against the POS baseline HR on the face crops'
 mean colour (flagged in the report beyond `--sanity-bpm`).
@@ -73,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="TFDS dataset name, [a-z][a-z0-9_]* (default: the --dataset value)")
     a("--size", type=int, default=64, help="crop side in pixels (default 64)")
     a("--clip-length", type=int, default=128, help="frames per clip (default 128)")
-    a("--stride", type=int, default=128, help="frames between clip starts (default 128)")
+    a("--stride", type=int, default=None,
+      help="frames between clip starts (default: --clip-length, clips back to back)")
     a("--workers", type=int, default=1, help="worker processes (1: in this process)")
     a("--redetect-every", type=int, default=30, help="frames between face detections")
     a("--box-scale", type=float, default=1.5, help="crop side / detected face side")
@@ -213,6 +215,8 @@ def convert(args) -> int:
         if not (staging / OPTIONS_FILE).exists() and any(out.iterdir()):
             raise ValueError(f"--overwrite: {out} is not a converted dataset; refusing to delete")
         shutil.rmtree(out)
+    if args.stride is None:
+        args.stride = args.clip_length
     reader_options = ReaderOptions(fps=args.fps, nir_fps=args.nir_fps, label_fps=args.label_fps,
                                    signal_column=args.signal_column,
                                    subject_pattern=args.subject_pattern)
