@@ -28,6 +28,8 @@ non-empty from 3 subjects on. See `data_prep.writer` for the output layout, read
 
 Resuming: re-running the same command skips the videos already finished (successful and
 failed ones; `--retry-failed` retries failures; `--limit N` trial runs extend later).
+Ctrl-C stops at once (queued videos are dropped, workers terminated) and keeps every video
+that finished, so the rerun resumes from there; exit status 130.
 Changing any option that shapes the output (sizes, clip length, detection, splits, input,
 …) on an existing output directory is refused with the differing options listed; pass
 `--overwrite` to start afresh.
@@ -47,8 +49,10 @@ import dataclasses
 import multiprocessing
 import re
 import shutil
+import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +158,9 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def _worker_init() -> None:
+    # Ctrl-C reaches every process of the terminal's group: only the main process acts on it
+    # (it terminates the workers), so a worker never dies half-way with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
 
     cv2.setNumThreads(1)
@@ -172,34 +179,65 @@ def _run_job(job: Job, reader_options, opts, spec) -> dict:
         return {"status": "failed", "reason": f"{type(e).__name__}: {e}", "traceback": tb}
 
 
-def _results(jobs: list[Job], workers: int, reader_options, opts, spec):
-    """Yields (job, result) as videos finish, in-process or in a process pool."""
+def _outcome(future: cf.Future) -> dict:
+    try:
+        return future.result()
+    except Exception as e:  # noqa: BLE001 (a crashed worker: report the video)
+        # Not the video's fault necessarily (a crash takes the pool down): retried by the
+        # next run.
+        return {"status": "failed", "retry": True,
+                "reason": f"worker died: {type(e).__name__}: {e}"}
+
+
+def _run_jobs(jobs: list[Job], workers: int, reader_options, opts, spec,
+              report: Callable[[Job, dict], None]) -> None:
+    """Converts `jobs` in this process or a process pool, calling `report(job, result)` in
+    this process as each video finishes.
+
+    Ctrl-C (KeyboardInterrupt) or any error here stops at once: queued videos are cancelled,
+    every video that has finished is reported (journaled) first, the workers are terminated
+    (their video in progress is redone by the next run), then the exception propagates.
+    """
     if workers <= 1:
         for job in jobs:
-            yield job, _run_job(job, reader_options, opts, spec)
+            report(job, _run_job(job, reader_options, opts, spec))
         return
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     pool = cf.ProcessPoolExecutor(max_workers=workers,
                                   mp_context=multiprocessing.get_context(method),
                                   initializer=_worker_init)
+    futures: dict[cf.Future, Job] = {}
+    reported: set[cf.Future] = set()
     try:
-        futures = {pool.submit(_run_job, job, reader_options, opts, spec): job for job in jobs}
+        for job in jobs:
+            futures[pool.submit(_run_job, job, reader_options, opts, spec)] = job
         for future in cf.as_completed(futures):
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as e:  # noqa: BLE001 (a crashed worker: report the video)
-                # Not the video's fault necessarily (a crash takes the pool down): retried
-                # by the next run.
-                result = {"status": "failed", "retry": True,
-                          "reason": f"worker died: {type(e).__name__}: {e}"}
-            yield job, result
+            report(futures[future], _outcome(future))
+            reported.add(future)
     except BaseException:
-        # Ctrl-C or an error here: drop the queued videos instead of waiting for them; the
-        # journal keeps the finished ones for the next run.
-        pool.shutdown(wait=False, cancel_futures=True)
+        for future in futures:
+            future.cancel()
+        for future, job in futures.items():
+            if (future not in reported and future.done() and not future.cancelled()
+                    and future.exception() is None):
+                report(job, future.result())
+        _terminate(pool, Path(jobs[0].file).parent if jobs else None)
         raise
     pool.shutdown(wait=True)
+
+
+def _terminate(pool: cf.ProcessPoolExecutor, videos_dir: Path | None) -> None:
+    """Stops `pool` now: its workers are terminated, not waited for."""
+    # ProcessPoolExecutor has no public terminate before Python 3.14 (`terminate_workers`).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=10)
+        if videos_dir is not None:  # the half-written file of its video in progress
+            for tmp in videos_dir.glob(f".*.tmp-{p.pid}"):
+                tmp.unlink(missing_ok=True)
 
 
 def _has_nir(entries: list[Entry]) -> bool:
@@ -265,13 +303,15 @@ def convert(args) -> int:
           f"with {max(1, args.workers)} worker(s)")
 
     with tqdm(total=len(jobs), unit="video", desc="convert", disable=not jobs) as bar:
-        for job, result in _results(jobs, args.workers, reader_options, opts, spec):
+        def report(job: Job, result: dict) -> None:
             item = {"video": job.entry.video, "subject": job.entry.subject, "split": job.split,
                     "path": job.entry.path, "file": job.file, **result}
             journal.record(item)
             if result["status"] != "ok":
                 bar.write(f"FAILED {job.entry.path}: {result['reason']}")
             bar.update(1)
+
+        _run_jobs(jobs, args.workers, reader_options, opts, spec, report)
 
     return _finish(args, out, spec, entries, subject_split, journal, identity)
 
