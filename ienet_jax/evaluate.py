@@ -17,8 +17,9 @@ the same videos and windows. Outputs, in `WORKDIR/eval/` (or `--output`):
   `ienet` or `tscan` (TS-CAN's derivative output is integrated first);
 - `per_video.json`: every window's HRs per method; `*.png`: plots (`ienet_jax.plots`).
 
-Without `--config`, the config of the run in `--workdir` (`config.json`) is used; the
-clips come from its `data.dir` unless `--data_dir` is given. `--checkpoint` defaults to
+Without `--config`, the config of the run in `--workdir` (`config.json`) is used. The clips
+come from `--data_dir` if given, else from `--config.data.dir` if given, else from the
+run's own `data.dir` (its `config.json`), with or without `--config`. `--checkpoint` defaults to
 the workdir (its latest checkpoint); a converted reference directory works too.
 """
 
@@ -213,8 +214,26 @@ def _define_flags() -> dict:
 def _workdir_config(workdir: Path) -> ml_collections.ConfigDict:
     path = workdir / "config.json"
     if not path.is_file():
-        raise ValueError(f"{path} not found: pass --config (the run's config file)")
+        what = "has no config.json" if workdir.is_dir() else "does not exist"
+        raise ValueError(f"--workdir {workdir} {what}: pass the run's folder (written by "
+                         "python -m ienet_jax.main), or --config with --checkpoint")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def _config(config: ml_collections.ConfigDict | None, workdir: Path,
+            argv: list[str]) -> ml_collections.ConfigDict:
+    """The config to evaluate with: `--config` (its file and overrides) or the run's own;
+    the clips of `--config` are the run's (`data.dir` of its config.json) unless
+    `--config.data.dir` is given: the config file itself names none."""
+    if config is None:
+        return _workdir_config(workdir)
+    saved = workdir / "config.json"
+    if saved.is_file() and not any(a.startswith("--config.data.dir") for a in argv):
+        data_dir = json.loads(saved.read_text()).get("data", {}).get("dir")
+        if data_dir:
+            config.data.dir = data_dir
+            logging.info("clips: %s (data.dir of %s)", data_dir, saved)
+    return config
 
 
 def print_result(result: dict, out_dir: Path) -> None:
@@ -236,7 +255,7 @@ def main(argv, f: dict) -> int:
     workdir = Path(f["workdir"].value).absolute()
     out_dir = Path(f["output"].value or workdir / "eval").absolute()
     cli.check_output_dir(out_dir, "--output" if f["output"].value else "--workdir")
-    config = f["config"].value or _workdir_config(workdir)
+    config = _config(f["config"].value, workdir, sys.argv)
     result = evaluate(config, workdir, split=f["split"].value,
                       checkpoint=f["checkpoint"].value, window=f["window"].value,
                       hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
