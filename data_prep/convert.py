@@ -247,7 +247,10 @@ def _has_nir(entries: list[Entry]) -> bool:
 def convert(args) -> int:
     from tqdm import tqdm
 
+    from ienet_jax.cli import check_output_dir
+
     out: Path = args.output
+    check_output_dir(out, "--output")
     staging = out / writer_lib.STAGING
     if args.overwrite and out.exists():
         if not (staging / OPTIONS_FILE).exists() and any(out.iterdir()):

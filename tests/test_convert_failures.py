@@ -91,6 +91,11 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
                        "--output", tmp_path / "o", "--name", "My-Data") == 2
     assert "--name 'My-Data'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
+                       "--output", tmp_path / "file" / "o") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --output=") and "is a file, not a folder" in err
 
 
 @pytest.mark.slow
