@@ -95,20 +95,17 @@ def check_output_dir(path: str | os.PathLike | None, flag: str) -> None:
 
 # --- absl tools --------------------------------------------------------------------------
 
-_MISSPELT_KEY = re.compile(r"^'?\\?'?([A-Za-z_][\w]*)\\?'?'?\s*(?:Did you mean (.*))?$", re.S)
-
-
-def _config_key_message(error: BaseException, argv: Sequence[str]) -> str:
-    """A misspelt `--config.a.b=…` key (ml_collections' escaped KeyError/AttributeError)."""
+def _config_key_message(error: BaseException, argv: Sequence[str]) -> str | None:
+    """A misspelt `--config.a.b=…` key (ml_collections' escaped KeyError/AttributeError);
+    None if no `--config.…` flag of `argv` names that key (then it is not the user's)."""
     text = str(error.args[0]) if error.args else str(error)
     text = text.encode().decode("unicode_escape") if "\\n" in text else text
     lines = [line.strip().strip("'\"") for line in text.splitlines() if line.strip()]
     key = lines[0].strip("'\"") if lines else "?"
     hint = f" ({lines[1][0].lower()}{lines[1][1:]})" if len(lines) > 1 else ""
     flag = next((a.split("=")[0] for a in argv if a.startswith("--config.")
-                 and re.search(rf"\.{re.escape(key)}(=|$)", a.split("=")[0] + "=")), None)
-    flag = flag or "--config"
-    return f"{flag}: no config key {key!r}{hint}"
+                 and re.search(rf"\.{re.escape(key)}(\.|$)", a.split("=")[0])), None)
+    return None if flag is None else f"{flag}: no config key {key!r}{hint}"
 
 
 def _flags_error_message(error: BaseException, argv: Sequence[str]) -> str:
@@ -140,9 +137,10 @@ def parse_absl_flags(argv: Sequence[str]) -> list[str]:
             raise
         fail(_flags_error_message(e, argv))
     except (AttributeError, KeyError) as e:  # ml_collections: an unknown `--config.x.y` key
-        if show_tracebacks():
+        message = _config_key_message(e, argv)
+        if message is None or show_tracebacks():
             raise
-        fail(_config_key_message(e, argv))
+        fail(message)
     # A config file that cannot be read is only reported when the config is used: now.
     for name in list(flags.FLAGS):
         value = flags.FLAGS[name].value

@@ -139,3 +139,13 @@ def test_predict_takes_dashed_flags_and_names_the_video(tmp_path):
     assert out.returncode == 2, out.stderr[-3000:]
     assert "missing.mp4" in out.stdout + out.stderr and "Unknown command line flag" not in (
         out.stderr)
+
+
+def test_evaluate_names_the_flag_not_the_internal_key(tmp_path):
+    (tmp_path / "run").mkdir()
+    line = error_line(run_tool("ienet_jax.evaluate", "--config=configs/ienet.py:tiny",
+                               f"--workdir={tmp_path / 'run'}", f"--data_dir={tmp_path}"))
+    assert line.startswith("error: --workdir=") and "no checkpoint found" in line
+    assert "train.init_from" not in line
+    line = error_line(run_tool("ienet_jax.evaluate", f"--workdir={tmp_path / 'nope'}"))
+    assert line.startswith("error: --workdir ") and "does not exist" in line
