@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import multiprocessing
 import re
@@ -212,18 +213,34 @@ def _run_jobs(jobs: list[Job], workers: int, reader_options, opts, spec,
         for job in jobs:
             futures[pool.submit(_run_job, job, reader_options, opts, spec)] = job
         for future in cf.as_completed(futures):
-            report(futures[future], _outcome(future))
             reported.add(future)
+            report(futures[future], _outcome(future))
     except BaseException:
-        for future in futures:
-            future.cancel()
-        for future, job in futures.items():
-            if (future not in reported and future.done() and not future.cancelled()
-                    and future.exception() is None):
+        with _sigint_ignored():  # a second Ctrl-C must not leave the workers running
+            for future in futures:
+                future.cancel()
+            finished = [(job, f) for f, job in futures.items()
+                        if f not in reported and f.done() and not f.cancelled()
+                        and f.exception() is None]
+            _terminate(pool, Path(jobs[0].file).parent if jobs else None)
+            for job, future in finished:
                 report(job, future.result())
-        _terminate(pool, Path(jobs[0].file).parent if jobs else None)
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored for a moment (main thread only; elsewhere a no-op)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _terminate(pool: cf.ProcessPoolExecutor, videos_dir: Path | None) -> None:
