@@ -19,8 +19,9 @@ the same videos and windows. Outputs, in `WORKDIR/eval/` (or `--output`):
 
 Without `--config`, the config of the run in `--workdir` (`config.json`) is used. The clips
 come from `--data_dir` if given, else from `--config.data.dir` if given, else from the
-run's own `data.dir` (its `config.json`), with or without `--config`. `--checkpoint` defaults to
-the workdir (its latest checkpoint); a converted reference directory works too.
+run's own `data.dir` (its `config.json`), with or without `--config`. `--checkpoint`
+defaults to the workdir (its latest checkpoint); a converted reference directory works too.
+User errors end as one `error: …` line with exit status 2 (`ienet_jax.cli`).
 """
 
 from __future__ import annotations
@@ -271,7 +272,8 @@ def run() -> None:
     from ienet_jax import cli
 
     # No checkpoint in the run: the loader names `train.init_from`; the user typed a flag.
-    checkpoint_flag = "--checkpoint" if "--checkpoint" in " ".join(sys.argv) else "--workdir"
+    given = any(a.split("=")[0] == "--checkpoint" for a in sys.argv[1:])
+    checkpoint_flag = "--checkpoint" if given else "--workdir"
     cli.run(lambda argv: main(argv, f), keys={"train.init_from": checkpoint_flag})
 
 
