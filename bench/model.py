@@ -226,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override model.context.enabled (default: the variant's, on)")
     parser.add_argument("--remat", action="store_true")
     parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    from ienet_jax import cli
+
+    args = cli.parse_args(parser, argv)  # dashes and underscores alike
     if args.repeats < 1:
         parser.error("--repeats must be ≥ 1")
 

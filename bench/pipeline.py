@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--normalize", default="reference")
     parser.add_argument("--model_json", help="JSON of `python -m bench.model --json`")
     parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args()
+    from ienet_jax import cli
+
+    args = cli.parse_args(parser)  # --batch-size and --batch_size alike
 
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -242,7 +242,9 @@ def parse_args(argv):
     p.add_argument("--json", help="also write the table (and the machine line) to this file")
     p.add_argument("--row", nargs=2, metavar=("VARIANT", "BATCH"), help=argparse.SUPPRESS)
     p.add_argument("--model-options", default="{}", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    from ienet_jax import cli
+
+    args = cli.parse_args(p, argv)  # --batch-size and --batch_size alike
     for key, value in (SHORT if args.short else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -24,8 +24,10 @@ def run(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__))
-    args = parser.parse_args(argv)
-    return int(modules[args.command].main(args) or 0)
+    from ienet_jax import cli
+
+    args = cli.parse_args(parser, argv)  # --clip-length and --clip_length alike
+    return cli.run_argparse(modules[args.command].main, args)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Convert a raw rPPG dataset into TFRecord face clips with TFDS metadata.
 
     python -m data_prep convert --dataset vipl_hr --input VIPL-HR/data --output out/vipl \
-        [--size 64] [--clip-length 128] [--stride 128] [--workers 4]
+        [--size 64] [--clip-length 128] [--stride CLIP_LENGTH] [--workers 4]
 
 Per video: read frames lazily, track the face (Haar cascade every `--redetect-every`
 frames, smoothed, last box held on misses; see `data_prep.face`), crop `--box-scale` ×
 the face box and resize to `--size` (INTER_AREA), resample the label onto the frame times
-(linear, by timestamp), cut clips of `--clip-length` frames every `--stride` frames, and
-label each clip's HR with the dataset's HR series averaged over the clip, else from the
+(linear, by timestamp), cut clips of `--clip-length` frames every `--stride` frames
+(default: the clip length, so clips lie back to back and every frame is used), and label
+each clip's HR with the dataset's HR series averaged over the clip, else from the
 label's beats (phase advance over the clip), else its spectral peak; the source is
 recorded per video. The label is checked against the POS baseline HR on the face crops'
 mean colour (flagged in the report beyond `--sanity-bpm`).
@@ -27,6 +28,8 @@ non-empty from 3 subjects on. See `data_prep.writer` for the output layout, read
 
 Resuming: re-running the same command skips the videos already finished (successful and
 failed ones; `--retry-failed` retries failures; `--limit N` trial runs extend later).
+Ctrl-C stops at once (queued videos are dropped, workers terminated) and keeps every video
+that finished, so the rerun resumes from there; exit status 130.
 Changing any option that shapes the output (sizes, clip length, detection, splits, input,
 …) on an existing output directory is refused with the differing options listed; pass
 `--overwrite` to start afresh.
@@ -42,12 +45,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import multiprocessing
 import re
 import shutil
+import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="TFDS dataset name, [a-z][a-z0-9_]* (default: the --dataset value)")
     a("--size", type=int, default=64, help="crop side in pixels (default 64)")
     a("--clip-length", type=int, default=128, help="frames per clip (default 128)")
-    a("--stride", type=int, default=128, help="frames between clip starts (default 128)")
+    a("--stride", type=int, default=None,
+      help="frames between clip starts (default: --clip-length, clips back to back)")
     a("--workers", type=int, default=1, help="worker processes (1: in this process)")
     a("--redetect-every", type=int, default=30, help="frames between face detections")
     a("--box-scale", type=float, default=1.5, help="crop side / detected face side")
@@ -152,6 +159,9 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def _worker_init() -> None:
+    # Ctrl-C reaches every process of the terminal's group: only the main process acts on it
+    # (it terminates the workers), so a worker never dies half-way with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
 
     cv2.setNumThreads(1)
@@ -170,34 +180,81 @@ def _run_job(job: Job, reader_options, opts, spec) -> dict:
         return {"status": "failed", "reason": f"{type(e).__name__}: {e}", "traceback": tb}
 
 
-def _results(jobs: list[Job], workers: int, reader_options, opts, spec):
-    """Yields (job, result) as videos finish, in-process or in a process pool."""
+def _outcome(future: cf.Future) -> dict:
+    try:
+        return future.result()
+    except Exception as e:  # noqa: BLE001 (a crashed worker: report the video)
+        # Not the video's fault necessarily (a crash takes the pool down): retried by the
+        # next run.
+        return {"status": "failed", "retry": True,
+                "reason": f"worker died: {type(e).__name__}: {e}"}
+
+
+def _run_jobs(jobs: list[Job], workers: int, reader_options, opts, spec,
+              report: Callable[[Job, dict], None]) -> None:
+    """Converts `jobs` in this process or a process pool, calling `report(job, result)` in
+    this process as each video finishes.
+
+    Ctrl-C (KeyboardInterrupt) or any error here stops at once: queued videos are cancelled,
+    every video that has finished is reported (journaled) first, the workers are terminated
+    (their video in progress is redone by the next run), then the exception propagates.
+    """
     if workers <= 1:
         for job in jobs:
-            yield job, _run_job(job, reader_options, opts, spec)
+            report(job, _run_job(job, reader_options, opts, spec))
         return
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     pool = cf.ProcessPoolExecutor(max_workers=workers,
                                   mp_context=multiprocessing.get_context(method),
                                   initializer=_worker_init)
+    futures: dict[cf.Future, Job] = {}
+    reported: set[cf.Future] = set()
     try:
-        futures = {pool.submit(_run_job, job, reader_options, opts, spec): job for job in jobs}
+        for job in jobs:
+            futures[pool.submit(_run_job, job, reader_options, opts, spec)] = job
         for future in cf.as_completed(futures):
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as e:  # noqa: BLE001 (a crashed worker: report the video)
-                # Not the video's fault necessarily (a crash takes the pool down): retried
-                # by the next run.
-                result = {"status": "failed", "retry": True,
-                          "reason": f"worker died: {type(e).__name__}: {e}"}
-            yield job, result
+            reported.add(future)
+            report(futures[future], _outcome(future))
     except BaseException:
-        # Ctrl-C or an error here: drop the queued videos instead of waiting for them; the
-        # journal keeps the finished ones for the next run.
-        pool.shutdown(wait=False, cancel_futures=True)
+        with _sigint_ignored():  # a second Ctrl-C must not leave the workers running
+            for future in futures:
+                future.cancel()
+            finished = [(job, f) for f, job in futures.items()
+                        if f not in reported and f.done() and not f.cancelled()
+                        and f.exception() is None]
+            _terminate(pool, Path(jobs[0].file).parent if jobs else None)
+            for job, future in finished:
+                report(job, future.result())
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored for a moment (main thread only; elsewhere a no-op)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _terminate(pool: cf.ProcessPoolExecutor, videos_dir: Path | None) -> None:
+    """Stops `pool` now: its workers are terminated, not waited for."""
+    # ProcessPoolExecutor has no public terminate before Python 3.14 (`terminate_workers`).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=10)
+        if videos_dir is not None:  # the half-written file of its video in progress
+            for tmp in videos_dir.glob(f".*.tmp-{p.pid}"):
+                tmp.unlink(missing_ok=True)
 
 
 def _has_nir(entries: list[Entry]) -> bool:
@@ -207,12 +264,17 @@ def _has_nir(entries: list[Entry]) -> bool:
 def convert(args) -> int:
     from tqdm import tqdm
 
+    from ienet_jax.cli import check_output_dir
+
     out: Path = args.output
+    check_output_dir(out, "--output")
     staging = out / writer_lib.STAGING
     if args.overwrite and out.exists():
         if not (staging / OPTIONS_FILE).exists() and any(out.iterdir()):
             raise ValueError(f"--overwrite: {out} is not a converted dataset; refusing to delete")
         shutil.rmtree(out)
+    if args.stride is None:
+        args.stride = args.clip_length
     reader_options = ReaderOptions(fps=args.fps, nir_fps=args.nir_fps, label_fps=args.label_fps,
                                    signal_column=args.signal_column,
                                    subject_pattern=args.subject_pattern)
@@ -261,13 +323,15 @@ def convert(args) -> int:
           f"with {max(1, args.workers)} worker(s)")
 
     with tqdm(total=len(jobs), unit="video", desc="convert", disable=not jobs) as bar:
-        for job, result in _results(jobs, args.workers, reader_options, opts, spec):
+        def report(job: Job, result: dict) -> None:
             item = {"video": job.entry.video, "subject": job.entry.subject, "split": job.split,
                     "path": job.entry.path, "file": job.file, **result}
             journal.record(item)
             if result["status"] != "ok":
                 bar.write(f"FAILED {job.entry.path}: {result['reason']}")
             bar.update(1)
+
+        _run_jobs(jobs, args.workers, reader_options, opts, spec, report)
 
     return _finish(args, out, spec, entries, subject_split, journal, identity)
 

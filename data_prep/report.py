@@ -38,6 +38,27 @@ def manifest(identity: dict, subject_split: dict[str, str], items: list[dict],
     }
 
 
+def empty_split_warnings(m: dict) -> list[str]:
+    """One `WARNING` line per split left with 0 clips, saying why."""
+    lines = []
+    for s in SPLITS:
+        if m["splits"][s]["clips"]:
+            continue
+        videos = [v for v in m["videos"] if v["split"] == s]
+        failed = sum(v["status"] != "ok" for v in videos)
+        if not m["splits"][s]["subjects"]:
+            why = "no subjects were assigned to it (too few subjects for --split-fractions)"
+        elif not videos:
+            why = "none of its videos was converted yet (--limit)"
+        elif failed == len(videos):
+            why = f"all its {failed} videos failed (listed below)"
+        else:
+            why = (f"its {len(videos) - failed} converted videos are shorter than one clip"
+                   + (f" and {failed} failed" if failed else "") + " (see --clip-length)")
+        lines.append(f"WARNING: split {s!r} has 0 clips: {why}")
+    return lines
+
+
 def summary_text(m: dict) -> str:
     """Human-readable summary: totals, splits, failures with reasons, sanity flags."""
     c = m["counts"]
@@ -47,6 +68,7 @@ def summary_text(m: dict) -> str:
         sp = m["splits"][s]
         lines.append(f"  {s:<10} {len(sp['subjects']):4d} subjects {sp['clips']:6d} clips "
                      f"{len(sp['shards']):4d} shards")
+    lines += empty_split_warnings(m)
     ok = [v for v in m["videos"] if v["status"] == "ok"]
     if ok:
         rates = [v["detection_rate"] for v in ok if v.get("detection_rate") is not None]

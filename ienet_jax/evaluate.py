@@ -17,14 +17,17 @@ the same videos and windows. Outputs, in `WORKDIR/eval/` (or `--output`):
   `ienet` or `tscan` (TS-CAN's derivative output is integrated first);
 - `per_video.json`: every window's HRs per method; `*.png`: plots (`ienet_jax.plots`).
 
-Without `--config`, the config of the run in `--workdir` (`config.json`) is used; the
-clips come from its `data.dir` unless `--data_dir` is given. `--checkpoint` defaults to
-the workdir (its latest checkpoint); a converted reference directory works too.
+Without `--config`, the config of the run in `--workdir` (`config.json`) is used. The clips
+come from `--data_dir` if given, else from `--config.data.dir` if given, else from the
+run's own `data.dir` (its `config.json`), with or without `--config`. `--checkpoint`
+defaults to the workdir (its latest checkpoint); a converted reference directory works too.
+User errors end as one `error: …` line with exit status 2 (`ienet_jax.cli`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import ml_collections
@@ -212,8 +215,26 @@ def _define_flags() -> dict:
 def _workdir_config(workdir: Path) -> ml_collections.ConfigDict:
     path = workdir / "config.json"
     if not path.is_file():
-        raise ValueError(f"{path} not found: pass --config (the run's config file)")
+        what = "has no config.json" if workdir.is_dir() else "does not exist"
+        raise ValueError(f"--workdir {workdir} {what}: pass the run's folder (written by "
+                         "python -m ienet_jax.main), or --config with --checkpoint")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def _config(config: ml_collections.ConfigDict | None, workdir: Path,
+            argv: list[str]) -> ml_collections.ConfigDict:
+    """The config to evaluate with: `--config` (its file and overrides) or the run's own;
+    the clips of `--config` are the run's (`data.dir` of its config.json) unless
+    `--config.data.dir` is given: the config file itself names none."""
+    if config is None:
+        return _workdir_config(workdir)
+    saved = workdir / "config.json"
+    if saved.is_file() and not any(a.startswith("--config.data.dir") for a in argv):
+        data_dir = json.loads(saved.read_text()).get("data", {}).get("dir")
+        if data_dir:
+            config.data.dir = data_dir
+            logging.info("clips: %s (data.dir of %s)", data_dir, saved)
+    return config
 
 
 def print_result(result: dict, out_dir: Path) -> None:
@@ -230,17 +251,16 @@ def print_result(result: dict, out_dir: Path) -> None:
 def main(argv, f: dict) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ienet_jax import cli
+
     workdir = Path(f["workdir"].value).absolute()
     out_dir = Path(f["output"].value or workdir / "eval").absolute()
-    try:
-        config = f["config"].value or _workdir_config(workdir)
-        result = evaluate(config, workdir, split=f["split"].value,
-                          checkpoint=f["checkpoint"].value, window=f["window"].value,
-                          hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
-                          output=out_dir, batch_size=f["batch_size"].value)
-    except ValueError as e:
-        print(f"error: {e}")
-        return 2
+    cli.check_output_dir(out_dir, "--output" if f["output"].value else "--workdir")
+    config = _config(f["config"].value, workdir, sys.argv)
+    result = evaluate(config, workdir, split=f["split"].value,
+                      checkpoint=f["checkpoint"].value, window=f["window"].value,
+                      hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
+                      output=out_dir, batch_size=f["batch_size"].value)
     print_result(result, out_dir)
     return 0
 
@@ -249,7 +269,12 @@ def run() -> None:
     """Entry point of `python -m ienet_jax.evaluate`."""
     f = _define_flags()
     flags.mark_flag_as_required("workdir")
-    app.run(lambda argv: main(argv, f))
+    from ienet_jax import cli
+
+    # No checkpoint in the run: the loader names `train.init_from`; the user typed a flag.
+    given = any(a.split("=")[0] == "--checkpoint" for a in sys.argv[1:])
+    checkpoint_flag = "--checkpoint" if given else "--workdir"
+    cli.run(lambda argv: main(argv, f), keys={"train.init_from": checkpoint_flag})
 
 
 if __name__ == "__main__":

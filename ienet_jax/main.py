@@ -64,9 +64,18 @@ def main(argv) -> None:
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
+def _entry(argv) -> None:
+    from ienet_jax import cli
+
+    cli.check_output_dir(_WORKDIR.value, "--workdir")
+    return main(argv)
+
+
 def run() -> None:
-    """Entry point of the `ienet-train` console script."""
-    app.run(main)
+    """Entry point of the `ienet-train` console script (user errors: one `error:` line, 2)."""
+    from ienet_jax import cli
+
+    cli.run(_entry)
 
 
 if __name__ == "__main__":

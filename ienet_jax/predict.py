@@ -389,7 +389,13 @@ def run() -> None:
     """Entry point of `python -m ienet_jax.predict`."""
     f = _define_flags()
     flags.mark_flags_as_required(["video", "output"])
-    app.run(lambda argv: main(argv, f))
+    from ienet_jax import cli
+
+    def entry(argv):
+        cli.check_output_dir(f["output"].value, "--output")
+        return main(argv, f)
+
+    cli.run(entry, keys={"train.init_from": "--checkpoint"})
 
 
 if __name__ == "__main__":

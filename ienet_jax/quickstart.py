@@ -241,7 +241,9 @@ def main(argv, f: dict) -> int:
 def run() -> None:
     """Entry point of `python -m ienet_jax.quickstart`."""
     f = _define_flags()
-    app.run(lambda argv: main(argv, f))
+    from ienet_jax import cli
+
+    cli.run(lambda argv: main(argv, f))
 
 
 if __name__ == "__main__":

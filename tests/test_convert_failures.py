@@ -91,6 +91,11 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
                        "--output", tmp_path / "o", "--name", "My-Data") == 2
     assert "--name 'My-Data'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert run_convert("--dataset", "ubfc_rppg", "--input", tmp_path / "empty",
+                       "--output", tmp_path / "file" / "o") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --output=") and "is a file, not a folder" in err
 
 
 @pytest.mark.slow
@@ -123,3 +128,50 @@ def test_worker_crashes_are_retried_by_the_next_run(tree, tmp_path, capsys):
     capsys.readouterr()
     assert run_convert(*args) == 0
     assert "1 already done, 1 to convert" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_every_finished_video(tmp_path, capsys):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a 2-worker
+    conversion: the command exits at once, the queued videos are dropped (no worker goes on
+    converting), every finished video is journaled, and the rerun converts only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    raw = tmp_path / "raw"
+    generic(raw, seeds=(1,))
+    for i in range(2, 7):
+        shutil.copytree(raw / "person1", raw / f"person{i}")
+    out = tmp_path / "out"
+    args = ["--dataset", "generic", "--input", raw, "--output", out, "--size", 16,
+            "--clip-length", 64]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_prep", "convert", *map(str, args), "--workers", "2"],
+        cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / ".convert" / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while not (journal.is_file() and journal.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 5, "did not stop promptly"
+    assert "interrupted: finished videos are kept" in err and "Traceback" not in err, err
+    time.sleep(2)  # a worker left running would write more videos meanwhile
+    done = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert 1 <= len(done) < 6 and all(d["status"] == "ok" for d in done)
+    videos = out / ".convert" / "videos"
+    assert sorted(p.name for p in videos.iterdir()) == sorted(
+        Path(d["file"]).name for d in done), "converted videos that were not journaled"
+
+    assert run_convert(*args) == 0
+    assert f"{len(done)} already done, {6 - len(done)} to convert" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["counts"]["ok"] == 6

@@ -16,8 +16,12 @@ def test_convert_layout(tmp_path, layout, capsys):
     out = tmp_path / "out"
     stride = L if layout == "ienet_pkl" else STRIDE  # pickles are back-to-back clips
     args = ["--dataset", layout, "--input", tmp_path / "raw", "--output", out,
-            "--size", SIZE, "--clip-length", L, "--stride", stride]
+            "--size", SIZE, "--clip-length", L]
+    if stride != L:  # the default stride is the clip length: clips back to back
+        args += ["--stride", stride]
     assert run_convert(*args) == 0
+    assert json.loads((out / ".convert" / "options.json").read_text())["process"]["stride"] == (
+        stride)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"videos": 3, "ok": 3, "failed": 0,
                                   "clips": sum(len(v) for v in read_output(out).values())}

@@ -28,3 +28,17 @@ def test_manifest_and_summary():
     assert "1 FAILED videos:\n  /raw/c.avi: /raw/c.avi: cannot open video" in text
     assert "own box (1 videos); rgb box (1 videos)" in text
     assert "provided HR series (5 clips)" in text
+
+
+def test_a_split_left_without_clips_is_a_warning():
+    items = [_ok("a", "train", 3),
+             {"video": "c", "subject": "c", "split": "validation", "path": "/raw/c.avi",
+              "status": "failed", "reason": "/raw/c.avi: no face found"}]
+    m = report.manifest({}, {"a": "train", "c": "validation", "d": "test"}, items, {})
+    text = report.summary_text(m)
+    assert "WARNING: split 'validation' has 0 clips: all its 1 videos failed" in text
+    assert "WARNING: split 'test' has 0 clips: none of its videos was converted" in text
+    assert "split 'train'" not in text
+    m = report.manifest({}, {"a": "train"}, items[:1], {})
+    assert "WARNING: split 'test' has 0 clips: no subjects were assigned" in (
+        report.summary_text(m))

@@ -188,3 +188,22 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     np.testing.assert_allclose(labels, [60.0, 100.0], atol=60 * FPS / 128 / 2 + 1e-6)
     for name in ("signals", "spectra", "scatter", "bland_altman"):
         assert (out / f"{name}.png").stat().st_size > 1000
+
+
+def test_config_flag_takes_the_clips_of_the_run(tmp_path):
+    """`--config` rebuilds the config from its file (no data.dir): the clips are the run's
+    own unless `--config.data.dir` is given (`--data_dir` wins over both in `evaluate`)."""
+    from configs import ienet
+    from ienet_jax import evaluate as evaluate_module
+
+    (tmp_path / "config.json").write_text(json.dumps({"data": {"dir": "clips"}}))
+    config = ienet.get_config("tiny")
+    with config.unlocked():
+        got = evaluate_module._config(config, tmp_path, ["prog", "--config=c.py:tiny"])
+    assert got.data.dir == "clips"
+    config = ienet.get_config("tiny")
+    with config.unlocked():
+        config.data.dir = "other"
+        got = evaluate_module._config(config, tmp_path, ["--config.data.dir=other"])
+    assert got.data.dir == "other"
+    assert evaluate_module._config(None, tmp_path, []).data.dir == "clips"

@@ -26,7 +26,7 @@ def load_config(spec: str):
     """`path/to/config.py[:arg]` → `get_config(arg)` of that file."""
     path, _, arg = spec.partition(":")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise FileNotFoundError(f"--config {spec}: config file {path} not found")
     module_spec = importlib.util.spec_from_file_location("_convert_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -68,13 +68,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ienet_jax import convert
+    from ienet_jax import cli, convert
 
-    steps = tqdm(total=3, desc="convert", unit="step")
+    # Every argument is checked before the progress bar starts (errors: one line).
+    flag, source = (("--checkpoint", args.checkpoint) if args.checkpoint is not None
+                    else ("--state-dict-npz", args.state_dict_npz))
+    if not source.is_file():
+        raise ValueError(f"{flag} {source}: no such file")
+    cli.check_output_dir(args.output, "--output")
     config = load_config(args.config)
     apply_overrides(config, args.set)
+    steps = tqdm(total=3, desc="convert", unit="step")
     if args.checkpoint is not None:
-        state_dict = convert.load_torch_checkpoint(args.checkpoint)
+        try:
+            state_dict = convert.load_torch_checkpoint(args.checkpoint)
+        except ImportError as e:  # the optional torch extra: a set-up step, not a bug
+            steps.close()
+            raise ValueError(f"--checkpoint {args.checkpoint}: {e}") from e
     else:
         state_dict = convert.load_npz_state_dict(args.state_dict_npz)
     steps.set_postfix_str(f"{len(state_dict)} tensors read")
@@ -93,8 +103,10 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ienet_jax.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return int(main(args) or 0)
+    from ienet_jax import cli
+
+    args = cli.parse_args(parser, argv)  # --state-dict-npz and --state_dict_npz alike
+    return cli.run_argparse(main, args)
 
 
 if __name__ == "__main__":
