@@ -364,16 +364,12 @@ def _define_flags() -> dict:
 def main(argv, f: dict) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        result = predict(f["video"].value, nir=f["nir"].value, method=f["method"].value,
-                         checkpoint=f["checkpoint"].value, config=f["config"].value,
-                         output=f["output"].value, hr_window=f["hr_window"].value,
-                         box_scale=f["box_scale"].value, fps=f["fps"].value,
-                         timestamps=f["timestamps"].value, nir_fps=f["nir_fps"].value,
-                         nir_timestamps=f["nir_timestamps"].value)
-    except ValueError as e:
-        print(f"error: {e}")
-        return 2
+    result = predict(f["video"].value, nir=f["nir"].value, method=f["method"].value,
+                     checkpoint=f["checkpoint"].value, config=f["config"].value,
+                     output=f["output"].value, hr_window=f["hr_window"].value,
+                     box_scale=f["box_scale"].value, fps=f["fps"].value,
+                     timestamps=f["timestamps"].value, nir_fps=f["nir_fps"].value,
+                     nir_timestamps=f["nir_timestamps"].value)
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     nir_times = (f"; NIR frame times from {result['nir_time_source']}"

@@ -128,15 +128,15 @@ def test_nir_of_another_length_is_a_clear_error(recording, tmp_path):
         read_face_video(recording["rgb"], recording["short_nir"], 32)
 
 
-def test_cli_reports_errors_with_exit_code_2(tmp_path, capsys):
+def test_cli_errors_reach_the_one_line_wrapper_as_value_errors(tmp_path):
     from ienet_jax import predict as predict_module
 
     flags = {k: type("F", (), {"value": v})() for k, v in dict(
         video=str(tmp_path / "missing.avi"), nir=None, method="pos", checkpoint=None,
         config=None, output=str(tmp_path), hr_window=10.0, box_scale=None, fps=None,
         timestamps=None, nir_fps=None, nir_timestamps=None).items()}
-    assert predict_module.main(["predict"], flags) == 2
-    assert "error:" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="missing.avi"):
+        predict_module.main(["predict"], flags)
 
 
 def test_pos_uses_the_recordings_frame_times_as_the_converter_does(vipl, tmp_path):
