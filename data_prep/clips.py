@@ -1,11 +1,14 @@
-"""Label alignment, chunking into clips and clip heart rates (numpy only).
+"""Label alignment and clip heart rates (numpy only).
 
-Times are seconds on the video's clock; signals are 1-D float arrays.
+Times are seconds on the video's clock (`ienet_jax.video.clock`); signals are 1-D float
+arrays. Clips start at `ienet_jax.eval.stitch.clip_starts`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ienet_jax.video.clock import mean_rate, resample
 
 
 def span_times(n: int, start: float, end: float) -> np.ndarray:
@@ -28,47 +31,6 @@ def check_finite(values: np.ndarray, what: str) -> None:
     if bad.any():
         first = int(np.argmax(bad))
         raise ValueError(f"{what}: {int(bad.sum())} NaN/inf values (first at sample {first})")
-
-
-def check_covers(times: np.ndarray, frame_times: np.ndarray, tolerance: float,
-                 what: str) -> None:
-    """Raises ValueError unless `times` span `frame_times` to within `tolerance` s each side."""
-    lo = float(frame_times[0]) - float(times[0])
-    hi = float(frame_times[-1]) - float(times[-1])
-    if lo < -tolerance or hi > tolerance:
-        raise ValueError(
-            f"{what} covers {times[0]:.2f}–{times[-1]:.2f} s but the frames span "
-            f"{frame_times[0]:.2f}–{frame_times[-1]:.2f} s (tolerance {tolerance} s)"
-        )
-
-
-def resample(values: np.ndarray, times: np.ndarray, new_times: np.ndarray) -> np.ndarray:
-    """Linear interpolation of `values` `[L]` at `times` onto `new_times` `[T]` (edges held)."""
-    order = np.argsort(times, kind="stable")
-    return np.interp(new_times, np.asarray(times)[order], np.asarray(values)[order])
-
-
-def nearest_index(times: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """For each of `query` `[T]`, the index of the nearest of the sorted `times` `[N]`."""
-    right = np.clip(np.searchsorted(times, query), 1, len(times) - 1)
-    left = right - 1
-    take_left = np.abs(query - times[left]) <= np.abs(times[right] - query)
-    return np.where(take_left, left, right) if len(times) > 1 else np.zeros(len(query), int)
-
-
-def clip_starts(num_frames: int, length: int, stride: int) -> np.ndarray:
-    """Start frames of the full clips of `length` frames every `stride` frames."""
-    if length < 1 or stride < 1:
-        raise ValueError(f"clip length {length} and stride {stride} must be ≥ 1")
-    return np.arange(0, max(0, num_frames - length + 1), stride, dtype=np.int64)
-
-
-def mean_rate(times: np.ndarray) -> float:
-    """Mean sample rate (Hz) of increasing `times` `[T]` s."""
-    span = float(times[-1] - times[0])
-    if len(times) < 2 or span <= 0:
-        raise ValueError(f"cannot derive a rate from {len(times)} times spanning {span} s")
-    return (len(times) - 1) / span
 
 
 def spectral_hr(x: np.ndarray, fs: float, low_bpm: float = 40.0, high_bpm: float = 180.0,

@@ -4,7 +4,7 @@
         [--size 64] [--clip-length 128] [--stride CLIP_LENGTH] [--workers 4]
 
 Per video: read frames lazily, track the face (Haar cascade every `--redetect-every`
-frames, smoothed, last box held on misses; see `data_prep.face`), crop `--box-scale` ×
+frames, smoothed, last box held on misses; see `ienet_jax.video.face`), crop `--box-scale` ×
 the face box and resize to `--size` (INTER_AREA), resample the label onto the frame times
 (linear, by timestamp), cut clips of `--clip-length` frames every `--stride` frames
 (default: the clip length, so clips lie back to back and every frame is used), and label

@@ -19,10 +19,12 @@ import numpy as np
 from absl import logging
 
 from data_prep import clips as clipping
-from data_prep import face
 from data_prep.readers import get_reader
 from data_prep.readers.base import ClipSet, Entry, ReaderOptions, Recording
 from ienet_jax.data import features
+from ienet_jax.eval.stitch import clip_starts
+from ienet_jax.video import clock
+from ienet_jax.video.face_video import FaceOptions, read_face_video
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,93 +40,37 @@ class ProcessOptions:
     sanity_bpm: POS-vs-label HR difference flagged in the report.
     """
 
-    size: int = 64
+    size: int = FaceOptions.size
     clip_length: int = 128
     stride: int = 128
-    box_scale: float = 1.5
-    redetect_every: int = 30
-    smoothing: float = 0.5
-    nir_box: str = "own"
-    tolerance: float = 1.0
+    box_scale: float = FaceOptions.box_scale
+    redetect_every: int = FaceOptions.redetect_every
+    smoothing: float = FaceOptions.smoothing
+    nir_box: str = FaceOptions.nir_box
+    tolerance: float = FaceOptions.tolerance
     sanity_bpm: float = 10.0
     frame_encoding: str = "zlib"
 
-
-_DETECTOR: face.FaceDetector | None = None
-
-
-def detector() -> face.FaceDetector:
-    """The process-wide Haar detector (built once per worker)."""
-    global _DETECTOR
-    if _DETECTOR is None:
-        _DETECTOR = face.HaarDetector()
-    return _DETECTOR
-
-
-def stream_times(times: np.ndarray | None, fps: float | None, n: int, where: str) -> np.ndarray:
-    """`[n]` frame times (s) for `n` decoded frames, from timestamps or the frame rate."""
-    if times is None:
-        if not fps or fps <= 0:
-            raise ValueError(f"{where}: no timestamps and no frame rate (pass --fps)")
-        return np.arange(n) / fps
-    if abs(len(times) - n) > 2:
-        raise ValueError(f"{where}: {len(times)} timestamps for {n} decoded frames")
-    if len(times) < n:  # a frame or two without timestamps at the end: extrapolate
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / (fps or 30.0)
-        times = np.concatenate([times, times[-1] + step * np.arange(1, n - len(times) + 1)])
-    return np.asarray(times[:n], dtype=np.float64)
-
-
-def _nir_crops(rec: Recording, rgb: face.CropResult, rgb_times_all: np.ndarray,
-               times: np.ndarray, opts: ProcessOptions, info: dict) -> np.ndarray:
-    """NIR crops `[T, S, S, 1]` paired to the kept RGB frames `times` by nearest time."""
-    nir = rec.nir
-    where = nir.path
-
-    def rgb_box(i: int, frame: np.ndarray) -> np.ndarray:
-        t = nir.times[i] if nir.times is not None and i < len(nir.times) else i / (nir.fps or 30)
-        j = int(clipping.nearest_index(rgb_times_all, np.array([t]))[0])
-        j = min(max(j - rgb.first_frame, 0), len(rgb.boxes) - 1)
-        sy, sx = frame.shape[0] / rgb.frame_shape[0], frame.shape[1] / rgb.frame_shape[1]
-        return rgb.boxes[j] * np.array([sx, sy, sx, sy])
-
-    if nir.times is None and not nir.fps:
-        raise ValueError(f"{where}: no timestamps and no frame rate (pass --nir-fps)")
-    tracker = None
-    if opts.nir_box == "own":
-        tracker = face.FaceTracker(detector(), opts.redetect_every, opts.smoothing)
-    result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
-                              box_for_frame=rgb_box, where=where)
-    mode = opts.nir_box
-    if tracker is not None and result.fallback_frames:
-        mode = (f"own, RGB box for the {result.fallback_frames} frames before the first NIR "
-                "face" if tracker.hits else "rgb (no face found in NIR)")
-    info["nir_box"] = mode
-    info["nir_detection_rate"] = round(result.detection_rate, 4) if result.attempts else None
-    nir_times = stream_times(nir.times, nir.fps, result.num_frames, where)
-    nir_times = nir_times[result.first_frame:result.first_frame + len(result.crops)]
-    tol = max(opts.tolerance, 2.0 / clipping.mean_rate(nir_times))
-    try:
-        clipping.check_covers(nir_times, times, tol, f"{where}: NIR")
-    except ValueError as e:
-        raise ValueError(f"RGB/NIR length mismatch: {e}") from None
-    return result.crops[clipping.nearest_index(nir_times, times)]
+    def face(self) -> FaceOptions:
+        """The face-cropping part (`ienet_jax.video.face_video`)."""
+        return FaceOptions(**{f.name: getattr(self, f.name)
+                              for f in dataclasses.fields(FaceOptions)})
 
 
 def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], dict]:
     """A `Recording` → (clip examples per `features.ClipSpec`, summary for the report)."""
-    entry, info = rec.entry, {}
-    tracker = face.FaceTracker(detector(), opts.redetect_every, opts.smoothing)
-    rgb = face.crop_stream(rec.rgb.frames(), opts.size, opts.box_scale, tracker=tracker,
-                           where=rec.rgb.path)
-    info.update(frames=rgb.num_frames, first_frame=rgb.first_frame,
+    entry = rec.entry
+    if rec.nir is not None and rec.nir.times is None and not rec.nir.fps:
+        raise ValueError(f"{rec.nir.path}: no timestamps and no frame rate (pass --nir-fps)")
+    video = read_face_video(rec.rgb, rec.nir, opts.face())
+    rgb, times_all, times = video.rgb, video.clock.times, video.times
+    info = dict(frames=rgb.num_frames, first_frame=rgb.first_frame,
                 detection_rate=round(rgb.detection_rate, 4), detections=rgb.attempts,
                 frame_size=list(rgb.frame_shape))
-    times_all = stream_times(rec.rgb.times, rec.rgb.fps, rgb.num_frames, rec.rgb.path)
-    kept = slice(rgb.first_frame, rgb.first_frame + len(rgb.crops))
-    times = times_all[kept]
-    fps_video = clipping.mean_rate(times_all)
+    fps_video = clock.mean_rate(times_all)
     info["fps"] = round(fps_video, 4)
+    if video.nir is not None:
+        info.update(nir_box=video.nir_box, nir_detection_rate=video.nir_detection_rate)
 
     label = np.asarray(rec.label, dtype=np.float64)
     clipping.check_finite(label, f"{entry.path}: label")
@@ -133,10 +79,10 @@ def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], d
         label_times = clipping.span_times(len(label), times_all[0], times_all[-1])
     tol = max(opts.tolerance, 2.0 / fps_video)
     try:
-        clipping.check_covers(label_times, times, tol, f"{entry.path}: label")
+        clock.check_covers(label_times, times, tol, f"{entry.path}: label")
     except ValueError as e:
         raise ValueError(f"label shorter than the video: {e}") from None
-    bvp = clipping.resample(label, label_times, times).astype(np.float32)
+    bvp = clock.resample(label, label_times, times).astype(np.float32)
 
     hr = hr_times = None
     if rec.hr is not None:
@@ -149,13 +95,11 @@ def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], d
     beats = None if hr is not None else clipping.beat_times(label, label_times)
     sources = collections.Counter()
 
-    nir = _nir_crops(rec, rgb, times_all, times, opts, info) if rec.nir is not None else None
-
     examples = []
-    for s in clipping.clip_starts(len(times), opts.clip_length, opts.stride):
+    for s in clip_starts(len(times), opts.clip_length, opts.stride):
         sl = slice(int(s), int(s) + opts.clip_length)
         clip_t = times[sl]
-        fps = clipping.mean_rate(clip_t)
+        fps = clock.mean_rate(clip_t)
         clip_hr, source = _clip_hr(clip_t, bvp[sl], fps, hr, hr_times, beats)
         sources[source] += 1
         ex = {
@@ -163,8 +107,8 @@ def recording_clips(rec: Recording, opts: ProcessOptions) -> tuple[list[dict], d
             "fps": np.float32(fps), "subject": entry.subject, "video": entry.video,
             "start_frame": np.int64(rgb.first_frame + s),
         }
-        if nir is not None:
-            ex["nir"] = nir[sl]
+        if video.nir is not None:
+            ex["nir"] = video.nir[sl]
         examples.append(ex)
     info["hr_sources"] = dict(sources)
     info["sanity"] = pos_sanity(rgb.means, bvp, fps_video, opts.sanity_bpm)

@@ -5,28 +5,28 @@
         [--method model|pos|chrom] [--hr_window 10] [--fps 30 | --timestamps time.txt] \
         --output out/
 
-Steps: decode the video(s) with OpenCV; track and crop the face exactly as the converter
-does (`data_prep.face`: Haar detection every 30 frames, smoothed box, square crops of
-1.5 × the box, resized to the model's `frame_size`); NIR frames get their own face
-track (falling back to the RGB box). Frame times (`data_prep.frame_times`) come from
-`--fps` if given, else a per-frame timestamp file (`--timestamps`, VIPL-HR's `time.txt`
-format, taken automatically when a `time.txt` sits beside the video), else the
+Steps: decode the video(s) with OpenCV; track and crop the face and pair NIR frames by
+time exactly as the converter does (`ienet_jax.video.face_video`: Haar detection every 30
+frames, smoothed box, square crops of 1.5 × the box, resized to the model's `frame_size`;
+NIR frames get their own face track, falling back to the RGB box, and the NIR frame
+nearest in time is paired with each RGB frame). Frame times (`ienet_jax.video.clock`)
+come from `--fps` if given, else a per-frame timestamp file (`--timestamps`, VIPL-HR's
+`time.txt` format, taken automatically when a `time.txt` sits beside the video), else the
 container's per-frame timestamps when the file has a variable rate, else its nominal
-rate; the face frames are put on a uniform grid at their mean rate (nearest frame, the
-mean RGB interpolated) and the NIR frames (`--nir_fps`, `--nir_timestamps`, or as for
-RGB) paired with it by time, as the converter pairs them. The source used is printed
+rate; NIR likewise with `--nir_fps`, `--nir_timestamps`. The face frames are used as
+decoded, at their mean rate (`fps`), as the converter's clips. The source used is printed
 and saved (`time_source`, `nir_time_source`). Then
 - `--method model`: sliding windows of `model.clip_length` frames (half overlapping,
   plus one ending at the last frame) → the model's rPPG, stitched (overlaps averaged;
   TS-CAN's derivative integrated); IENet's FEE head, if enabled, also gives one HR per
   window (`fee_hr_bpm`);
 - `--method pos|chrom`: the baseline on the per-frame mean RGB of the face box.
-The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz); its heart rate is the
-periodogram peak over the whole video (`hr_bpm`) and over windows of `--hr_window` s
-every second (`hr_series`). A video shorter than `--hr_window` gets one window, the
-whole video, and a `warning:` line (also in `warnings`; `hr_window_s` is then the
-video's length). Outputs in `--output`: `prediction.json`, `hr.csv`, `pulse.csv`,
-`prediction.png`.
+The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz) as the evaluator does
+(`ienet_jax.signal.filter_signal`); its heart rate is the periodogram peak over the whole
+video (`hr_bpm`) and over windows of `--hr_window` s every second (`hr_series`). A video
+shorter than `--hr_window` gets one window, the whole video, and a `warning:` line (also
+in `warnings`; `hr_window_s` is then the video's length). Outputs in `--output`:
+`prediction.json`, `hr.csv`, `pulse.csv`, `prediction.png`.
 
 The checkpoint is a trainer workdir (its latest checkpoint; the model config is read from
 its `config.json`) or a converted reference directory (`python -m ienet_jax.convert`).
@@ -38,135 +38,66 @@ exit code 2.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags, logging
 
-from data_prep import clips as clipping
-from data_prep import face, frame_times
-from data_prep.readers.base import video_stream
-from data_prep.readers.vipl_hr import read_time_txt
 from ienet_jax import signal
 from ienet_jax.data.source import DEFAULT_BOX_SCALE, crop_box_scale
+from ienet_jax.eval.stitch import clip_starts
+from ienet_jax.video import clock, face_video
+from ienet_jax.video.face_video import FaceVideo
+from ienet_jax.video.stream import Stream, video_stream
 
 METHODS = ("model", "pos", "chrom")
-REDETECT_EVERY = 30
-SMOOTHING = 0.5
-NIR_TOLERANCE_S = 1.0  # NIR may be this much shorter/longer than the RGB video
 
 
-@dataclasses.dataclass
-class FaceVideo:
-    """Face crops of a video on a uniform time grid (see `read_face_video`).
-
-    rgb `[N, S, S, 3]`, nir `[N, S, S, 1]` or None, means `[N, 3]` mean RGB of the face box;
-    `fps` Hz the grid's rate; `start_s` the time of the first crop (s from the first frame);
-    `first_frame` the decoded frame the crops start at, `num_frames` frames decoded;
-    `time_source` / `nir_time_source` where the frame times came from.
-    """
-
-    rgb: np.ndarray
-    nir: np.ndarray | None
-    means: np.ndarray
-    fps: float
-    first_frame: int
-    num_frames: int
-    start_s: float = 0.0
-    time_source: str = ""
-    nir_time_source: str | None = None
-
-
-def _stream(path: str | Path, gray: bool, what: str):
+def _stream(path: str | Path, gray: bool, what: str, fps: float | None) -> Stream:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} {path}: file not found")
-    return video_stream(path, gray=gray)
-
-
-def _rough_times(video: Path, fps: float | None, timestamps) -> np.ndarray | None:
-    """Frame times known before decoding (a rate or a timestamp file), for the NIR frames'
-    fallback to the RGB face box; None → the container's rate."""
-    if fps:
-        return None
-    path, _ = frame_times.timestamp_file(video, timestamps)
-    return read_time_txt(path) if path is not None else None
+    return video_stream(path, gray=gray, fps=fps)
 
 
 def read_face_video(video: str | Path, nir: str | Path | None, size: int,
                     box_scale: float = DEFAULT_BOX_SCALE, *, fps: float | None = None,
                     timestamps: str | Path | None = None, nir_fps: float | None = None,
                     nir_timestamps: str | Path | None = None) -> FaceVideo:
-    """Track and crop the face of `video` (and `nir`) into `size`-pixel crops of
-    `box_scale` × the face box, on a uniform time grid.
+    """Face crops of `video` (and `nir`, paired by time) as the converter cuts them
+    (`ienet_jax.video.face_video`), `size` pixels, `box_scale` × the face box.
 
     Frame times come from `fps`, else the timestamp file (`timestamps`, or `time.txt`
-    beside the video), else the container (see `data_prep.frame_times`); likewise for the
-    NIR video with `nir_fps` / `nir_timestamps`. The face frames are then put on a uniform
-    grid over their span at their mean rate (nearest frame; the mean RGB interpolated),
-    and NIR frames are paired with its times by nearest time, as the converter does.
+    beside the video), else the container (see `ienet_jax.video.clock`); likewise for the
+    NIR video with `nir_fps` / `nir_timestamps`.
     """
-    from data_prep.process import detector
+    def rgb_clock(stream: Stream, n: int) -> clock.Clock:
+        return clock.video_clock(video, n, nominal_fps=stream.fps, decoded_ms=stream.decoded_ms,
+                                 fps=fps, timestamps=timestamps)
 
-    rgb_stream = _stream(video, False, "video")
-    tracker = face.FaceTracker(detector(), REDETECT_EVERY, SMOOTHING)
-    rgb = face.crop_stream(rgb_stream.frames(), size, box_scale, tracker=tracker,
-                           where=str(video))
-    clock = frame_times.video_clock(video, rgb.num_frames, nominal_fps=rgb_stream.fps,
-                                    decoded_ms=rgb_stream.decoded_ms, fps=fps,
-                                    timestamps=timestamps)
-    kept = clock.times[rgb.first_frame:rgb.first_frame + len(rgb.crops)]
-    if len(kept) < 2:
-        raise ValueError(f"{video}: the face is visible in {len(kept)} frame, too few for a "
-                         "heart rate")
-    grid, rate = frame_times.uniform_grid(kept)
-    logging.info("%s: %d frames, %.2f fps from %s; face in %.0f%% of detections", video,
-                 rgb.num_frames, clock.fps, clock.source, 100 * rgb.detection_rate)
-    nearest = clipping.nearest_index(kept, grid)
-    means = np.stack([clipping.resample(m, kept, grid) for m in rgb.means.T.astype(np.float64)],
-                     axis=-1)
-    nir_crops, nir_source = None, None
+    def nir_clock(stream: Stream, n: int) -> clock.Clock:
+        return clock.video_clock(nir, n, nominal_fps=stream.fps, decoded_ms=stream.decoded_ms,
+                                 fps=nir_fps, timestamps=nir_timestamps, fps_flag="--nir_fps",
+                                 timestamps_flag="--nir_timestamps")
+
+    rgb, nir_stream = _stream(video, False, "video", fps), None
     if nir is not None:
-        nir_stream = _stream(nir, True, "NIR video")
-        rough = _rough_times(Path(nir), nir_fps, nir_timestamps)
-        rough_fps = nir_fps or nir_stream.fps or clock.fps
-
-        def rgb_box(i: int, frame: np.ndarray) -> np.ndarray:
-            t = rough[i] if rough is not None and i < len(rough) else i / rough_fps
-            j = int(clipping.nearest_index(clock.times, np.array([t]))[0]) - rgb.first_frame
-            j = min(max(j, 0), len(rgb.boxes) - 1)
-            sy = frame.shape[0] / rgb.frame_shape[0]
-            sx = frame.shape[1] / rgb.frame_shape[1]
-            return rgb.boxes[j] * np.array([sx, sy, sx, sy])
-
-        nir_result = face.crop_stream(
-            nir_stream.frames(), size, box_scale, where=str(nir), box_for_frame=rgb_box,
-            tracker=face.FaceTracker(detector(), REDETECT_EVERY, SMOOTHING))
-        nir_clock = frame_times.video_clock(
-            nir, nir_result.num_frames, nominal_fps=nir_stream.fps,
-            decoded_ms=nir_stream.decoded_ms, fps=nir_fps, timestamps=nir_timestamps,
-            fps_flag="--nir_fps", timestamps_flag="--nir_timestamps")
-        rgb_seconds, nir_seconds = float(clock.times[-1]), float(nir_clock.times[-1])
-        if abs(rgb_seconds - nir_seconds) > NIR_TOLERANCE_S:
-            raise ValueError(
-                f"RGB/NIR length mismatch: {video} lasts {rgb_seconds:.2f} s "
-                f"({rgb.num_frames} frames, times from {clock.source}) but {nir} lasts "
-                f"{nir_seconds:.2f} s ({nir_result.num_frames} frames, times from "
-                f"{nir_clock.source}); they must cover the same time (tolerance "
-                f"{NIR_TOLERANCE_S} s; --fps/--timestamps and --nir_fps/--nir_timestamps "
-                "set the frame times)")
-        nir_kept = nir_clock.times[nir_result.first_frame:
-                                   nir_result.first_frame + len(nir_result.crops)]
-        nir_crops = nir_result.crops[clipping.nearest_index(nir_kept, grid)]
-        nir_source = nir_clock.source
-        logging.info("%s: %d frames, %.2f fps from %s", nir, nir_result.num_frames,
-                     nir_clock.fps, nir_source)
-    return FaceVideo(rgb=rgb.crops[nearest], nir=nir_crops, means=means, fps=rate,
-                     first_frame=rgb.first_frame, num_frames=rgb.num_frames,
-                     start_s=float(grid[0]), time_source=clock.source,
-                     nir_time_source=nir_source)
+        nir_stream = _stream(nir, True, "NIR video", nir_fps)
+        stamps, _ = clock.timestamp_file(nir, nir_timestamps)
+        if not nir_fps and stamps is not None:  # NIR times before decoding: RGB box fallback
+            nir_stream.times = clock.read_time_txt(stamps)
+    fv = face_video.read_face_video(rgb, nir_stream,
+                                    face_video.FaceOptions(size=size, box_scale=box_scale),
+                                    clock=rgb_clock, nir_clock=nir_clock)
+    if len(fv.times) < 2:
+        raise ValueError(f"{video}: the face is visible in {len(fv.times)} frame, too few for "
+                         "a heart rate")
+    logging.info("%s: %d frames, %.2f fps from %s; face in %.0f%% of detections", video,
+                 fv.rgb.num_frames, fv.clock.fps, fv.clock.source, 100 * fv.rgb.detection_rate)
+    if fv.nir_clock is not None:
+        logging.info("%s: %.2f fps from %s", nir, fv.nir_clock.fps, fv.nir_clock.source)
+    return fv
 
 
 def training_box_scale(checkpoint: str | Path) -> float:
@@ -185,17 +116,18 @@ def training_box_scale(checkpoint: str | Path) -> float:
 
 def window_starts(n: int, length: int) -> np.ndarray:
     """Starts of half-overlapping windows of `length` frames covering all `n` frames."""
-    starts = clipping.clip_starts(n, length, max(1, length // 2))
+    starts = clip_starts(n, length, max(1, length // 2))
     if len(starts) and starts[-1] + length < n:
         starts = np.append(starts, n - length)
     return starts
 
 
 def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """`(pulse [N], fee_hr [K] or None, window starts [K])` of a `ClipModel` on `video`."""
+    """`(pulse [N], fee_hr [K] or None, window starts [K])` of a `ClipModel` on `video`
+    (the pulse as the model gives it: its derivative for `model.derivative`)."""
     from ienet_jax.eval.stitch import stitch
 
-    t, n = model.clip_length, len(video.rgb)
+    t, n = model.clip_length, len(video.times)
     if model.needs_nir and video.nir is None:
         raise ValueError("the model (IENet) needs a NIR video: pass --nir, or use "
                          "--method pos|chrom")
@@ -203,25 +135,23 @@ def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None,
         raise ValueError(f"the face is visible for {n} frames ({n / video.fps:.1f} s) but "
                          f"the model needs clips of model.clip_length={t} frames")
     starts = window_starts(n, t)
-    rgb = np.stack([video.rgb[s:s + t] for s in starts])
+    rgb = np.stack([video.rgb.crops[s:s + t] for s in starts])
     nir = np.stack([video.nir[s:s + t] for s in starts]) if model.needs_nir else None
     out = model(rgb, nir, where="video", fps=video.fps)
     _, series = stitch(starts, {"rppg": list(out["rppg"])})
-    pulse = series["rppg"]
-    if model.derivative:
-        pulse = np.cumsum(pulse)
-    return pulse, out.get("hr"), starts
+    return series["rppg"], out.get("hr"), starts
 
 
-def hr_over_time(pulse: np.ndarray, fps: float, window_s: float) -> dict:
-    """Filtered pulse, whole-video HR and HR in `window_s`-second windows every second.
+def hr_over_time(pulse: np.ndarray, fps: float, window_s: float, *,
+                 derivative: bool = False) -> dict:
+    """Filtered pulse (`signal.filter_signal`; integrated first if `derivative`), whole-video
+    HR and HR in `window_s`-second windows every second (`signal.fft_hr`).
 
     A video shorter than `window_s` gets one window, the whole video (`window_s` in the
     result is then the video's length) and a `warning` saying so."""
     if len(pulse) < 3 * 9:
         raise ValueError(f"{len(pulse)} frames are too few for a heart rate")
-    filtered = signal.bandpass(signal.detrend(pulse, signal.per_video.DETREND_LAMBDA), fps,
-                               *signal.per_video.BAND_HZ, order=signal.per_video.BAND_ORDER)
+    filtered = signal.filter_signal(pulse, fps, diff=derivative)
     size = int(round(window_s * fps))
     warning = None
     if size > len(filtered):
@@ -230,16 +160,15 @@ def hr_over_time(pulse: np.ndarray, fps: float, window_s: float) -> dict:
                    f"{window_s:g} s: the HR over time is one value over the whole video "
                    "(pass a shorter --hr_window for more)")
         logging.warning(warning)
-    step = max(1, int(round(fps)))
-    starts = range(0, len(filtered) - size + 1, step)
+    starts = np.arange(0, len(filtered) - size + 1, max(1, int(round(fps))))
+    windows = np.stack([filtered[s:s + size] for s in starts])
     return {
         "filtered": filtered,
         "hr_bpm": float(signal.fft_hr(filtered, fps, *signal.per_video.BAND_HZ)),
         "window_s": size / fps if warning else window_s,
         "warning": warning,
         "times": [(s + size / 2) / fps for s in starts],
-        "hr": [float(signal.fft_hr(filtered[s:s + size], fps, *signal.per_video.BAND_HZ))
-               for s in starts],
+        "hr": [float(h) for h in signal.fft_hr(windows, fps, *signal.per_video.BAND_HZ)],
         "resolution_bpm": signal.fft_resolution_bpm(size, fps),
     }
 
@@ -294,15 +223,17 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
         pulse, fee, starts = model_pulse(model, fv)
     else:
         fn = signal.pos if method == "pos" else signal.chrom
-        pulse = fn(fv.means, fv.fps)
-    hr = hr_over_time(pulse, fv.fps, hr_window)
-    t0 = fv.start_s
+        pulse = fn(fv.rgb.means.astype(np.float64), fv.fps)
+    hr = hr_over_time(pulse, fv.fps, hr_window,
+                      derivative=model is not None and model.derivative)
+    t0 = float(fv.times[0])
     result = {
         "video": str(video), "nir": None if nir is None else str(nir), "method": method,
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "model": None if model is None else model.name,
-        "fps": fv.fps, "time_source": fv.time_source, "nir_time_source": fv.nir_time_source,
-        "frames": fv.num_frames, "first_face_frame": fv.first_frame,
+        "fps": fv.fps, "time_source": fv.clock.source,
+        "nir_time_source": fv.nir_clock.source if fv.nir_clock else None,
+        "frames": fv.rgb.num_frames, "first_face_frame": fv.rgb.first_frame,
         "box_scale": box_scale,
         "hr_bpm": hr["hr_bpm"],
         "hr_window_s": hr["window_s"], "hr_resolution_bpm": hr["resolution_bpm"],

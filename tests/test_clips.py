@@ -1,4 +1,5 @@
-"""Label alignment, chunking and clip HR (data_prep.clips)."""
+"""Label alignment and clip HR (data_prep.clips); clip starts (ienet_jax.eval.stitch) and
+time-axis helpers (ienet_jax.video.clock)."""
 
 import dataclasses
 
@@ -7,31 +8,33 @@ import pytest
 
 from data_prep import clips
 from data_prep.synth import get_preset, make_session
+from ienet_jax.eval.stitch import clip_starts
+from ienet_jax.video import clock
 
 
 def test_clip_starts():
-    np.testing.assert_array_equal(clips.clip_starts(300, 128, 128), [0, 128])
-    np.testing.assert_array_equal(clips.clip_starts(300, 128, 64), [0, 64, 128])
-    assert clips.clip_starts(100, 128, 128).size == 0
-    np.testing.assert_array_equal(clips.clip_starts(128, 128, 1), [0])
+    np.testing.assert_array_equal(clip_starts(300, 128, 128), [0, 128])
+    np.testing.assert_array_equal(clip_starts(300, 128, 64), [0, 64, 128])
+    assert clip_starts(100, 128, 128).size == 0
+    np.testing.assert_array_equal(clip_starts(128, 128, 1), [0])
     with pytest.raises(ValueError, match="stride"):
-        clips.clip_starts(10, 5, 0)
+        clip_starts(10, 5, 0)
 
 
 def test_resample_and_nearest():
     t = np.array([0.0, 1.0, 2.0])
-    np.testing.assert_allclose(clips.resample([0, 10, 20], t, [0.5, 1.5, 3.0]), [5, 15, 20])
+    np.testing.assert_allclose(clock.resample([0, 10, 20], t, [0.5, 1.5, 3.0]), [5, 15, 20])
     # Unsorted label times are sorted first.
-    np.testing.assert_allclose(clips.resample([20, 0, 10], [2.0, 0.0, 1.0], [0.5]), [5])
-    np.testing.assert_array_equal(clips.nearest_index(t, np.array([-1, 0.4, 0.6, 1.9, 5])),
+    np.testing.assert_allclose(clock.resample([20, 0, 10], [2.0, 0.0, 1.0], [0.5]), [5])
+    np.testing.assert_array_equal(clock.nearest_index(t, np.array([-1, 0.4, 0.6, 1.9, 5])),
                                   [0, 0, 1, 2, 2])
 
 
 def test_coverage_and_finite_checks():
     frames = np.arange(0, 10, 0.1)
-    clips.check_covers(np.array([0.3, 9.5]), frames, 0.5, "label")
+    clock.check_covers(np.array([0.3, 9.5]), frames, 0.5, "label")
     with pytest.raises(ValueError, match=r"label covers 0.00–5.00 s but the frames span"):
-        clips.check_covers(np.array([0.0, 5.0]), frames, 0.5, "label")
+        clock.check_covers(np.array([0.0, 5.0]), frames, 0.5, "label")
     with pytest.raises(ValueError, match="x.csv: 2 NaN/inf values \\(first at sample 1\\)"):
         clips.check_finite(np.array([0.0, np.nan, 1.0, np.inf]), "x.csv")
 
@@ -79,6 +82,6 @@ def test_series_hr_is_time_average():
 
 
 def test_mean_rate():
-    assert clips.mean_rate(np.arange(31) / 30.0) == pytest.approx(30.0)
+    assert clock.mean_rate(np.arange(31) / 30.0) == pytest.approx(30.0)
     with pytest.raises(ValueError):
-        clips.mean_rate(np.zeros(3))
+        clock.mean_rate(np.zeros(3))

@@ -1,20 +1,22 @@
-"""Per-video processing helpers (data_prep.process): frame times, POS sanity check."""
+"""Per-video processing helpers (data_prep.process): POS sanity check; frame times
+(ienet_jax.video.clock)."""
 
 import numpy as np
 import pytest
 
 from data_prep import process
+from ienet_jax.video import clock
 
 
 def test_stream_times():
-    np.testing.assert_allclose(process.stream_times(None, 25.0, 4, "v"), [0, 0.04, 0.08, 0.12])
+    np.testing.assert_allclose(clock.stream_times(None, 25.0, 4, "v"), [0, 0.04, 0.08, 0.12])
     t = np.array([0.0, 0.1, 0.2])
-    np.testing.assert_allclose(process.stream_times(t, None, 4, "v"), [0, 0.1, 0.2, 0.3])
-    np.testing.assert_allclose(process.stream_times(t, None, 2, "v"), [0, 0.1])
+    np.testing.assert_allclose(clock.stream_times(t, None, 4, "v"), [0, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(clock.stream_times(t, None, 2, "v"), [0, 0.1])
     with pytest.raises(ValueError, match="v: 3 timestamps for 9 decoded frames"):
-        process.stream_times(t, None, 9, "v")
+        clock.stream_times(t, None, 9, "v")
     with pytest.raises(ValueError, match="pass --fps"):
-        process.stream_times(None, None, 3, "v")
+        clock.stream_times(None, None, 3, "v")
 
 
 def _means(pulse, rng):

@@ -1,10 +1,10 @@
-"""Face detection, box tracking and cropping (data_prep.face)."""
+"""Face detection, box tracking and cropping (ienet_jax.video.face)."""
 
 import numpy as np
 import pytest
 from convert_fakes import render
 
-from data_prep import face
+from ienet_jax.video import face
 
 
 class FakeDetector:

@@ -171,7 +171,7 @@ def test_pos_uses_the_recordings_frame_times_as_the_converter_does(vipl, tmp_pat
 
 def test_nir_frames_are_paired_by_their_own_timestamps(vipl, tmp_path):
     """A NIR camera on its own irregular clock (every 2nd or 4th RGB frame; its container
-    claims 30 fps): each grid frame gets the NIR frame nearest in time, read from NIR's
+    claims 30 fps): each RGB frame gets the NIR frame nearest in time, read from NIR's
     time.txt (frame j is a flat grey of level 20 + 2j)."""
     from ienet_jax.predict import read_face_video
 
@@ -187,19 +187,19 @@ def test_nir_frames_are_paired_by_their_own_timestamps(vipl, tmp_path):
     (nir_dir / "time.txt").write_text("".join(f"{v}\n" for v in rgb_stamps[idx]))
 
     fv = read_face_video(vipl / "source1" / "video.avi", nir_dir / "video.avi", 32)
-    assert fv.nir_time_source.startswith(f"timestamps {nir_dir / 'time.txt'}")
+    assert fv.nir_clock.source.startswith(f"timestamps {nir_dir / 'time.txt'}")
     rgb_t = (rgb_stamps - rgb_stamps[0]) / 1000.0
-    kept = rgb_t[fv.first_frame:fv.first_frame + len(fv.rgb)]
-    grid = np.linspace(kept[0], kept[-1], len(kept))
+    kept = rgb_t[fv.rgb.first_frame:fv.rgb.first_frame + len(fv.rgb.crops)]
+    np.testing.assert_allclose(fv.times, kept)  # the frames as decoded, at their own times
     nir_t = (rgb_stamps[idx] - rgb_stamps[0]) / 1000.0
-    want = np.argmin(np.abs(grid[:, None] - nir_t[None, :]), axis=1)
+    want = np.argmin(np.abs(kept[:, None] - nir_t[None, :]), axis=1)
     got = np.round((fv.nir.reshape(len(fv.nir), -1).mean(1) - 20) / 2).astype(int)
     np.testing.assert_array_equal(got, want)
 
 
 def test_frame_time_sources_and_their_errors(tmp_path):
-    from data_prep.frame_times import container_times, video_clock
-    from data_prep.readers.base import video_stream
+    from ienet_jax.video.clock import container_times, video_clock
+    from ienet_jax.video.stream import video_stream
 
     n, fps = 100, 25.0
     steady = 1000 * np.arange(n) / fps

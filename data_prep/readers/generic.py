@@ -25,8 +25,8 @@ from data_prep.readers.base import (
     Recording,
     column,
     read_csv_columns,
-    video_stream,
 )
+from ienet_jax.video.stream import video_stream
 
 NAME = "generic"
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.readers.base import Entry, ReaderOptions, Recording, video_stream
+from data_prep.readers.base import Entry, ReaderOptions, Recording
+from ienet_jax.video.stream import video_stream
 
 NAME = "ubfc_rppg"
 

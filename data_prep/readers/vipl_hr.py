@@ -23,8 +23,9 @@ from data_prep.readers.base import (
     Recording,
     column,
     read_csv_columns,
-    video_stream,
 )
+from ienet_jax.video.clock import read_time_txt
+from ienet_jax.video.stream import video_stream
 
 NAME = "vipl_hr"
 RGB_SOURCES = ("source1", "source2", "source3")
@@ -46,19 +47,6 @@ def discover(root: Path, options: ReaderOptions) -> list[Entry]:
         vid = f"{subject}/{session.name}/{source_dir.name}"
         entries.append(Entry(NAME, vid, subject, str(video), tuple(files)))
     return entries
-
-
-def read_time_txt(path: str | Path) -> np.ndarray:
-    """Frame times `[T]` (s, relative to the first) of a VIPL-HR `time.txt`: one
-    timestamp (ms) per line, increasing."""
-    path = Path(path)
-    try:
-        ms = np.array([float(x) for x in path.read_text().split()], dtype=np.float64)
-    except ValueError as e:
-        raise ValueError(f"{path}: expected one timestamp (ms) per line ({e})") from None
-    if len(ms) < 2 or np.any(np.diff(ms) <= 0):
-        raise ValueError(f"{path}: timestamps must be increasing, one per frame")
-    return (ms - ms[0]) / 1000.0
 
 
 def _frame_times(directory: Path) -> np.ndarray | None:

@@ -1,5 +1,7 @@
 """Clips of one video back into one series: ordered by `start_frame`, overlaps averaged.
 
+A video of N frames is cut into clips at `clip_starts` (the converter, `predict`).
+
 A clip `k` covers frames `start[k] … start[k] + T − 1` of its video. Stitching accumulates
 each clip's values `[T, ...]` on the video's frame axis and divides by how many clips
 cover each frame (stride < T: overlapping frames are averaged; stride = T: plain
@@ -13,6 +15,13 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+
+def clip_starts(num_frames: int, length: int, stride: int) -> np.ndarray:
+    """Start frames of the full clips of `length` frames every `stride` frames."""
+    if length < 1 or stride < 1:
+        raise ValueError(f"clip length {length} and stride {stride} must be ≥ 1")
+    return np.arange(0, max(0, num_frames - length + 1), stride, dtype=np.int64)
 
 
 @dataclasses.dataclass

@@ -2,8 +2,8 @@
 
 Two worlds, on purpose:
 - Evaluation (numpy/scipy, float64, per video; rPPG-Toolbox conventions, evaluation.md):
-  `detrend`, `bandpass`, `periodogram`, `fft_hr`, `peak_hr`, `snr_db`, `macc`,
-  `hr_from_signals`, `evaluate_video`, `evaluation_windows`.
+  `detrend`, `bandpass`, `filter_signal`, `periodogram`, `fft_hr`, `peak_hr`, `snr_db`,
+  `macc`, `hr_from_signals`, `evaluate_video`, `evaluation_windows`.
 - Training (JAX, jittable, differentiable; IENet's FEE conventions): `bpm_grid`,
   `bpm_power`, `normalized_psd`, `hard_gate_hr`, `soft_gate_hr`.
 - Baselines `pos`, `chrom`, `green`: jitted JAX window core, numpy post-filter/output.
@@ -25,6 +25,7 @@ from ienet_jax.signal.per_video import (  # noqa: F401
     evaluate_video,
     evaluation_windows,
     filter_pair,
+    filter_signal,
     hr_from_signals,
 )
 from ienet_jax.signal.spectrum import (  # noqa: F401

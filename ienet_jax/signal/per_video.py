@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ienet_jax.signal.checks import as_pair, check_fs
+from ienet_jax.signal.checks import as_pair, as_signal, check_fs
 from ienet_jax.signal.filters import bandpass, detrend
 from ienet_jax.signal.hr import fft_hr, macc, peak_hr, snr_db
 
@@ -21,17 +21,20 @@ HR_METHODS = ("fft", "peak")
 MIN_WINDOW = 9
 
 
+def filter_signal(x, fs, *, diff: bool = False) -> np.ndarray:
+    """Steps 1–3 for a signal `[..., T]` (T ≥ 3): cumsum if `diff`, detrend, band-pass."""
+    fs = check_fs(fs)
+    x = as_signal(x, "x", min_length=3)
+    if diff:
+        x = np.cumsum(x, axis=-1)
+    return bandpass(detrend(x, DETREND_LAMBDA), fs, *BAND_HZ, order=BAND_ORDER)
+
+
 def filter_pair(pred, label, fs, *, diff: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1–3 for a pred/label pair `[..., T]`: cumsum if `diff`, detrend, band-pass."""
+    """`filter_signal` of a pred/label pair `[..., T]`."""
     fs = check_fs(fs)
     pred, label = as_pair(pred, label, min_length=3)
-
-    def one(x):
-        if diff:
-            x = np.cumsum(x, axis=-1)
-        return bandpass(detrend(x, DETREND_LAMBDA), fs, *BAND_HZ, order=BAND_ORDER)
-
-    return one(pred), one(label)
+    return filter_signal(pred, fs, diff=diff), filter_signal(label, fs, diff=diff)
 
 
 def _hr(x: np.ndarray, fs: float, method: str):

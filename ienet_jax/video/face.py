@@ -119,6 +119,17 @@ class CropResult:
         return self.hits / max(1, self.attempts)
 
 
+_DETECTOR: HaarDetector | None = None
+
+
+def detector() -> FaceDetector:
+    """The process-wide Haar detector (built once per process, e.g. per converter worker)."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        _DETECTOR = HaarDetector()
+    return _DETECTOR
+
+
 class FaceTracker:
     """Per-frame face boxes from a detector run every `redetect_every` frames."""
 

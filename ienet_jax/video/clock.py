@@ -1,18 +1,18 @@
-"""Frame times of a decoded video file, from the best source there is, and a uniform grid.
+"""Frame times of a decoded stream, from the best source there is, and time-axis helpers.
 
 Sources, in the order `video_clock` takes them:
 1. a rate the user gives (`--fps`): frame i at `i / fps`, whatever the file says;
-2. a per-frame timestamp file (VIPL-HR's `time.txt`: one ms stamp per line, parsed by
-   `readers.vipl_hr.read_time_txt`), given or found as `time.txt` beside the video;
+2. a per-frame timestamp file (VIPL-HR's `time.txt`: one ms stamp per line,
+   `read_time_txt`), given or found as `time.txt` beside the video;
 3. the container's own per-frame timestamps (OpenCV `CAP_PROP_POS_MSEC`, recorded while
    decoding in `Stream.decoded_ms`) when they are sane (one per frame, finite, increasing,
    a mean rate within a factor 2 of the nominal one) and variable (some frame lies more
    than a quarter period off `i / nominal fps`);
 4. the container's nominal rate.
-Times are seconds relative to the first frame. `uniform_grid` spreads the same number of
-times evenly over their span at their mean rate, as the converter's label alignment
-(`clips.beat_times`) does; frames are then taken by nearest time (`clips.nearest_index`,
-the converter's RGB/NIR pairing) and per-frame signals interpolated (`clips.resample`).
+The converter's readers choose the source per dataset layout and set `Stream.times` or
+`Stream.fps`; `stream_clock` reads those. Times are seconds relative to the first frame.
+Two streams (RGB and NIR) are paired by nearest time (`nearest_index`); per-frame signals
+move between time axes by linear interpolation (`resample`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,42 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import clips
-from data_prep.readers.vipl_hr import read_time_txt
-
 TIMESTAMP_FILE = "time.txt"  # the per-frame timestamp file taken from beside a video
 VARIABLE_PERIODS = 0.25  # container stamps this many periods off i / fps: variable rate
+
+
+def mean_rate(times: np.ndarray) -> float:
+    """Mean sample rate (Hz) of increasing `times` `[T]` s."""
+    span = float(times[-1] - times[0])
+    if len(times) < 2 or span <= 0:
+        raise ValueError(f"cannot derive a rate from {len(times)} times spanning {span} s")
+    return (len(times) - 1) / span
+
+
+def resample(values: np.ndarray, times: np.ndarray, new_times: np.ndarray) -> np.ndarray:
+    """Linear interpolation of `values` `[L]` at `times` onto `new_times` `[T]` (edges held)."""
+    order = np.argsort(times, kind="stable")
+    return np.interp(new_times, np.asarray(times)[order], np.asarray(values)[order])
+
+
+def nearest_index(times: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """For each of `query` `[T]`, the index of the nearest of the sorted `times` `[N]`."""
+    right = np.clip(np.searchsorted(times, query), 1, len(times) - 1)
+    left = right - 1
+    take_left = np.abs(query - times[left]) <= np.abs(times[right] - query)
+    return np.where(take_left, left, right) if len(times) > 1 else np.zeros(len(query), int)
+
+
+def check_covers(times: np.ndarray, frame_times: np.ndarray, tolerance: float,
+                 what: str) -> None:
+    """Raises ValueError unless `times` span `frame_times` to within `tolerance` s each side."""
+    lo = float(frame_times[0]) - float(times[0])
+    hi = float(frame_times[-1]) - float(times[-1])
+    if lo < -tolerance or hi > tolerance:
+        raise ValueError(
+            f"{what} covers {times[0]:.2f}–{times[-1]:.2f} s but the frames span "
+            f"{frame_times[0]:.2f}–{frame_times[-1]:.2f} s (tolerance {tolerance} s)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +72,42 @@ class Clock:
     @property
     def fps(self) -> float:
         """Mean frame rate (Hz)."""
-        return clips.mean_rate(self.times)
+        return mean_rate(self.times)
+
+
+def read_time_txt(path: str | Path) -> np.ndarray:
+    """Frame times `[T]` (s, relative to the first) of a VIPL-HR `time.txt`: one
+    timestamp (ms) per line, increasing."""
+    path = Path(path)
+    try:
+        ms = np.array([float(x) for x in path.read_text().split()], dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"{path}: expected one timestamp (ms) per line ({e})") from None
+    if len(ms) < 2 or np.any(np.diff(ms) <= 0):
+        raise ValueError(f"{path}: timestamps must be increasing, one per frame")
+    return (ms - ms[0]) / 1000.0
+
+
+def stream_times(times: np.ndarray | None, fps: float | None, n: int, where: str) -> np.ndarray:
+    """`[n]` frame times (s) for `n` decoded frames, from timestamps or the frame rate."""
+    if times is None:
+        if not fps or fps <= 0:
+            raise ValueError(f"{where}: no timestamps and no frame rate (pass --fps)")
+        return np.arange(n) / fps
+    if abs(len(times) - n) > 2:
+        raise ValueError(f"{where}: {len(times)} timestamps for {n} decoded frames")
+    if len(times) < n:  # a frame or two without timestamps at the end: extrapolate
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / (fps or 30.0)
+        times = np.concatenate([times, times[-1] + step * np.arange(1, n - len(times) + 1)])
+    return np.asarray(times[:n], dtype=np.float64)
+
+
+def stream_clock(stream, n: int) -> Clock:
+    """The times of the `n` decoded frames of a `Stream` as its reader set them: its
+    `times` (a stamp or two short at the end extrapolated), else `i / fps`."""
+    times = stream_times(stream.times, stream.fps, n, stream.path)
+    source = "timestamps" if stream.times is not None else f"frame rate {stream.fps:g} fps"
+    return Clock(times, source)
 
 
 def timestamp_file(video: str | Path, given: str | Path | None) -> tuple[Path | None, bool]:
@@ -68,25 +134,13 @@ def container_times(ms: Sequence[float] | None, fps: float | None) -> tuple[np.n
     t = (ms - ms[0]) / 1000.0
     if not fps or fps <= 0:
         return t, ""
-    rate = clips.mean_rate(t)
+    rate = mean_rate(t)
     if not 0.5 * fps <= rate <= 2.0 * fps:
         return None, (f"its per-frame timestamps give {rate:.2f} fps, not near the nominal "
                       f"{fps:g}")
     if np.max(np.abs(t - np.arange(len(t)) / fps)) <= VARIABLE_PERIODS / fps:
         return None, ""  # a constant rate: the nominal one says the same
     return t, ""
-
-
-def _count_checked(times: np.ndarray, n: int, path: Path, video: str, flags: str) -> np.ndarray:
-    """`times` for `n` frames as the converter takes them (`process.stream_times`: a stamp
-    or two short at the end extrapolated), else an error naming the flags."""
-    from data_prep.process import stream_times
-
-    try:
-        return stream_times(times, None, n, str(path))
-    except ValueError as e:
-        raise ValueError(f"{e} of {video}: pass this video's timestamp file or a rate "
-                         f"({flags})") from None
 
 
 def video_clock(video: str | Path, n: int, *, nominal_fps: float | None,
@@ -112,21 +166,18 @@ def video_clock(video: str | Path, n: int, *, nominal_fps: float | None,
         except ValueError as e:
             hint = f"found beside {video}; " if found else ""
             raise ValueError(f"{e} ({hint}pass {flags} for other frame times)") from None
-        times = _count_checked(stamps, n, path, str(video), flags)
+        try:
+            times = stream_times(stamps, None, n, str(path))
+        except ValueError as e:
+            raise ValueError(f"{e} of {video}: pass this video's timestamp file or a rate "
+                             f"({flags})") from None
         return Clock(times, f"timestamps {path}" + (" (found beside the video)" if found else ""))
     times, why = container_times(decoded_ms, nominal_fps)
     if times is not None:
         return Clock(times, f"container timestamps (variable rate, mean "
-                            f"{clips.mean_rate(times):.2f} fps)")
+                            f"{mean_rate(times):.2f} fps)")
     if not nominal_fps or nominal_fps <= 0:
         raise ValueError(f"{video}: the file gives no frame rate and no usable frame "
                          f"timestamps ({why or 'none'}): pass {flags}")
     note = f" ({why})" if why else ""
     return Clock(np.arange(n) / nominal_fps, f"container frame rate {nominal_fps:g} fps{note}")
-
-
-def uniform_grid(times: np.ndarray) -> tuple[np.ndarray, float]:
-    """`[T]` evenly spaced times over the span of increasing `times` `[T]`, and their rate
-    (Hz, the mean rate of `times`)."""
-    times = np.asarray(times, dtype=np.float64)
-    return np.linspace(times[0], times[-1], len(times)), clips.mean_rate(times)

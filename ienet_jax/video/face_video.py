@@ -1,0 +1,126 @@
+"""A recording's face crops: the RGB stream tracked and cropped, NIR paired by time.
+
+The one face path of the converter (`data_prep.process`) and `python -m ienet_jax.predict`:
+
+- RGB: the face is tracked (`face.FaceTracker`: detection every `redetect_every` frames,
+  boxes smoothed by `smoothing`) and cropped to `size`-pixel squares of `box_scale` × the
+  box (`face.crop_stream`); frames before the first face may be skipped (`first_frame`).
+- Frame times come from `clock(stream, n)` once the `n` frames are decoded (the reader's
+  times for the converter, `clock.video_clock`'s sources for predict). The kept frames
+  stay as decoded, at their real times; their mean rate is the video's rate (`fps`).
+- NIR (`nir_box="own"`): its own face track; frames before the first NIR face, or all if
+  none, take the RGB box of the RGB frame nearest in time (rescaled to the NIR frame
+  size); `nir_box="rgb"` always takes that box. The NIR crop nearest in time is paired
+  with each kept RGB frame; NIR must cover the kept RGB frames' span to within
+  `tolerance` s (or two NIR frames) at either end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from ienet_jax.data.source import DEFAULT_BOX_SCALE
+from ienet_jax.video import face
+from ienet_jax.video.clock import Clock, check_covers, mean_rate, nearest_index, stream_clock
+from ienet_jax.video.stream import Stream
+
+NIR_BOXES = ("own", "rgb")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceOptions:
+    """How frames become face crops (the converter's `--size`, `--box-scale`, … defaults).
+
+    size: crop side (px); box_scale: crop side / face box side; redetect_every: frames
+    between detections; smoothing: weight of a new detection (1 = none); nir_box: "own" or
+    "rgb" (see the module doc); tolerance: s NIR may fall short of the RGB span at either end.
+    """
+
+    size: int = 64
+    box_scale: float = DEFAULT_BOX_SCALE
+    redetect_every: int = 30
+    smoothing: float = 0.5
+    nir_box: str = "own"
+    tolerance: float = 1.0
+
+
+@dataclasses.dataclass
+class FaceVideo:
+    """rgb: the RGB stream's crops `[T, S, S, 3]`, boxes, mean colours, detections;
+    clock: the times of all its decoded frames; nir: `[T, S, S, 1]` crops paired with
+    `rgb.crops` by time, or None; nir_box: how NIR boxes were found (for the report)."""
+
+    rgb: face.CropResult
+    clock: Clock
+    nir: np.ndarray | None = None
+    nir_clock: Clock | None = None
+    nir_box: str | None = None
+    nir_detection_rate: float | None = None
+
+    @property
+    def times(self) -> np.ndarray:
+        """`[T]` times (s) of the cropped RGB frames."""
+        return self.clock.times[self.rgb.first_frame:self.rgb.first_frame + len(self.rgb.crops)]
+
+    @property
+    def fps(self) -> float:
+        """Mean rate (Hz) of the cropped RGB frames."""
+        return mean_rate(self.times)
+
+
+def _tracker(opts: FaceOptions) -> face.FaceTracker:
+    return face.FaceTracker(face.detector(), opts.redetect_every, opts.smoothing)
+
+
+def _pair_nir(video: FaceVideo, nir: Stream, opts: FaceOptions,
+              clock: Callable[[Stream, int], Clock]) -> None:
+    """Fills `video.nir*`: NIR crops paired with the RGB crops by nearest time."""
+    rgb, where = video.rgb, nir.path
+    rough_fps = nir.fps or video.clock.fps
+
+    def rgb_box(i: int, frame: np.ndarray) -> np.ndarray:
+        t = nir.times[i] if nir.times is not None and i < len(nir.times) else i / rough_fps
+        j = int(nearest_index(video.clock.times, np.array([t]))[0])
+        j = min(max(j - rgb.first_frame, 0), len(rgb.boxes) - 1)
+        sy, sx = frame.shape[0] / rgb.frame_shape[0], frame.shape[1] / rgb.frame_shape[1]
+        return rgb.boxes[j] * np.array([sx, sy, sx, sy])
+
+    if opts.nir_box not in NIR_BOXES:
+        raise ValueError(f"nir_box={opts.nir_box!r}: expected one of {NIR_BOXES}")
+    tracker = _tracker(opts) if opts.nir_box == "own" else None
+    result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
+                              box_for_frame=rgb_box, where=where)
+    mode = opts.nir_box
+    if tracker is not None and result.fallback_frames:
+        mode = (f"own, RGB box for the {result.fallback_frames} frames before the first NIR "
+                "face" if tracker.hits else "rgb (no face found in NIR)")
+    nir_clock = clock(nir, result.num_frames)
+    nir_times = nir_clock.times[result.first_frame:result.first_frame + len(result.crops)]
+    tol = max(opts.tolerance, 2.0 / mean_rate(nir_times))
+    try:
+        check_covers(nir_times, video.times, tol, f"{where}: NIR")
+    except ValueError as e:
+        raise ValueError(f"RGB/NIR length mismatch: {e}; RGB frame times from "
+                         f"{video.clock.source}, NIR from {nir_clock.source}") from None
+    video.nir = result.crops[nearest_index(nir_times, video.times)]
+    video.nir_clock, video.nir_box = nir_clock, mode
+    video.nir_detection_rate = round(result.detection_rate, 4) if result.attempts else None
+
+
+def read_face_video(rgb: Stream, nir: Stream | None, opts: FaceOptions,
+                    clock: Callable[[Stream, int], Clock] = stream_clock,
+                    nir_clock: Callable[[Stream, int], Clock] | None = None) -> FaceVideo:
+    """Face crops of `rgb` (and `nir`, paired by time): see the module doc.
+
+    `clock(stream, n)` gives the times of a stream's `n` decoded frames (`nir_clock` for
+    NIR, default `clock`). Raises ValueError naming the file for a video without frames or
+    face, and for NIR that does not cover the RGB frames' span."""
+    result = face.crop_stream(rgb.frames(), opts.size, opts.box_scale, tracker=_tracker(opts),
+                              where=rgb.path)
+    video = FaceVideo(result, clock(rgb, result.num_frames))
+    if nir is not None:
+        _pair_nir(video, nir, opts, nir_clock or clock)
+    return video
