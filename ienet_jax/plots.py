@@ -39,7 +39,7 @@ def _example_signals(video, model_name: str | None, derivative: bool):
     if video.rppg is not None and model_name is not None:
         label = video.bvp
         if derivative:
-            from ienet_jax.models.tscan_inputs import tscan_label
+            from ienet_jax.data.tscan_inputs import tscan_label
 
             label = np.asarray(tscan_label(video.bvp.astype(np.float32),
                                            num_samples=len(video.bvp)))

@@ -9,7 +9,7 @@ import pytest
 from configs.ienet import model_config
 from ienet_jax import models
 from ienet_jax.convert import from_reference_state_dict
-from ienet_jax.models.ienet import normalize_reference
+from ienet_jax.data.normalize import normalize_reference
 
 TOL = 1e-4
 STAGES = ("patch_embed", "stage_0", "stage_1", "stage_2", "backbone")

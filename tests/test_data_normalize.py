@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ienet_jax.data import normalize
-from ienet_jax.models.tscan_inputs import tscan_inputs, tscan_label
+from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
 
 
 def _example():

@@ -11,7 +11,8 @@ from jax.sharding import PartitionSpec as P
 
 from configs.ienet import get_config, model_config
 from ienet_jax import models
-from ienet_jax.models.ienet import IENet, normalize_reference, temporal_normalize
+from ienet_jax.data.normalize import normalize_reference
+from ienet_jax.models.ienet import IENet, temporal_normalize
 
 RULES = (("batch", "data"), ("embed", "model"), ("mlp", "model"))
 

@@ -7,20 +7,22 @@
 | `standardize` | float32, per clip and modality: zero mean, unit std | as stored            |
 | `tscan`       | `rgb` float32 `[T, H, W, 6]`: motion ‖ appearance   | difference-normalised|
 
-`reference` reuses `ienet_jax.models.ienet.normalize_reference` and `tscan` reuses
-`ienet_jax.models.tscan_inputs` (imported when first used, so decode-only users stay JAX
-free). `tscan` keeps `T` by zero-padding the last motion frame / label sample (rPPG-Toolbox
-convention) and is RGB only.
+`normalize_reference` and `tscan_inputs` / `tscan_label` (`tscan_inputs.py`) take numpy or
+JAX arrays, so the trainer applies the same ones on device to unnormalised batches; nothing
+here imports JAX or the models. `tscan` keeps `T` by zero-padding the last motion frame /
+label sample (rPPG-Toolbox convention) and is RGB only.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import grain
 import numpy as np
 
 from ienet_jax.data.decode import MODALITIES
+from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
 
 NORMALIZATIONS = ("none", "reference", "standardize", "tscan")
 EPS = 1e-6
@@ -44,25 +46,20 @@ def check_normalize(method: str, modalities) -> str:
     return method
 
 
-def _functions(method: str) -> tuple:
-    """The model-side functions `method` needs (imported here, in the calling thread)."""
-    if method == "reference":
-        from ienet_jax.models.ienet import normalize_reference
-
-        return (normalize_reference,)
-    if method == "tscan":
-        from ienet_jax.models.tscan_inputs import tscan_inputs, tscan_label
-
-        return tscan_inputs, tscan_label
-    if method in NORMALIZATIONS:
-        return ()
-    raise ValueError(f"data.normalize={method!r}: expected one of {NORMALIZATIONS}")
+def normalize_reference(frames):
+    """uint8 frames → `(x / 255 − 0.5) / 0.25` float32 (numpy in → numpy out, jax in → jax out)."""
+    xp = np
+    jax = sys.modules.get("jax")  # a JAX array implies JAX is imported
+    if jax is not None and isinstance(frames, jax.Array):
+        import jax.numpy as xp
+    return (xp.asarray(frames, xp.float32) / 255.0 - 0.5) / 0.25
 
 
-def _apply(example: dict[str, Any], method: str, functions: tuple) -> dict[str, Any]:
+def normalize_example(example: dict[str, Any], method: str) -> dict[str, Any]:
+    """Applies normalisation `method` (see the module table) to one example."""
+    check_normalize(method, ())
     out = dict(example)
     if method == "reference":
-        (normalize_reference,) = functions
         for name in MODALITIES:
             if name in out:
                 out[name] = normalize_reference(out[name])
@@ -71,29 +68,17 @@ def _apply(example: dict[str, Any], method: str, functions: tuple) -> dict[str, 
             if name in out:
                 out[name] = standardize(out[name])
     elif method == "tscan":
-        tscan_inputs, tscan_label = functions
         t = out["rgb"].shape[0]
         out["rgb"] = tscan_inputs(out["rgb"], num_frames=t)
         out["bvp"] = tscan_label(out["bvp"], num_samples=t)
     return out
 
 
-def normalize_example(example: dict[str, Any], method: str) -> dict[str, Any]:
-    """Applies normalisation `method` (see the module table) to one example."""
-    return _apply(example, method, _functions(method))
-
-
 class Normalize(grain.transforms.Map):
-    """grain map applying `normalize_example(example, method)`.
-
-    The model-side functions are resolved at construction and pickled by reference, so
-    their (large) modules are imported once per process before grain's reader threads
-    start: importing flax concurrently from several threads fails.
-    """
+    """grain map applying `normalize_example(example, method)`."""
 
     def __init__(self, method: str):
-        self.method = method
-        self.functions = _functions(method)
+        self.method = check_normalize(method, ())
 
     def map(self, example: dict[str, Any]) -> dict[str, Any]:
-        return _apply(example, self.method, self.functions)
+        return normalize_example(example, self.method)

@@ -73,7 +73,7 @@ def video_rows(v: VideoSeries, model_name: str | None, *, window: float | None,
     wins = _windows(len(v.bvp), v.fps, window)
     if v.rppg is not None and model_name is not None:
         if model_name == "tscan":
-            from ienet_jax.models.tscan_inputs import tscan_label
+            from ienet_jax.data.tscan_inputs import tscan_label
 
             label = np.asarray(tscan_label(v.bvp.astype(np.float32), num_samples=len(v.bvp)))
             out[model_name] = _rows(v.rppg, label, v.fps, wins, diff=True, method=method,

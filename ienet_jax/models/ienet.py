@@ -8,7 +8,7 @@ Apply contract (`model = ienet_jax.models.build(config.model)`):
                                mutable=["batch_stats"])
 
 `rgb` `[B, T, H, W, rgb_channels]`, `nir` `[B, T, H, W, nir_channels]`, float, already
-normalised (`normalize_reference` gives the reference normalisation of uint8 frames);
+normalised (`ienet_jax.data.normalize.normalize_reference` for uint8 frames);
 with `model.input_norm="temporal"` the model first turns them into each pixel's relative
 change over the clip (`temporal_normalize`; the reference model has no such step).
 `out` holds `rgb_rppg`, `nir_rppg`, `fused_rppg` (each `[B, T]`, float32) and, when
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
 from ienet_jax.models import axes
@@ -36,12 +34,6 @@ from ienet_jax.models.swin3d import BlockOptions, SwinTransformer3D
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 OUTPUTS = ("rgb_rppg", "nir_rppg", "fused_rppg")
-
-
-def normalize_reference(frames):
-    """uint8 frames → `(x / 255 − 0.5) / 0.25` float32 (numpy in → numpy out, jax in → jax out)."""
-    xp = jnp if isinstance(frames, jax.Array) else np
-    return (xp.asarray(frames, xp.float32) / 255.0 - 0.5) / 0.25
 
 
 INPUT_NORMS = ("reference", "temporal")

@@ -12,7 +12,7 @@ avg-pool, dropout), then Dense 128 tanh, dropout, Dense 1: one value per frame, 
 derivative of the BVP. Batch and time are folded into one axis `[B·T, H, W, C]`; the temporal
 shift unfolds segments with a reshape, so nothing loops over frames.
 
-Inputs come from `ienet_jax.models.tscan_inputs.tscan_inputs`.
+Inputs come from `ienet_jax.data.tscan_inputs.tscan_inputs`.
 """
 
 from __future__ import annotations

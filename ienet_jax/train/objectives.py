@@ -36,7 +36,7 @@ def model_kwargs(model_name: str, batch: dict) -> dict:
 def model_inputs(model_name: str, batch: dict) -> tuple:
     """Positional model inputs for `model.apply` from a batch (see the module docstring)."""
     if model_name == "ienet":
-        from ienet_jax.models.ienet import normalize_reference
+        from ienet_jax.data.normalize import normalize_reference
 
         def prep(x):
             return normalize_reference(x) if x.dtype == jnp.uint8 else x.astype(jnp.float32)
@@ -48,7 +48,7 @@ def model_inputs(model_name: str, batch: dict) -> tuple:
         frames = batch["rgb"]
         if frames.shape[-1] == 6:  # already TS-CAN inputs (data.normalize="tscan")
             return (frames.astype(jnp.float32),)
-        from ienet_jax.models.tscan_inputs import tscan_inputs
+        from ienet_jax.data.tscan_inputs import tscan_inputs
 
         return (tscan_inputs(frames, num_frames=frames.shape[1]),)
     raise ValueError(f"config key model.name must be 'ienet' or 'tscan', got {model_name!r}")
@@ -58,7 +58,7 @@ def signal_label(model_name: str, batch: dict) -> jnp.ndarray:
     """The label signal `[B, T]` the rPPG output is compared with."""
     bvp = batch["bvp"].astype(jnp.float32)
     if model_name == "tscan" and batch["rgb"].shape[-1] != 6:
-        from ienet_jax.models.tscan_inputs import tscan_label
+        from ienet_jax.data.tscan_inputs import tscan_label
 
         return tscan_label(bvp, num_samples=bvp.shape[-1])
     return bvp

@@ -8,19 +8,23 @@
 `N` input frames (or samples) give `T = N − 1` outputs; with `num_frames=N` a zero motion
 frame / label sample is appended at the end instead (the rPPG-Toolbox convention, which keeps
 the clip length). Works on numpy arrays (returns numpy, for the input pipeline) and on JAX
-arrays (jittable); leading batch axes are kept, statistics are per clip.
+arrays (jittable); leading batch axes are kept, statistics are per clip. The input pipeline
+(`data.normalize="tscan"`) and the trainer (`train.objectives`) both use them.
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 EPS = 1e-7
 
 
 def _xp(x):
-    return np if isinstance(x, np.ndarray) else jnp
+    if isinstance(x, np.ndarray):
+        return np
+    import jax.numpy as jnp  # JAX arrays only: the input pipeline stays JAX free
+
+    return jnp
 
 
 def _num_outputs(n: int, num_frames: int | None, what: str) -> int:

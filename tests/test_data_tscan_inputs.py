@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ienet_jax.models.tscan_inputs import tscan_inputs, tscan_label
+from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
 
 
 def _frames(shape=(2, 9, 4, 5, 3), seed=0):
