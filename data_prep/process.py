@@ -31,13 +31,10 @@ from ienet_jax.video.face_video import FaceOptions, read_face_video
 class ProcessOptions:
     """How videos become clips (all part of the output's identity; see `convert`).
 
-    size: crop side (pixels); clip_length, stride: frames; box_scale: crop side / face box
-    side; redetect_every: frames between detections; smoothing: weight of a new detection;
-    nir_box: "own" (track the face in NIR; frames before the first NIR face, or all if none,
-    take the RGB box) or "rgb" (always the RGB box, rescaled to the NIR frame size, from
-    the RGB frame nearest in time);
-    tolerance: seconds the label / NIR may fall short of the frames' span at either end;
-    sanity_bpm: POS-vs-label HR difference flagged in the report.
+    clip_length, stride: frames; size, box_scale, redetect_every, smoothing, nir_box: the
+    face crops (`ienet_jax.video.face_video.FaceOptions`); tolerance: seconds the label / NIR
+    may fall short of the frames' span at either end; sanity_bpm: POS-vs-label HR
+    difference flagged in the report.
     """
 
     size: int = FaceOptions.size

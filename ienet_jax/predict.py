@@ -38,6 +38,7 @@ exit code 2.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -72,18 +73,13 @@ def read_face_video(video: str | Path, nir: str | Path | None, size: int,
     beside the video), else the container (see `ienet_jax.video.clock`); likewise for the
     NIR video with `nir_fps` / `nir_timestamps`.
     """
-    def rgb_clock(stream: Stream, n: int) -> clock.Clock:
-        return clock.video_clock(video, n, nominal_fps=stream.fps, decoded_ms=stream.decoded_ms,
-                                 fps=fps, timestamps=timestamps)
-
-    def nir_clock(stream: Stream, n: int) -> clock.Clock:
-        return clock.video_clock(nir, n, nominal_fps=stream.fps, decoded_ms=stream.decoded_ms,
-                                 fps=nir_fps, timestamps=nir_timestamps, fps_flag="--nir_fps",
-                                 timestamps_flag="--nir_timestamps")
-
+    rgb_clock = functools.partial(clock.video_clock, fps=fps, timestamps=timestamps)
+    nir_clock = functools.partial(clock.video_clock, fps=nir_fps, timestamps=nir_timestamps,
+                                  fps_flag="--nir_fps", timestamps_flag="--nir_timestamps")
     rgb, nir_stream = _stream(video, False, "video", fps), None
     if nir is not None:
         nir_stream = _stream(nir, True, "NIR video", nir_fps)
+        clock.check_clock_flags(nir_fps, nir_timestamps, "--nir_fps", "--nir_timestamps")
         stamps, _ = clock.timestamp_file(nir, nir_timestamps)
         if not nir_fps and stamps is not None:  # NIR times before decoding: RGB box fallback
             nir_stream.times = clock.read_time_txt(stamps)
@@ -128,9 +124,6 @@ def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None,
     from ienet_jax.eval.stitch import stitch
 
     t, n = model.clip_length, len(video.times)
-    if model.needs_nir and video.nir is None:
-        raise ValueError("the model (IENet) needs a NIR video: pass --nir, or use "
-                         "--method pos|chrom")
     if n < t:
         raise ValueError(f"the face is visible for {n} frames ({n / video.fps:.1f} s) but "
                          f"the model needs clips of model.clip_length={t} frames")
@@ -173,15 +166,6 @@ def hr_over_time(pulse: np.ndarray, fps: float, window_s: float, *,
     }
 
 
-def _check_clock_flags(fps, timestamps, fps_flag: str, timestamps_flag: str) -> None:
-    if fps is not None and fps <= 0:
-        raise ValueError(f"{fps_flag} must be > 0 frames per second, got {fps:g}")
-    if fps is not None and timestamps is not None:
-        raise ValueError(f"pass {fps_flag} or {timestamps_flag}, not both")
-    if timestamps is not None and not Path(timestamps).is_file():
-        raise ValueError(f"{timestamps_flag} {timestamps}: file not found")
-
-
 def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "model",
             checkpoint: str | Path | None = None, config=None, output: str | Path,
             hr_window: float = 10.0, box_scale: float | None = None,
@@ -197,8 +181,8 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
         raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
     if hr_window <= 0:
         raise ValueError(f"--hr_window must be > 0 seconds, got {hr_window:g}")
-    _check_clock_flags(fps, timestamps, "--fps", "--timestamps")
-    _check_clock_flags(nir_fps, nir_timestamps, "--nir_fps", "--nir_timestamps")
+    clock.check_clock_flags(fps, timestamps)
+    clock.check_clock_flags(nir_fps, nir_timestamps, "--nir_fps", "--nir_timestamps")
     model = None
     size = 64
     if method == "model":

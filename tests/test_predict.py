@@ -198,8 +198,12 @@ def test_nir_frames_are_paired_by_their_own_timestamps(vipl, tmp_path):
 
 
 def test_frame_time_sources_and_their_errors(tmp_path):
-    from ienet_jax.video.clock import container_times, video_clock
-    from ienet_jax.video.stream import video_stream
+    from ienet_jax.video.clock import container_times
+    from ienet_jax.video.clock import video_clock as clock_of
+    from ienet_jax.video.stream import Stream, video_stream
+
+    def video_clock(path, n, *, nominal_fps, decoded_ms, **kw):
+        return clock_of(Stream(None, str(path), fps=nominal_fps, decoded_ms=decoded_ms), n, **kw)
 
     n, fps = 100, 25.0
     steady = 1000 * np.arange(n) / fps

@@ -32,7 +32,6 @@ def filter_signal(x, fs, *, diff: bool = False) -> np.ndarray:
 
 def filter_pair(pred, label, fs, *, diff: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """`filter_signal` of a pred/label pair `[..., T]`."""
-    fs = check_fs(fs)
     pred, label = as_pair(pred, label, min_length=3)
     return filter_signal(pred, fs, diff=diff), filter_signal(label, fs, diff=diff)
 

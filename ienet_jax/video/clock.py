@@ -110,14 +110,23 @@ def stream_clock(stream, n: int) -> Clock:
     return Clock(times, source)
 
 
+def check_clock_flags(fps: float | None, timestamps: str | Path | None,
+                      fps_flag: str = "--fps", timestamps_flag: str = "--timestamps") -> None:
+    """Raises ValueError (naming the flags) for a rate ≤ 0, both a rate and a timestamp
+    file, or a timestamp file that does not exist."""
+    if fps is not None and fps <= 0:
+        raise ValueError(f"{fps_flag} must be > 0 frames per second, got {fps:g}")
+    if fps is not None and timestamps is not None:
+        raise ValueError(f"pass {fps_flag} or {timestamps_flag}, not both")
+    if timestamps is not None and not Path(timestamps).is_file():
+        raise ValueError(f"{timestamps_flag} {timestamps}: file not found")
+
+
 def timestamp_file(video: str | Path, given: str | Path | None) -> tuple[Path | None, bool]:
-    """(the timestamp file for `video`, whether it was found rather than given): `given`
-    (which must exist), else `time.txt` beside the video, else None."""
+    """(the timestamp file for `video`, whether it was found rather than given): `given`,
+    else `time.txt` beside the video, else None."""
     if given is not None:
-        path = Path(given)
-        if not path.is_file():
-            raise ValueError(f"timestamp file {path}: file not found")
-        return path, False
+        return Path(given), False
     beside = Path(video).parent / TIMESTAMP_FILE
     return (beside, True) if beside.is_file() else (None, False)
 
@@ -143,21 +152,18 @@ def container_times(ms: Sequence[float] | None, fps: float | None) -> tuple[np.n
     return t, ""
 
 
-def video_clock(video: str | Path, n: int, *, nominal_fps: float | None,
-                decoded_ms: Sequence[float] | None, fps: float | None = None,
+def video_clock(stream, n: int, *, fps: float | None = None,
                 timestamps: str | Path | None = None, fps_flag: str = "--fps",
                 timestamps_flag: str = "--timestamps") -> Clock:
-    """The times of the `n` decoded frames of `video` (sources in the module doc's order).
+    """The times of the `n` decoded frames of a video file's `Stream` (sources in the module
+    doc's order; the container's from `stream.fps` and `stream.decoded_ms`).
 
     `fps` / `timestamps` are the user's override / timestamp file (named by `fps_flag` /
-    `timestamps_flag` in messages); `nominal_fps` and `decoded_ms` come from the container.
-    """
+    `timestamps_flag` in messages)."""
+    video, nominal_fps, decoded_ms = stream.path, stream.fps, stream.decoded_ms
+    check_clock_flags(fps, timestamps, fps_flag, timestamps_flag)
     flags = f"{timestamps_flag} FILE or {fps_flag} RATE"
     if fps is not None:
-        if fps <= 0:
-            raise ValueError(f"{fps_flag} must be > 0 frames per second, got {fps:g}")
-        if timestamps is not None:
-            raise ValueError(f"pass {fps_flag} or {timestamps_flag}, not both")
         return Clock(np.arange(n) / fps, f"{fps_flag} {fps:g}")
     path, found = timestamp_file(video, timestamps)
     if path is not None:

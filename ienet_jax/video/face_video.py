@@ -1,18 +1,11 @@
-"""A recording's face crops: the RGB stream tracked and cropped, NIR paired by time.
+"""A recording's face crops: the one face path of the converter and `predict`.
 
-The one face path of the converter (`data_prep.process`) and `python -m ienet_jax.predict`:
-
-- RGB: the face is tracked (`face.FaceTracker`: detection every `redetect_every` frames,
-  boxes smoothed by `smoothing`) and cropped to `size`-pixel squares of `box_scale` × the
-  box (`face.crop_stream`); frames before the first face may be skipped (`first_frame`).
-- Frame times come from `clock(stream, n)` once the `n` frames are decoded (the reader's
-  times for the converter, `clock.video_clock`'s sources for predict). The kept frames
-  stay as decoded, at their real times; their mean rate is the video's rate (`fps`).
-- NIR (`nir_box="own"`): its own face track; frames before the first NIR face, or all if
-  none, take the RGB box of the RGB frame nearest in time (rescaled to the NIR frame
-  size); `nir_box="rgb"` always takes that box. The NIR crop nearest in time is paired
-  with each kept RGB frame; NIR must cover the kept RGB frames' span to within
-  `tolerance` s (or two NIR frames) at either end.
+RGB: the face is tracked and cropped (`face.FaceTracker`, `face.crop_stream`); the kept
+frames stay as decoded, at their real times (`clock(stream, n)` once decoded), their mean
+rate being the video's rate. NIR (`nir_box="own"`): its own face track, frames before the
+first NIR face (or all, if none) taking the box of the RGB frame nearest in time
+(`"rgb"`: always that box); each RGB frame gets the NIR crop nearest in time, and NIR must
+cover the RGB frames' span to within `tolerance` s (or two NIR frames) at either end.
 """
 
 from __future__ import annotations
@@ -27,17 +20,11 @@ from ienet_jax.video import face
 from ienet_jax.video.clock import Clock, check_covers, mean_rate, nearest_index, stream_clock
 from ienet_jax.video.stream import Stream
 
-NIR_BOXES = ("own", "rgb")
-
 
 @dataclasses.dataclass(frozen=True)
 class FaceOptions:
-    """How frames become face crops (the converter's `--size`, `--box-scale`, … defaults).
-
-    size: crop side (px); box_scale: crop side / face box side; redetect_every: frames
-    between detections; smoothing: weight of a new detection (1 = none); nir_box: "own" or
-    "rgb" (see the module doc); tolerance: s NIR may fall short of the RGB span at either end.
-    """
+    """How frames become face crops: size (px), box_scale (crop side / face box side),
+    redetect_every (frames), smoothing (weight of a new detection), nir_box, tolerance (s)."""
 
     size: int = 64
     box_scale: float = DEFAULT_BOX_SCALE
@@ -88,8 +75,6 @@ def _pair_nir(video: FaceVideo, nir: Stream, opts: FaceOptions,
         sy, sx = frame.shape[0] / rgb.frame_shape[0], frame.shape[1] / rgb.frame_shape[1]
         return rgb.boxes[j] * np.array([sx, sy, sx, sy])
 
-    if opts.nir_box not in NIR_BOXES:
-        raise ValueError(f"nir_box={opts.nir_box!r}: expected one of {NIR_BOXES}")
     tracker = _tracker(opts) if opts.nir_box == "own" else None
     result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
                               box_for_frame=rgb_box, where=where)

@@ -1,8 +1,4 @@
-"""A lazily-read frame stream, and one over a video file decoded with OpenCV.
-
-`Stream.frames()` yields one frame at a time, so 1080p or hour-long videos never sit in
-memory; the dataset readers of `data_prep` build streams over image folders too.
-"""
+"""Lazily-read frame streams (one frame at a time, so long videos never sit in memory)."""
 
 from __future__ import annotations
 
