@@ -143,11 +143,20 @@ def test_pos_uses_the_recordings_frame_times_as_the_converter_does(vipl, tmp_pat
     from data_prep.process import ProcessOptions, recording_clips
     from data_prep.readers import get_reader
     from data_prep.readers.base import ReaderOptions
+    from ienet_jax.predict import read_face_video
 
     reader = get_reader("vipl_hr")
     entry = reader.discover(vipl.parent.parent, ReaderOptions())[0]
-    _, info = recording_clips(reader.load(entry, ReaderOptions()), ProcessOptions(clip_length=64))
+    clips, info = recording_clips(reader.load(entry, ReaderOptions()),
+                                  ProcessOptions(clip_length=64))
     converter, resolution = info["sanity"]["pos_hr"], info["sanity"]["resolution_bpm"]
+    # One face path: predict's crops (RGB, and NIR paired by time) are the converter's clips'
+    fv = read_face_video(vipl / "source1" / "video.avi", vipl / "source4" / "video.avi", 64)
+    assert fv.fps == pytest.approx(info["fps"], abs=1e-3) and info["nir_box"] == fv.nir_box
+    for clip in clips:
+        s = int(clip["start_frame"]) - fv.rgb.first_frame
+        np.testing.assert_array_equal(clip["rgb"], fv.rgb.crops[s:s + 64])
+        np.testing.assert_array_equal(clip["nir"], fv.nir[s:s + 64])
     truth = float(np.mean(np.load(vipl / "synthetic_truth.npz")["hr_bpm"]))
     assert abs(converter - truth) < resolution  # the converter's POS: the right HR
 
@@ -195,6 +204,25 @@ def test_nir_frames_are_paired_by_their_own_timestamps(vipl, tmp_path):
     want = np.argmin(np.abs(kept[:, None] - nir_t[None, :]), axis=1)
     got = np.round((fv.nir.reshape(len(fv.nir), -1).mean(1) - 20) / 2).astype(int)
     np.testing.assert_array_equal(got, want)
+
+
+def test_face_frames_stay_as_decoded_at_their_own_times(recording, tmp_path):
+    """A camera that drops frames (time.txt steps of 1 or 2 periods): the crops are the
+    decoded frames in order at their own times, as the converter keeps them, not frames
+    repeated or skipped to fill a uniform grid; the rate is their mean rate."""
+    from ienet_jax.predict import read_face_video
+
+    video = tmp_path / "face.avi"
+    video.write_bytes(recording["rgb"].read_bytes())
+    steps = np.random.default_rng(1).choice([1, 2], size=359)
+    stamps = 1000 + np.concatenate([[0], np.cumsum(steps)]) * 1000 / FPS
+    (tmp_path / "time.txt").write_text("".join(f"{v:.3f}\n" for v in stamps))
+    fv = read_face_video(video, None, 32)
+    uniform = read_face_video(video, None, 32, fps=FPS)
+    np.testing.assert_allclose(fv.times, (stamps - stamps[0])[fv.rgb.first_frame:] / 1000,
+                               atol=1e-5)
+    np.testing.assert_array_equal(fv.rgb.crops, uniform.rgb.crops)
+    assert fv.fps == pytest.approx(FPS * 359 / steps.sum(), rel=1e-5)
 
 
 def test_frame_time_sources_and_their_errors(tmp_path):
