@@ -1,6 +1,11 @@
-"""The trainer loop: NaN stop with the last good checkpoint intact, stage-2 initialisation."""
+"""The trainer loop: NaN stop with the last good checkpoint intact, stage-2 initialisation,
+reruns in a workdir (config check, resumed log), Ctrl-C, start-up data checks, data errors."""
 
 import json
+import logging
+import os
+import shutil
+import signal
 
 import grain
 import jax
@@ -10,8 +15,8 @@ from train_configs import ienet_config, tscan_config
 
 from ienet_jax.convert import save_converted
 from ienet_jax.train.checkpoint import load_variables
-from ienet_jax.train.inputs import SyntheticClips
-from ienet_jax.train.loop import train_and_evaluate
+from ienet_jax.train.inputs import SyntheticClips, synthetic_dataset
+from ienet_jax.train.loop import Interrupted, train_and_evaluate
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -124,3 +129,75 @@ def test_init_from_a_model_without_batch_stats(tmp_path):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(params),
                             jax.tree.leaves(jax.device_get(state.params))):
         np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+
+def _steps(workdir, split="train"):
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def test_rerun_checks_the_config_and_logs_each_step_once(tmp_path, caplog):
+    """Start-up log lines without orbax's; the learning rate logged; a resume after a crash
+    (steps logged past the last checkpoint) logs each step once; a rerun with another model
+    in the same workdir is refused before anything is written; a longer run is allowed."""
+    caplog.set_level(logging.INFO)
+    config = tscan_config(steps=4, batch=8)  # checkpoints at 2 and 4
+    train_and_evaluate(config, tmp_path)
+    text = caplog.text
+    for line in ("initialising the train state", "compiling the train step",
+                 "train step compiled: first step took"):
+        assert line in text
+    assert not [r for r in caplog.records if "/orbax/" in r.pathname], "orbax INFO lines"
+    rows = _steps(tmp_path)
+    assert [r["learning_rate"] for r in rows] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4])
+
+    shutil.rmtree(tmp_path / "checkpoints" / "4")  # a crash after logging steps 3 and 4
+    longer = tscan_config(steps=6, batch=8)
+    longer.train.lr_decay_every = 2  # as before: the same program (compiled once)
+    train_and_evaluate(longer, tmp_path)
+    assert [r["step"] for r in _steps(tmp_path)] == [1, 2, 3, 4, 5, 6]
+
+    saved = (tmp_path / "config.json").read_text()
+    other = tscan_config(steps=6, batch=8)
+    other.model.frame_size = 16
+    other.train.grad_clip_norm = 1.0
+    with pytest.raises(ValueError, match=r"--workdir=.* different config .*model.frame_size: "
+                                         r"12 → 16; train.grad_clip_norm: 0.0 → 1.0. Nothing "
+                                         r"was written.*new --workdir.*train.init_from="):
+        train_and_evaluate(other, tmp_path)
+    assert (tmp_path / "config.json").read_text() == saved
+
+
+class _SignalAt:
+    """A batch iterator sending `count` SIGINTs to this process before batch `at`."""
+
+    def __init__(self, iterator, at: int, count: int = 1):
+        self.iterator, self.at, self.count, self.n = iterator, at, count, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.n += 1
+        if self.n == self.at:
+            for _ in range(self.count):
+                os.kill(os.getpid(), signal.SIGINT)
+        return next(self.iterator)
+
+
+def _synthetic(config):
+    return iter(synthetic_dataset(config, training=True, batch_size=8))
+
+
+def test_ctrl_c_checkpoints_and_raises_interrupted_twice_aborts(tmp_path):
+    config = tscan_config(steps=6, batch=8)
+    config.checkpoint.every_steps = 0
+    with pytest.raises(Interrupted, match=r"SIGINT at step 3, resumable.*continue from step 3"):
+        train_and_evaluate(config, tmp_path / "once", train_data=_SignalAt(_synthetic(config), 3))
+    assert (tmp_path / "once/checkpoints/3").is_dir()
+    assert json.loads((tmp_path / "once/status.json").read_text())["finished"] is False
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, tmp_path / "twice",
+                           train_data=_SignalAt(_synthetic(config), 3, count=2))
+    assert not (tmp_path / "twice/checkpoints/2").exists()
