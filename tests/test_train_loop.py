@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import grain
 import jax
@@ -111,6 +112,27 @@ def test_trains_on_converted_clips_with_the_grain_pipeline(tmp_path):
     assert any('"split": "validation"' in r for r in rows)
     state = json.loads((tmp_path / "run/checkpoints/2/data/process_0-of-1.json").read_text())
     assert state["batches"] == 2  # the pipeline iterator's own state was checkpointed
+    stats = json.loads((tmp_path / "run/train_stats.json").read_text())
+    assert stats["hr_mean"] == pytest.approx(np.mean([60 + k % 7 * 10 for k in range(10)]))
+    assert stats["num_clips"] == 10
+
+    # padding rows of the last eval batch are valid clips: every per-row output is finite
+    from ienet_jax.models import build
+    from ienet_jax.train import inputs, objectives
+
+    last = list(inputs.eval_iterator(config))[-1]
+    assert not last["mask"].all() and (last["fps"] == 30.0).all() and (last["hr"] > 0).all()
+    batch = {k: v for k, v in last.items() if k in inputs.DEVICE_FIELDS}
+    variables = jax.device_get(load_variables(tmp_path / "run"))
+    outputs = build(config.model).apply(variables, *objectives.model_inputs("tscan", batch),
+                                        train=False)
+    hr = objectives.predicted_hr("tscan", outputs, batch["fps"])
+    per_row = objectives.losses.mse(objectives.predicted_signal("tscan", outputs),
+                                    objectives.signal_label("tscan", batch), reduction="none")
+    for name, value in (("rppg", outputs["rppg"]), ("hr", hr), ("mse", per_row)):
+        assert np.isfinite(np.asarray(value)).all(), name
+    assert all(np.isfinite(v) for r in _steps(tmp_path / "run", "validation")
+               for k, v in r.items() if k not in ("step", "split"))
 
 
 
@@ -201,3 +223,82 @@ def test_ctrl_c_checkpoints_and_raises_interrupted_twice_aborts(tmp_path):
         train_and_evaluate(config, tmp_path / "twice",
                            train_data=_SignalAt(_synthetic(config), 3, count=2))
     assert not (tmp_path / "twice/checkpoints/2").exists()
+
+
+def _clips(directory, config, *, length=None, size=None, nir=False, splits=None, shards=2):
+    from data_fixtures import write_dataset
+
+    from ienet_jax.data.features import ClipSpec
+
+    size = size or config.model.frame_size
+    spec = ClipSpec(clip_length=length or config.model.clip_length, height=size, width=size,
+                    nir=nir)
+    return str(write_dataset(directory, spec, splits or {"train": 10, "validation": 5}, shards))
+
+
+def test_dataset_checked_against_the_model_at_start_up(tmp_path, caplog):
+    """Frame size, clip length, NIR and every split the run reads: errors before anything is
+    written; longer stored clips are cut to the model's length, and the log says how."""
+    from ienet_jax.train import inputs
+
+    config = tscan_config(steps=2, batch=4)  # TS-CAN tiny: 8 frames of 12x12
+    config.eval.every_steps = 2
+    cases = [
+        (dict(size=16), r"16x16 pixels .*model.frame_size=12: pass --config.model.frame_size="
+                        r"16 .*--size 12"),
+        (dict(length=4), r"clips of 4 frames .*model.clip_length=8: pass --config.model."
+                         r"clip_length=4 .*--clip-length 8"),
+        (dict(splits={"train": 10}), r"config key eval.split='validation': .*no shards for "
+                                     r"split 'validation'.*--config.eval.every_steps=0"),
+    ]
+    for i, (kw, message) in enumerate(cases):
+        config.data.dir = _clips(tmp_path / f"clips{i}", config, **kw)
+        with pytest.raises(ValueError, match=message):
+            train_and_evaluate(config, tmp_path / f"run{i}")
+        assert not (tmp_path / f"run{i}").exists()
+    ienet = ienet_config(steps=1, batch=4)
+    ienet.data.dir = _clips(tmp_path / "rgb_only", ienet)
+    with pytest.raises(ValueError, match=r"stores RGB only .*model.name='ienet' needs RGB and NIR"):
+        train_and_evaluate(ienet, tmp_path / "run_ienet")
+
+    caplog.set_level(logging.INFO)
+    config.data.dir = _clips(tmp_path / "long", config, length=20)
+    inputs.check_data(config)
+    assert ("stored clips hold 20 frames, model.clip_length=8: training takes the first 8 "
+            "frames of each stored clip (data.augment.temporal_crop=False), evaluation its "
+            "first 8 frames") in caplog.text
+    assert next(inputs.train_iterator(config))["rgb"].shape == (4, 8, 12, 12, 3)
+    assert next(inputs.eval_iterator(config))["bvp"].shape == (4, 8)
+
+
+def test_corrupt_record_mid_run_checkpoints_first_then_names_it(tmp_path):
+    from data_fixtures import shard_paths
+
+    from ienet_jax.data import tfrecord
+    from ienet_jax.train import workdir as workdir_lib
+
+    config = tscan_config(steps=4, batch=4, mesh=(4, 2))
+    config.checkpoint.every_steps = 0
+    config.data.shuffle = False  # batches 0-3, 4-7, 8-11, …
+    clips = Path(_clips(tmp_path / "clips", config, splits={"train": 12}))
+    config.data.dir = str(clips)
+    run = tmp_path / "run"
+    run.mkdir()
+    workdir_lib.write_train_stats(config, run)  # labels read intact at start-up
+    shard = shard_paths(clips, "train", 2)[1]  # records 6-11
+    offset = int(tfrecord.RecordIndex.build(shard).entries[3, 0]) + 5  # record 9: step 3
+    with open(shard, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x55]))
+    with pytest.raises(ValueError, match=rf"training split 'train': .*{shard.name}: record 3 at "
+                                         r"byte offset \d+: .*CRC.*at step 2; checkpoint of "
+                                         r"step 2 .*--config.data.skip_corrupt=True"):
+        train_and_evaluate(config, run)
+    assert (run / "checkpoints/2").is_dir()
+    config.data.skip_corrupt = True
+    train_and_evaluate(config, run)  # resumes before the failed batch, skipping record 9
+    rows = _steps(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["skipped_records"] == 1
