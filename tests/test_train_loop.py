@@ -191,10 +191,11 @@ def test_rerun_checks_the_config_and_logs_each_step_once(tmp_path, caplog):
 
 
 class _SignalAt:
-    """A batch iterator sending `count` SIGINTs to this process before batch `at`."""
+    """A batch iterator sending `count` signals `signum` to this process before batch `at`."""
 
-    def __init__(self, iterator, at: int, count: int = 1):
+    def __init__(self, iterator, at: int, count: int = 1, signum=signal.SIGINT):
         self.iterator, self.at, self.count, self.n = iterator, at, count, 0
+        self.signum = signum
 
     def __iter__(self):
         return self
@@ -203,7 +204,7 @@ class _SignalAt:
         self.n += 1
         if self.n == self.at:
             for _ in range(self.count):
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), self.signum)
         return next(self.iterator)
 
 
@@ -212,12 +213,17 @@ def _synthetic(config):
 
 
 def test_ctrl_c_checkpoints_and_raises_interrupted_twice_aborts(tmp_path):
+    """SIGINT and SIGTERM: a checkpoint after the current step, then `Interrupted` (main
+    exits 75 on it); a second Ctrl-C aborts at once."""
     config = tscan_config(steps=6, batch=8)
     config.checkpoint.every_steps = 0
-    with pytest.raises(Interrupted, match=r"SIGINT at step 3, resumable.*continue from step 3"):
-        train_and_evaluate(config, tmp_path / "once", train_data=_SignalAt(_synthetic(config), 3))
-    assert (tmp_path / "once/checkpoints/3").is_dir()
-    assert json.loads((tmp_path / "once/status.json").read_text())["finished"] is False
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        name = signal.Signals(signum).name
+        with pytest.raises(Interrupted, match=rf"{name} at step 3, resumable.*from step 3"):
+            train_and_evaluate(config, tmp_path / name,
+                               train_data=_SignalAt(_synthetic(config), 3, signum=signum))
+        assert (tmp_path / name / "checkpoints/3").is_dir()
+        assert json.loads((tmp_path / name / "status.json").read_text())["finished"] is False
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(config, tmp_path / "twice",
