@@ -8,8 +8,8 @@ the current step and raise `Interrupted` (a second Ctrl-C aborts at once); a res
 same workdir continues with the same state AND the next batch. A non-finite loss stops the
 run with `FloatingPointError`; the step that produced it is not applied and no checkpoint
 is written after it. A corrupt record met mid-run (with `data.skip_corrupt=False`) first
-checkpoints the current step (input position before the failed batch), then raises a
-`ValueError` naming the file, record and byte offset.
+checkpoints the current step (input position before the failed batch; single-process runs),
+then raises a `ValueError` naming the file, record and byte offset.
 
 Start-up checks before anything is written (`WORKDIR/config.json` included): the workdir's
 previous config is compatible (`ienet_jax.train.workdir`), and the dataset matches the
@@ -87,7 +87,8 @@ class _Preemption:
         if threading.current_thread() is threading.main_thread():
             if not self._multi:
                 self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
-            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # e.g. nohup, `&`
+                self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame):
@@ -259,11 +260,15 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         saved_at = step
 
     def stop_on_data_error(error: _DataError, position):
-        if saved_at != step:
-            save(position=position)
-        ckpt.close()
-        log.close()
-        saved = f"checkpoint of step {step} in {ckpt.directory}"
+        if jax.process_count() > 1:
+            # a save is collective: the other processes are not here (fail_fast ends them)
+            saved = f"multi-process run: no checkpoint written, the last is {saved_at}"
+        else:
+            if saved_at != step:
+                save(position=position)
+            ckpt.close()
+            log.close()
+            saved = f"checkpoint of step {step} in {ckpt.directory}"
         raise ValueError(error.message(step, saved)) from error.error
 
     while step < num_steps:
