@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from typing import Any
 
 import grain
@@ -87,6 +88,13 @@ def _mark_flags_parsed() -> None:
     """grain's worker processes read absl flags; outside `app.run` they are unparsed."""
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
+
+
+def _ignore_ctrl_c(worker_index: int, worker_count: int) -> None:
+    """grain worker start-up: Ctrl-C reaches the whole process group; the trainer (main
+    process) handles it (checkpoint, exit) and stops its workers, which must not die first."""
+    del worker_index, worker_count
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Load(grain.transforms.Map):
@@ -353,7 +361,8 @@ class Pipeline:
         if c.workers > 0:
             _mark_flags_parsed()
             it = it.mp_prefetch(grain.MultiprocessingOptions(
-                num_workers=c.workers, per_worker_buffer_size=c.prefetch))
+                num_workers=c.workers, per_worker_buffer_size=c.prefetch),
+                worker_init_fn=_ignore_ctrl_c)
         # Exact for evaluation (padded to whole batches per worker); for training the
         # mean rate (each worker drops its own remainder only where a run ends).
         self.batches_per_epoch = self._epoch_positions // self.batch_size

@@ -146,13 +146,16 @@ def check_data(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config key {key}={split!r}: {e}; pass --config.{key}=SPLIT "
                              f"naming a split present{hint}") from e
     model = config.model
-    size, length = int(model.frame_size), int(model.clip_length)
-    if (spec.height, spec.width) != (size, size):
+    length = int(model.clip_length)
+    frame = model.frame_size  # IENet also takes (H, W)
+    height, width = (int(frame), int(frame)) if np.ndim(frame) == 0 else map(int, frame)
+    if (spec.height, spec.width) != (height, width):
+        shown = height if height == width else f"'({height}, {width})'"
         raise ValueError(
             f"data.dir={directory!r} holds frames of {spec.height}x{spec.width} pixels "
-            f"(features.json), the model takes model.frame_size={size}: pass "
+            f"(features.json), the model takes model.frame_size={shown}: pass "
             f"--config.model.frame_size={spec.height} (if the model allows it), or reconvert "
-            f"with `python -m data_prep convert --size {size}`")
+            f"with `python -m data_prep convert --size {height}`")
     data_length = config.data.clip_length
     if data_length is not None and int(data_length) != length:
         raise ValueError(f"config key data.clip_length={data_length} differs from "
