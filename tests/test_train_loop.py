@@ -158,12 +158,29 @@ def _steps(workdir, split="train"):
     return [r for r in rows if r["split"] == split]
 
 
+def _tensorboard(workdir, tag: str) -> dict[int, float]:
+    """`{step: value}` of a scalar `tag` in the run's TensorBoard event files."""
+    from tensorboardX.proto import event_pb2
+
+    from ienet_jax.data import tfrecord
+
+    out = {}
+    for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+        for record in tfrecord.iter_records(path):
+            event = event_pb2.Event.FromString(record)
+            for value in event.summary.value:
+                if value.tag == tag:
+                    out[event.step] = value.simple_value
+    return out
+
+
 def test_rerun_checks_the_config_and_logs_each_step_once(tmp_path, caplog):
     """Start-up log lines without orbax's; the learning rate logged; a resume after a crash
     (steps logged past the last checkpoint) logs each step once; a rerun with another model
     in the same workdir is refused before anything is written; a longer run is allowed."""
     caplog.set_level(logging.INFO)
     config = tscan_config(steps=4, batch=8)  # checkpoints at 2 and 4
+    config.logging.tensorboard = True
     train_and_evaluate(config, tmp_path)
     text = caplog.text
     for line in ("initialising the train state", "compiling the train step",
@@ -172,6 +189,8 @@ def test_rerun_checks_the_config_and_logs_each_step_once(tmp_path, caplog):
     assert not [r for r in caplog.records if "/orbax/" in r.pathname], "orbax INFO lines"
     rows = _steps(tmp_path)
     assert [r["learning_rate"] for r in rows] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4])
+    assert _tensorboard(tmp_path, "train/learning_rate") == pytest.approx(
+        {1: 1e-3, 2: 1e-3, 3: 5e-4, 4: 5e-4})
 
     shutil.rmtree(tmp_path / "checkpoints" / "4")  # a crash after logging steps 3 and 4
     longer = tscan_config(steps=6, batch=8)
