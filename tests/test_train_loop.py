@@ -307,9 +307,6 @@ def test_corrupt_record_mid_run_checkpoints_first_then_names_it(tmp_path):
     config.data.shuffle = False  # batches 0-3, 4-7, 8-11, …
     clips = Path(_clips(tmp_path / "clips", config, splits={"train": 12}))
     config.data.dir = str(clips)
-    run = tmp_path / "run"
-    run.mkdir()
-    workdir_lib.write_train_stats(config, run)  # labels read intact at start-up
     shard = shard_paths(clips, "train", 2)[1]  # records 6-11
     offset = int(tfrecord.RecordIndex.build(shard).entries[3, 0]) + 5  # record 9: step 3
     with open(shard, "r+b") as f:
@@ -317,6 +314,17 @@ def test_corrupt_record_mid_run_checkpoints_first_then_names_it(tmp_path):
         byte = f.read(1)
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0x55]))
+    # found at start-up, where the training labels are read (train_stats.json)
+    with pytest.raises(ValueError, match=rf"training split 'train': .*{shard.name}: record 3 "
+                                         r"at byte offset \d+: .*data.skip_corrupt=True"):
+        train_and_evaluate(config, tmp_path / "early")
+    assert not (tmp_path / "early").exists()
+    # mid-run (the file went bad after the start): a run whose train_stats.json exists
+    run = tmp_path / "run"
+    run.mkdir()
+    config.data.skip_corrupt = True
+    workdir_lib.write_train_stats(config, run)
+    config.data.skip_corrupt = False
     with pytest.raises(ValueError, match=rf"training split 'train': .*{shard.name}: record 3 at "
                                          r"byte offset \d+: .*CRC.*at step 2; checkpoint of "
                                          r"step 2 .*--config.data.skip_corrupt=True"):

@@ -35,6 +35,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+from ienet_jax.data.decode import RecordDecodeError
+from ienet_jax.data.tfrecord import TFRecordError
 from ienet_jax.models import axes, build
 from ienet_jax.parallel.memory import state_bytes_per_device
 from ienet_jax.parallel.mesh import create_mesh
@@ -124,7 +126,7 @@ def evaluate(eval_step, state: TrainState, config, sharding: NamedSharding) -> d
             batch = next(iterator)
         except StopIteration:
             break
-        except (ValueError, OSError) as e:
+        except _DATA_ERRORS as e:
             raise _DataError(e, f"evaluation split {config.eval.split!r}") from e
         i += 1
         sums = jax.device_get(eval_step(state, inputs.to_device(batch, sharding)))
@@ -136,6 +138,10 @@ def evaluate(eval_step, state: TrainState, config, sharding: NamedSharding) -> d
     return {k: v / count for k, v in totals.items()}
 
 
+# a corrupt record (CRC), a record that is not a clip, an unreadable file
+_DATA_ERRORS = (TFRecordError, RecordDecodeError, OSError)
+
+
 class _DataError(Exception):
     """A data error from the input pipeline; the loop checkpoints, then raises `message`."""
 
@@ -144,8 +150,14 @@ class _DataError(Exception):
         self.error, self.where = error, where
 
     def message(self, step: int, saved: str) -> str:
-        return (f"{self.where}: {self.error} (at step {step}; {saved}). To skip and count bad "
-                "records, rerun with --config.data.skip_corrupt=True; or reconvert that file")
+        if isinstance(self.error, TFRecordError):
+            hint = ("To skip and count bad records, rerun with --config.data.skip_corrupt=True; "
+                    "or reconvert that file")
+        elif isinstance(self.error, RecordDecodeError):
+            hint = "Reconvert that file (python -m data_prep convert)"
+        else:
+            hint = "Check that the file is readable, then rerun the same command to resume"
+        return f"{self.where}: {self.error} (at step {step}; {saved}). {hint}"
 
 
 def _initialise_from(state: TrainState, shardings, path: str) -> TrainState:
@@ -182,13 +194,15 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
 
     # ---------------------------------------------------------------- start-up checks
     workdir_lib.check_compatible(config, workdir)  # before anything is written
+    stats = None
     if train_data is None:
         inputs.check_data(config)
+        if jax.process_index() == 0:  # the training labels' mean HR, for `evaluate`
+            stats = workdir_lib.train_stats(config, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-        if train_data is None:
-            workdir_lib.write_train_stats(config, workdir)
+        workdir_lib.save_train_stats(workdir, stats)
 
     # ---------------------------------------------------------------- mesh
     mesh = create_mesh(config.mesh)
@@ -275,7 +289,7 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         position = train_it.get_state() if checkpointable else None
         try:
             numpy_batch = next(train_it)
-        except (ValueError, OSError) as e:
+        except _DATA_ERRORS as e:
             stop_on_data_error(_DataError(e, f"training split {config.data.split!r}"),
                                position)
         batch = inputs.to_device(numpy_batch, data_sharding)

@@ -8,7 +8,8 @@ the train stage, the optimiser's state tree, the model inputs); anything else ma
 between runs in one workdir: `train.num_steps` (to extend a run), the learning rate and
 loss weights, logging, evaluation, checkpointing, the mesh, `data.dir`.
 
-`write_train_stats(config, workdir)`: `WORKDIR/train_stats.json` =
+`train_stats(config, workdir)` → `save_train_stats` (`write_train_stats` does both):
+`WORKDIR/train_stats.json` =
 `{"hr_mean", "num_clips", "data_dir", "split"}`, the mean clip HR (bpm) of the training
 split, read from the records' labels only (frames are not decoded). `ienet_jax.evaluate`'s
 constant predictor answers with it, so a run can be scored on any converted corpus.
@@ -25,6 +26,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from ienet_jax.data.decode import RecordDecodeError
 from ienet_jax.data.tfrecord import TFRecordError
 
 TRAIN_STATS = "train_stats.json"
@@ -127,30 +129,45 @@ def train_hr_mean(data_dir: str | Path, split: str = "train",
     return float(np.mean(hrs)), len(hrs)
 
 
-def write_train_stats(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-    """`WORKDIR/train_stats.json` of the training split (kept if already of this data)."""
+def train_stats(config: ml_collections.ConfigDict, workdir: str | Path) -> dict | None:
+    """The `train_stats.json` content for `config`'s training split; None when there is
+    nothing to write (synthetic clips, or the workdir's file is already of this data).
+
+    Reads every training record (labels only): a corrupt one is an error naming it, now
+    rather than mid-run (unless `data.skip_corrupt`)."""
     if not config.data.dir:
-        return  # synthetic clips
+        return None  # synthetic clips
     path = Path(workdir) / TRAIN_STATS
     data_dir, split = str(Path(config.data.dir).absolute()), str(config.data.split)
     if path.is_file():
         try:
             old = json.loads(path.read_text())
             if old.get("data_dir") == data_dir and old.get("split") == split:
-                return
+                return None
         except json.JSONDecodeError:
             pass
     t0 = time.perf_counter()
     try:
         mean, count = train_hr_mean(data_dir, split, bool(config.data.skip_corrupt))
-    except TFRecordError as e:
-        raise ValueError(f"training split {split!r}: {e}. To skip and count bad records, "
-                         "rerun with --config.data.skip_corrupt=True; or reconvert that "
-                         "file") from e
-    path.write_text(json.dumps({"hr_mean": mean, "num_clips": count, "data_dir": data_dir,
-                                "split": split}, indent=2) + "\n")
-    logging.info("%s: training split %r mean HR %.1f bpm over %d clips (%.1f s)", path, split,
-                 mean, count, time.perf_counter() - t0)
+    except (TFRecordError, RecordDecodeError) as e:
+        hint = ("To skip and count bad records, rerun with --config.data.skip_corrupt=True; "
+                "or reconvert that file") if isinstance(e, TFRecordError) else \
+            "Reconvert that file (python -m data_prep convert)"
+        raise ValueError(f"training split {split!r}: {e}. {hint}") from e
+    logging.info("training split %r: mean HR %.1f bpm over %d clips (labels read in %.1f s)",
+                 split, mean, count, time.perf_counter() - t0)
+    return {"hr_mean": mean, "num_clips": count, "data_dir": data_dir, "split": split}
+
+
+def save_train_stats(workdir: str | Path, stats: dict | None) -> None:
+    """Writes `stats` (from `train_stats`) to `WORKDIR/train_stats.json`; None: nothing."""
+    if stats is not None:
+        (Path(workdir) / TRAIN_STATS).write_text(json.dumps(stats, indent=2) + "\n")
+
+
+def write_train_stats(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+    """`train_stats` then `save_train_stats`."""
+    save_train_stats(workdir, train_stats(config, workdir))
 
 
 def read_train_stats(workdir: str | Path) -> dict | None:
