@@ -290,8 +290,8 @@ def test_dataset_checked_against_the_model_at_start_up(tmp_path, caplog):
     config.data.dir = _clips(tmp_path / "long", config, length=20)
     inputs.check_data(config)
     assert ("stored clips hold 20 frames, model.clip_length=8: training takes the first 8 "
-            "frames of each stored clip (data.augment.temporal_crop=False), evaluation its "
-            "first 8 frames") in caplog.text
+            "frames of each stored clip (pass --config.data.augment.temporal_crop=True for "
+            "random 8-frame windows), evaluation the first 8 frames") in caplog.text
     assert next(inputs.train_iterator(config))["rgb"].shape == (4, 8, 12, 12, 3)
     assert next(inputs.eval_iterator(config))["bvp"].shape == (4, 8)
 

@@ -178,13 +178,15 @@ def check_data(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config key data.modalities={tuple(config.data.modalities)} lacks "
                          f"{missing}, which model.name={model.name!r} needs")
     if spec.clip_length > length:
-        crop = config.data.augment.temporal_crop
-        logging.info(
-            "data: stored clips hold %d frames, model.clip_length=%d: training takes %s of "
-            "each stored clip (data.augment.temporal_crop=%s), evaluation its first %d frames",
-            spec.clip_length, length,
-            f"a random {length}-frame window" if crop else f"the first {length} frames",
-            crop, length)
+        if config.data.augment.temporal_crop:
+            how = (f"a random {length}-frame window of each stored clip "
+                   "(data.augment.temporal_crop=True)")
+        else:
+            how = (f"the first {length} frames of each stored clip (pass "
+                   f"--config.data.augment.temporal_crop=True for random {length}-frame "
+                   "windows)")
+        logging.info("data: stored clips hold %d frames, model.clip_length=%d: training takes "
+                     "%s, evaluation the first %d frames", spec.clip_length, length, how, length)
 
 
 def to_device(batch: dict, sharding: NamedSharding) -> dict:
