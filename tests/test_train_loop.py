@@ -335,3 +335,21 @@ def test_corrupt_record_mid_run_checkpoints_first_then_names_it(tmp_path):
     rows = _steps(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows[2]["skipped_records"] == 1
+
+
+def test_workdir_config_differences_name_only_what_changes_the_checkpoint():
+    from ienet_jax.train.workdir import differences
+
+    old = json.loads(tscan_config().to_json_best_effort())
+    new = tscan_config(steps=400, batch=16, mesh=(4, 2))
+    new.train.learning_rate = 1e-4
+    new.model.conv_impl = "xla"  # execution only
+    new.eval.every_steps = 10
+    new.train.grad_clip_norm = 0.5
+    assert differences(old, json.loads(new.to_json_best_effort())) == [
+        "train.grad_clip_norm: 0.0 → 0.5"]
+    new.data.modalities = ("rgb", "nir")
+    new.train.grad_accum = 2
+    assert differences(old, json.loads(new.to_json_best_effort())) == [
+        "data.modalities: ['rgb'] → ['rgb', 'nir']", "train.grad_accum: 1 → 2",
+        "train.grad_clip_norm: 0.0 → 0.5"]

@@ -3,10 +3,11 @@
 `check_compatible(config, workdir)`: a workdir holding checkpoints of another config is
 refused BEFORE anything is written (the trainer writes `config.json` only after it),
 naming the keys that differ (old → new) and how to proceed. Keys compared are those that
-change what the checkpoint holds or means (`SIGNATURE_KEYS`: the whole `model` section,
-the train stage, the optimiser's state tree, the model inputs); anything else may change
-between runs in one workdir: `train.num_steps` (to extend a run), the learning rate and
-loss weights, logging, evaluation, checkpointing, the mesh, `data.dir`.
+change what the checkpoint holds or means (`SIGNATURE_KEYS`: the `model` section but its
+`EXECUTION_KEYS` — dtype, remat, attention and conv implementations —, the train stage, the
+optimiser's state tree, the model inputs); anything else may change between runs in one
+workdir: `train.num_steps` (to extend a run), the learning rate and loss weights, logging,
+evaluation, checkpointing, the mesh, `data.dir`.
 
 `train_stats(config, workdir)` → `save_train_stats` (`write_train_stats` does both):
 `WORKDIR/train_stats.json` =
@@ -68,13 +69,19 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+# how the model is computed, not what its parameters are: free to change in a resumed run
+EXECUTION_KEYS = ("model.dtype", "model.remat", "model.attention", "model.conv_impl")
+
+
 def signature(config: dict) -> dict[str, tuple[Any, Any]]:
     """`{key: (compared value, shown value)}` of the keys fixing what a checkpoint means."""
-    out = {k: (_normal(v), v) for k, v in _flatten(config.get("model", {}), "model.").items()}
+    out = {k: (_normal(v), _normal(v))
+           for k, v in _flatten(config.get("model", {}), "model.").items()
+           if k not in EXECUTION_KEYS}
     for key, how in SIGNATURE_KEYS:
         value = _get(config, key)
         compared = bool(value) if how == "on" else value
-        out[key] = (_normal(compared), value)
+        out[key] = (_normal(compared), _normal(value))
     return out
 
 
