@@ -184,7 +184,7 @@ def test_rerun_checks_the_config_and_logs_each_step_once(tmp_path, caplog):
     train_and_evaluate(config, tmp_path)
     text = caplog.text
     for line in ("initialising the train state", "compiling the train step",
-                 "train step compiled: first step took"):
+                 "train step compiled: the first step took"):
         assert line in text
     assert not [r for r in caplog.records if "/orbax/" in r.pathname], "orbax INFO lines"
     rows = _steps(tmp_path)

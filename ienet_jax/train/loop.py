@@ -15,8 +15,9 @@ Start-up checks before anything is written (`WORKDIR/config.json` included): the
 previous config is compatible (`ienet_jax.train.workdir`), and the dataset matches the
 model and holds every split the run will read (`inputs.check_data`). Logged on the way:
 "initialising the train state", "compiling the train step" and the first step's time
-(compilation included); `metrics.jsonl`/TensorBoard get the learning rate of each logged
-step, and a resumed run first drops the log rows of steps after its checkpoint.
+(compilation included; the same for the first evaluation); `metrics.jsonl`/TensorBoard
+get the learning rate of each logged step, and a resumed run first drops the log rows of
+steps after its checkpoint.
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
     start = step
     saved_at = latest
     history: dict[str, float] = {}
+    evaluated = False
     logging.info("training steps %d → %d, global batch %d", step, num_steps,
                  config.train.batch_size)
 
@@ -301,7 +303,8 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         seconds = time.perf_counter() - t0
         progress.add(seconds, first=step == start)
         if step == start:
-            logging.info("train step compiled: first step took %.1f s", seconds)
+            logging.info("train step compiled: the first step took %.1f s, compilation "
+                         "included", seconds)
         if not bool(metrics["finite"]):
             ckpt.wait()
             bad = {k: float(v) for k, v in metrics.items() if k != "finite"}
@@ -332,7 +335,15 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         if int(config.eval.every_steps) > 0 and _should(step, int(config.eval.every_steps),
                                                         num_steps):
             try:
+                if not evaluated:
+                    logging.info("evaluating split %r (the first pass compiles the eval "
+                                 "step)", config.eval.split)
+                t0 = time.perf_counter()
                 eval_metrics = evaluate(eval_step, state, config, eval_sharding)
+                if not evaluated:
+                    logging.info("first evaluation took %.1f s, compilation included",
+                                 time.perf_counter() - t0)
+                evaluated = True
             except _DataError as e:
                 stop_on_data_error(e, None)
             log.write(step, config.eval.split, eval_metrics)
