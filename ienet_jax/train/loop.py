@@ -364,6 +364,8 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         save()
     ckpt.close()
     log.close()
+    if hasattr(train_it, "close"):  # stops grain's worker processes and their buffers
+        train_it.close()
     if jax.process_index() == 0:
         (workdir / "status.json").write_text(json.dumps(
             {"step": step, "num_steps": num_steps, "finished": step >= num_steps}) + "\n")
