@@ -122,17 +122,21 @@ def evaluate(eval_step, state: TrainState, config, sharding: NamedSharding) -> d
     limit = int(config.eval.num_batches)
     iterator = inputs.eval_iterator(config)
     i = 0
-    while not limit or i < limit:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            break
-        except _DATA_ERRORS as e:
-            raise _DataError(e, f"evaluation split {config.eval.split!r}") from e
-        i += 1
-        sums = jax.device_get(eval_step(state, inputs.to_device(batch, sharding)))
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
+    try:
+        while not limit or i < limit:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except _DATA_ERRORS as e:
+                raise _DataError(e, f"evaluation split {config.eval.split!r}") from e
+            i += 1
+            sums = jax.device_get(eval_step(state, inputs.to_device(batch, sharding)))
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+    finally:
+        if hasattr(iterator, "close"):  # grain workers of this pass
+            iterator.close()
     count = totals.pop("count", 0.0)
     if not count:
         raise ValueError(f"evaluation split {config.eval.split!r} gave no clips (eval.*, data.*)")
