@@ -8,8 +8,10 @@ Per video, clips are stitched back in order of `start_frame` (overlaps averaged,
 the face crops (the detected face box inside each crop: its inner `1 / box_scale`, with
 the converter's `--box-scale` read from the dataset's `metadata.json`) go through the
 rPPG-Toolbox pipeline (`ienet_jax.eval.table`): the model, POS, CHROM, IENet's FEE head
-(when enabled) and a constant predictor (the training split's mean clip HR) are scored on
-the same videos and windows. Outputs, in `WORKDIR/eval/` (or `--output`):
+(when enabled) and a constant predictor (the training split's mean clip HR, stored by the
+trainer in `WORKDIR/train_stats.json`, so `--data_dir` may be a corpus holding only the
+evaluated split) are scored on the same videos and windows. Outputs, in `WORKDIR/eval/`
+(or `--output`):
 
 - `metrics.json`: `{"<model>": {mae, mae_se, rmse, mape, pearson, sd, snr, …}, "pos": …,
   "chrom": …, "constant": …, ["<model>_fee": …], "evaluation": {mode, hr_method,
@@ -68,14 +70,36 @@ def _subclips(example: dict, length: int, where: str) -> list[dict]:
     return out
 
 
-def constant_hr(data_dir: str | Path, split: str = "train") -> float:
-    """Mean clip HR (bpm) of `split`: the constant predictor's one answer."""
-    from ienet_jax.data import read_clips
+def constant_hr(workdir: str | Path, run_data_dir: str | Path | None = None,
+                data_dir: str | Path | None = None) -> tuple[float, str]:
+    """(the constant predictor's one answer, where it came from): the mean clip HR (bpm) of
+    the run's training split.
 
-    hrs = [float(ex["hr"]) for ex in read_clips(data_dir, split)]
-    if not hrs:
-        raise ValueError(f"{data_dir}: split {split!r} has no clips for the constant predictor")
-    return float(np.mean(hrs))
+    From `WORKDIR/train_stats.json` (written by the trainer), so any converted corpus can be
+    scored; for runs without it, the `train` split of the run's `data.dir`
+    (`run_data_dir`), else of the evaluated `data_dir`; else a ValueError.
+    """
+    from ienet_jax.train import workdir as workdir_lib
+
+    stats = workdir_lib.read_train_stats(workdir)
+    if stats is not None:
+        return float(stats["hr_mean"]), str(Path(workdir) / workdir_lib.TRAIN_STATS)
+    from ienet_jax.data import split_files
+
+    for candidate in (run_data_dir, data_dir):
+        if not candidate:
+            continue
+        try:
+            split_files(candidate, "train")
+        except ValueError:
+            continue
+        mean, _ = workdir_lib.train_hr_mean(candidate, "train")
+        return mean, f"{candidate} split 'train'"
+    raise ValueError(
+        f"no training mean HR for the constant predictor: {Path(workdir) / 'train_stats.json'} "
+        f"not found (runs trained before it existed) and no 'train' split in "
+        f"{run_data_dir or '(no data.dir)'} or --data_dir={data_dir}; pass a --data_dir "
+        "holding the training split, or retrain to write train_stats.json")
 
 
 def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: str) -> list[dict]:
@@ -146,7 +170,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, split: s
              output: str | Path | None = None, batch_size: int = 8,
              plots: bool = True) -> dict:
     """Evaluate (see the module docstring); returns the `metrics.json` dict."""
-    data_dir = str(data_dir or config.data.dir)
+    run_data_dir = str(config.data.get("dir", "") or "")
+    data_dir = str(data_dir or run_data_dir)
     if not data_dir:
         raise ValueError("config key data.dir is empty: evaluation needs converted clips "
                          "(python -m data_prep convert), or pass --data_dir")
@@ -154,7 +179,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, split: s
     checkpoint = Path(checkpoint or workdir).absolute()
     out_dir = Path(output or workdir / "eval").absolute()
     model = inference.load(checkpoint, config, batch_size=batch_size)
-    const = constant_hr(data_dir, "train")
+    const, const_source = constant_hr(workdir, run_data_dir, data_dir)
     videos = video_series(run_clips(model, data_dir, split))
 
     rows: dict[str, list[dict]] = {}
@@ -174,6 +199,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, split: s
         "label_hr": "the stitched label BVP through the same pipeline"
                     + ("; FEE row: mean clip label HR" if model.has_fee else ""),
         "constant_hr": const,
+        "constant_hr_from": const_source,
         "model": model.name,
         "split": split,
         "data_dir": data_dir,

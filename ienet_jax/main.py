@@ -7,12 +7,23 @@ Every config key can be overridden as `--config.section.key=value`; a misspelt k
 error before anything runs (the config is locked). Re-running with the same workdir
 resumes from its latest checkpoint. The console script `ienet-train` is `run()`.
 
+Exit status: 0 when `train.num_steps` are done; 75 (EX_TEMPFAIL) when the run was
+interrupted and is resumable: SIGTERM (preemption) or SIGINT (Ctrl-C) checkpoints after the
+current step, logs "interrupted … resumable: rerun the same command to continue from step N"
+as its last line and exits 75 (a second Ctrl-C aborts at once, without a checkpoint). In a
+multi-process run every process stops at the same step (JAX's preemption notice; Ctrl-C is
+turned into it) and exits 75. User errors (bad config, dataset not matching the model, a
+workdir holding another config's run, a corrupt record — checkpointed first) end with an
+error message naming the file or key.
+
 Multi-process runs (see `ienet_jax.parallel.distributed` and `launch/`): `--distributed`
 on TPU VMs and under SLURM `srun`, or `--coordinator_address=HOST:PORT --num_processes=N
 --process_id=I` anywhere (what `launch/local.sh` passes).
 """
 
 from __future__ import annotations
+
+import sys
 
 import jax
 from absl import app, flags, logging
@@ -41,6 +52,7 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "distributed_heartbeat_timeout", None, "Seconds without heartbeats after which a process "
     "counts as dead and the others abort (default: $IENET_DISTRIBUTED_HEARTBEAT_TIMEOUT or 60).")
 flags.mark_flags_as_required(["config", "workdir"])
+EX_TEMPFAIL = 75  # interrupted, resumable (sysexits.h)
 
 
 def main(argv) -> None:
@@ -56,12 +68,16 @@ def main(argv) -> None:
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    from ienet_jax.train.loop import train_and_evaluate
+    from ienet_jax.train.loop import Interrupted, train_and_evaluate
 
     logging.info("JAX process %d/%d, %d local devices", jax.process_index(),
                  jax.process_count(), jax.local_device_count())
     with distributed.fail_fast():
-        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        try:
+            train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        except Interrupted as e:
+            logging.warning("%s", e)
+            sys.exit(EX_TEMPFAIL)
 
 
 def _entry(argv) -> None:

@@ -16,9 +16,10 @@
 #   PORT      coordinator port (default: a free one)
 #   KILL_GRACE  seconds between SIGTERM and SIGKILL for the other processes (default 5)
 #
-# Process 0's output is also copied to stderr. Exits 0 if every process exits 0; as soon
-# as one fails, the others are stopped and the script exits with the failed process's
-# status (the first failure).
+# Process 0's output is also copied to stderr. Exits 0 if every process exits 0; 75 if
+# they were interrupted (SIGTERM/Ctrl-C: checkpointed, resumable; the others are awaited);
+# as soon as one fails otherwise, the others are stopped and the script exits with the
+# failed process's status (the first failure).
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
@@ -78,6 +79,10 @@ while ((${#RUNNING[@]} > 0)); do
     rc=0
     wait "$pid" || rc=$?
     unset "RUNNING[$i]"
+    if ((rc == 75)); then  # interrupted, resumable: every process stops at the same step
+      status=75
+      continue
+    fi
     if ((rc != 0)); then
       echo "local.sh: process $i failed (exit $rc); stopping the others. End of $LOG_DIR/process_$i.log:" >&2
       tail -n 20 "$LOG_DIR/process_$i.log" >&2 || true

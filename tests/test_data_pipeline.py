@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from data_fixtures import shard_paths, write_dataset
 
-from ienet_jax.data import Pipeline, checkpoint_args, default_data_config, features, tfrecord
+from ienet_jax.data import (
+    Pipeline,
+    checkpoint_args,
+    default_data_config,
+    features,
+    read_clips,
+    tfrecord,
+)
 
 SPEC = features.ClipSpec(8, 16, 16, nir=True)
 
@@ -86,6 +93,12 @@ def test_evaluation_keeps_every_clip_with_a_padding_mask(dataset):
         assert batches[0]["rgb"].shape == (2, 6, 16, 16, 3)  # crop to clip_length
     assert counts[0] == counts[1] == 2  # 3 clips on process 0, 2 (+1 padding) on process 1
     assert sorted(seen) == [f"validation/v{k}" for k in range(5)]
+    # padding rows (process 1's last batch) are valid clips: the split's first fps and label
+    pad = batches[-1]
+    assert pad["mask"].tolist() == [False, False] and pad["video"].tolist() == ["", ""]
+    first = next(read_clips(dataset, "validation"))
+    assert first["fps"] == 30.0 and first["hr"] > 0
+    assert (pad["fps"] == first["fps"]).all() and (pad["hr"] == first["hr"]).all()
 
 
 def test_same_seed_same_order_new_seed_new_order_new_epoch_new_order(dataset):

@@ -165,3 +165,14 @@ def test_crop_box_scale_from_metadata(tmp_path):
     meta.write_text(json.dumps({"options": {"process": {"box_scale": 0.5}}}))
     with pytest.raises(ValueError, match="box_scale=0.5"):
         source.crop_box_scale(tmp_path)
+
+
+def test_tfrecord_error_pickles_whole():
+    """grain workers (data.workers > 0) send errors to the main process pickled: this was a
+    TypeError (missing `record`, `offset`, `what`) instead of the error naming the record."""
+    import pickle
+
+    e = pickle.loads(pickle.dumps(tfrecord.TFRecordError("/d/f.tfrecord", 3, 120, "bad CRC")))
+    assert isinstance(e, tfrecord.TFRecordError) and (e.path, e.record, e.offset) == (
+        "/d/f.tfrecord", 3, 120)
+    assert str(e) == "/d/f.tfrecord: record 3 at byte offset 120: bad CRC"

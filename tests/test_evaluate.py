@@ -118,7 +118,7 @@ def test_tscan_derivative_outputs_are_integrated():
     assert rows["tscan"][0]["hr_label"] == pytest.approx(14 * BIN)
 
 
-def _write_dataset(directory, clip_length=32, size=16):
+def _write_dataset(directory, clip_length=32, size=16, splits=("train", "test")):
     from ienet_jax.data import features, tfrecord
 
     spec = features.ClipSpec(clip_length=clip_length, height=size, width=size, nir=True)
@@ -127,6 +127,8 @@ def _write_dataset(directory, clip_length=32, size=16):
     rng = np.random.default_rng(0)
     texture = rng.integers(60, 140, (1, size, size, 4)).astype(np.float64)
     for split, videos in (("train", {"a": 90.0}), ("test", {"b": 60.0, "c": 100.0})):
+        if split not in splits:
+            continue
         examples = []
         for video, hr in videos.items():
             bvp = np.sin(2 * np.pi * hr / 60 * np.arange(4 * clip_length) / FPS)
@@ -152,6 +154,20 @@ def test_clip_means_cut_the_crop_margin_of_the_box_scale():
     np.testing.assert_allclose(_clip_means(rgb, 1.0), 90.0 * 64 / 144)  # the whole crop
 
 
+def test_constant_predictor_mean_without_train_stats(tmp_path):
+    """Runs from before train_stats.json: the run's data.dir, else --data_dir; else an error."""
+    from ienet_jax.evaluate import constant_hr
+
+    _write_dataset(tmp_path / "test_only", splits=("test",))
+    _write_dataset(tmp_path / "full")
+    mean, source = constant_hr(tmp_path / "old_run", str(tmp_path / "full"),
+                               str(tmp_path / "test_only"))
+    assert mean == pytest.approx(90.0) and source.endswith("full split 'train'")
+    assert constant_hr(tmp_path / "old_run", "", str(tmp_path / "full"))[0] == pytest.approx(90)
+    with pytest.raises(ValueError, match=r"no training mean HR .*train_stats.json not found"):
+        constant_hr(tmp_path / "old_run", "", str(tmp_path / "test_only"))
+
+
 def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     import jax
     import ml_collections
@@ -162,6 +178,7 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     from ienet_jax.evaluate import evaluate
     from ienet_jax.models import build
     from ienet_jax.train.state import example_inputs
+    from ienet_jax.train.workdir import write_train_stats
 
     model_config = micro_ienet_model()
     model_config.fee.enabled = True
@@ -169,7 +186,12 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     variables = nn.unbox(build(model_config).init(
         jax.random.key(0), *example_inputs(model_config), train=False))
     save_converted(tmp_path / "converted", variables, model_config)
-    _write_dataset(tmp_path / "clips")
+    # another corpus, holding only the test split: the run's train_stats.json gives the mean
+    _write_dataset(tmp_path / "clips", splits=("test",))
+    _write_dataset(tmp_path / "train_clips", splits=("train",))
+    (tmp_path / "run").mkdir()
+    write_train_stats(ml_collections.ConfigDict(dict(data=dict(
+        dir=str(tmp_path / "train_clips"), split="train", skip_corrupt=False))), tmp_path / "run")
 
     result = evaluate(config, tmp_path / "run", checkpoint=tmp_path / "converted",
                       data_dir=tmp_path / "clips", batch_size=3)
@@ -178,6 +200,7 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     # 2 videos of 4 stored clips of 32 frames, each cut into 2 model clips of 16
     assert ev["num_videos"] == 2 and ev["num_clips"] == 16
     assert ev["constant_hr"] == pytest.approx(90.0) and ev["fps"] == pytest.approx(FPS)
+    assert ev["constant_hr_from"].endswith("train_stats.json")
     assert ev["fft_resolution_bpm"]["min"] == pytest.approx(60 * FPS / 128)
     out = tmp_path / "run" / "eval"
     saved = json.loads((out / "metrics.json").read_text())

@@ -1,5 +1,6 @@
 """The `python -m ienet_jax.main` entry point: config errors before anything runs, presets,
-and SIGTERM → checkpoint → resume giving exactly the parameters of an uninterrupted run."""
+and Ctrl-C → checkpoint → exit 75 → resume giving exactly the parameters of an
+uninterrupted run."""
 
 import json
 import os
@@ -86,7 +87,9 @@ def _wait_for_step(workdir: Path, step: int, proc, timeout: float) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
+def test_ctrl_c_then_resume_matches_uninterrupted_run(tmp_path):
+    """Ctrl-C (SIGINT; SIGTERM takes the same path): checkpoint, exit 75 with "resumable"
+    last; the rerun continues to the parameters of an uninterrupted run."""
     cache = tmp_path / "xla_cache"
     flags = ["--config.train.num_steps=150", "--config.checkpoint.every_steps=40",
              "--config.eval.every_steps=0", "--config.logging.every_steps=1",
@@ -99,14 +102,17 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_step(cut, 5, proc, timeout=600)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 75, err[-3000:]  # EX_TEMPFAIL: interrupted, resumable
     status = json.loads((cut / "status.json").read_text())
     assert not status["finished"] and 5 <= status["step"] < 150, status
+    last = err.strip().splitlines()[-1]
+    assert (f"interrupted by SIGINT at step {status['step']}, resumable" in last
+            and f"rerun the same command to continue from step {status['step']}" in last), last
     assert (cut / "checkpoints" / str(status["step"])).is_dir()
 
     run_main(cut, *flags, cache=cache)

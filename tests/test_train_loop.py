@@ -1,6 +1,12 @@
-"""The trainer loop: NaN stop with the last good checkpoint intact, stage-2 initialisation."""
+"""The trainer loop: NaN stop with the last good checkpoint intact, stage-2 initialisation,
+reruns in a workdir (config check, resumed log), Ctrl-C, start-up data checks, data errors."""
 
 import json
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
 
 import grain
 import jax
@@ -10,8 +16,8 @@ from train_configs import ienet_config, tscan_config
 
 from ienet_jax.convert import save_converted
 from ienet_jax.train.checkpoint import load_variables
-from ienet_jax.train.inputs import SyntheticClips
-from ienet_jax.train.loop import train_and_evaluate
+from ienet_jax.train.inputs import SyntheticClips, synthetic_dataset
+from ienet_jax.train.loop import Interrupted, train_and_evaluate
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -106,6 +112,27 @@ def test_trains_on_converted_clips_with_the_grain_pipeline(tmp_path):
     assert any('"split": "validation"' in r for r in rows)
     state = json.loads((tmp_path / "run/checkpoints/2/data/process_0-of-1.json").read_text())
     assert state["batches"] == 2  # the pipeline iterator's own state was checkpointed
+    stats = json.loads((tmp_path / "run/train_stats.json").read_text())
+    assert stats["hr_mean"] == pytest.approx(np.mean([60 + k % 7 * 10 for k in range(10)]))
+    assert stats["num_clips"] == 10
+
+    # padding rows of the last eval batch are valid clips: every per-row output is finite
+    from ienet_jax.models import build
+    from ienet_jax.train import inputs, objectives
+
+    last = list(inputs.eval_iterator(config))[-1]
+    assert not last["mask"].all() and (last["fps"] == 30.0).all() and (last["hr"] > 0).all()
+    batch = {k: v for k, v in last.items() if k in inputs.DEVICE_FIELDS}
+    variables = jax.device_get(load_variables(tmp_path / "run"))
+    outputs = build(config.model).apply(variables, *objectives.model_inputs("tscan", batch),
+                                        train=False)
+    hr = objectives.predicted_hr("tscan", outputs, batch["fps"])
+    per_row = objectives.losses.mse(objectives.predicted_signal("tscan", outputs),
+                                    objectives.signal_label("tscan", batch), reduction="none")
+    for name, value in (("rppg", outputs["rppg"]), ("hr", hr), ("mse", per_row)):
+        assert np.isfinite(np.asarray(value)).all(), name
+    assert all(np.isfinite(v) for r in _steps(tmp_path / "run", "validation")
+               for k, v in r.items() if k not in ("step", "split"))
 
 
 
@@ -124,3 +151,205 @@ def test_init_from_a_model_without_batch_stats(tmp_path):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(params),
                             jax.tree.leaves(jax.device_get(state.params))):
         np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+
+def _steps(workdir, split="train"):
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def _tensorboard(workdir, tag: str) -> dict[int, float]:
+    """`{step: value}` of a scalar `tag` in the run's TensorBoard event files."""
+    from tensorboardX.proto import event_pb2
+
+    from ienet_jax.data import tfrecord
+
+    out = {}
+    for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+        for record in tfrecord.iter_records(path):
+            event = event_pb2.Event.FromString(record)
+            for value in event.summary.value:
+                if value.tag == tag:
+                    out[event.step] = value.simple_value
+    return out
+
+
+def test_rerun_checks_the_config_and_logs_each_step_once(tmp_path, caplog):
+    """Start-up log lines without orbax's; the learning rate logged; a resume after a crash
+    (steps logged past the last checkpoint) logs each step once; a rerun with another model
+    in the same workdir is refused before anything is written; a longer run is allowed."""
+    caplog.set_level(logging.INFO)
+    config = tscan_config(steps=4, batch=8)  # checkpoints at 2 and 4
+    config.logging.tensorboard = True
+    train_and_evaluate(config, tmp_path)
+    text = caplog.text
+    for line in ("initialising the train state", "compiling the train step",
+                 "train step compiled: the first step took"):
+        assert line in text
+    assert not [r for r in caplog.records if "/orbax/" in r.pathname], "orbax INFO lines"
+    rows = _steps(tmp_path)
+    assert [r["learning_rate"] for r in rows] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4])
+    assert _tensorboard(tmp_path, "train/learning_rate") == pytest.approx(
+        {1: 1e-3, 2: 1e-3, 3: 5e-4, 4: 5e-4})
+
+    shutil.rmtree(tmp_path / "checkpoints" / "4")  # a crash after logging steps 3 and 4
+    longer = tscan_config(steps=6, batch=8)
+    longer.train.lr_decay_every = 2  # as before: the same program (compiled once)
+    train_and_evaluate(longer, tmp_path)
+    assert [r["step"] for r in _steps(tmp_path)] == [1, 2, 3, 4, 5, 6]
+
+    saved = (tmp_path / "config.json").read_text()
+    other = tscan_config(steps=6, batch=8)
+    other.model.frame_size = 16
+    other.train.grad_clip_norm = 1.0
+    with pytest.raises(ValueError, match=r"--workdir=.* different config .*model.frame_size: "
+                                         r"12 → 16; train.grad_clip_norm: 0.0 → 1.0. Nothing "
+                                         r"was written.*new --workdir.*train.init_from="):
+        train_and_evaluate(other, tmp_path)
+    assert (tmp_path / "config.json").read_text() == saved
+
+
+class _SignalAt:
+    """A batch iterator sending `count` signals `signum` to this process before batch `at`."""
+
+    def __init__(self, iterator, at: int, count: int = 1, signum=signal.SIGINT):
+        self.iterator, self.at, self.count, self.n = iterator, at, count, 0
+        self.signum = signum
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.n += 1
+        if self.n == self.at:
+            for _ in range(self.count):
+                os.kill(os.getpid(), self.signum)
+        return next(self.iterator)
+
+
+def _synthetic(config):
+    return iter(synthetic_dataset(config, training=True, batch_size=8))
+
+
+def test_ctrl_c_checkpoints_and_raises_interrupted_twice_aborts(tmp_path):
+    """SIGINT and SIGTERM: a checkpoint after the current step, then `Interrupted` (main
+    exits 75 on it); a second Ctrl-C aborts at once."""
+    config = tscan_config(steps=6, batch=8)
+    config.checkpoint.every_steps = 0
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        name = signal.Signals(signum).name
+        with pytest.raises(Interrupted, match=rf"{name} at step 3, resumable.*from step 3"):
+            train_and_evaluate(config, tmp_path / name,
+                               train_data=_SignalAt(_synthetic(config), 3, signum=signum))
+        assert (tmp_path / name / "checkpoints/3").is_dir()
+        assert json.loads((tmp_path / name / "status.json").read_text())["finished"] is False
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, tmp_path / "twice",
+                           train_data=_SignalAt(_synthetic(config), 3, count=2))
+    assert not (tmp_path / "twice/checkpoints/2").exists()
+
+
+def _clips(directory, config, *, length=None, size=None, nir=False, splits=None, shards=2):
+    from data_fixtures import write_dataset
+
+    from ienet_jax.data.features import ClipSpec
+
+    size = size or config.model.frame_size
+    spec = ClipSpec(clip_length=length or config.model.clip_length, height=size, width=size,
+                    nir=nir)
+    return str(write_dataset(directory, spec, splits or {"train": 10, "validation": 5}, shards))
+
+
+def test_dataset_checked_against_the_model_at_start_up(tmp_path, caplog):
+    """Frame size, clip length, NIR and every split the run reads: errors before anything is
+    written; longer stored clips are cut to the model's length, and the log says how."""
+    from ienet_jax.train import inputs
+
+    config = tscan_config(steps=2, batch=4)  # TS-CAN tiny: 8 frames of 12x12
+    config.eval.every_steps = 2
+    cases = [
+        (dict(size=16), r"16x16 pixels .*model.frame_size=12: pass --config.model.frame_size="
+                        r"16 .*--size 12"),
+        (dict(length=4), r"clips of 4 frames .*model.clip_length=8: pass --config.model."
+                         r"clip_length=4 .*--clip-length 8"),
+        (dict(splits={"train": 10}), r"config key eval.split='validation': .*no shards for "
+                                     r"split 'validation'.*--config.eval.every_steps=0"),
+    ]
+    for i, (kw, message) in enumerate(cases):
+        config.data.dir = _clips(tmp_path / f"clips{i}", config, **kw)
+        with pytest.raises(ValueError, match=message):
+            train_and_evaluate(config, tmp_path / f"run{i}")
+        assert not (tmp_path / f"run{i}").exists()
+    ienet = ienet_config(steps=1, batch=4)
+    ienet.data.dir = _clips(tmp_path / "rgb_only", ienet)
+    with pytest.raises(ValueError, match=r"stores RGB only .*model.name='ienet' needs RGB and NIR"):
+        train_and_evaluate(ienet, tmp_path / "run_ienet")
+
+    caplog.set_level(logging.INFO)
+    config.data.dir = _clips(tmp_path / "long", config, length=20)
+    inputs.check_data(config)
+    assert ("stored clips hold 20 frames, model.clip_length=8: training takes the first 8 "
+            "frames of each stored clip (pass --config.data.augment.temporal_crop=True for "
+            "random 8-frame windows), evaluation the first 8 frames") in caplog.text
+    assert next(inputs.train_iterator(config))["rgb"].shape == (4, 8, 12, 12, 3)
+    assert next(inputs.eval_iterator(config))["bvp"].shape == (4, 8)
+
+
+def test_corrupt_record_mid_run_checkpoints_first_then_names_it(tmp_path):
+    from data_fixtures import shard_paths
+
+    from ienet_jax.data import tfrecord
+    from ienet_jax.train import workdir as workdir_lib
+
+    config = tscan_config(steps=4, batch=4, mesh=(4, 2))
+    config.checkpoint.every_steps = 0
+    config.data.shuffle = False  # batches 0-3, 4-7, 8-11, …
+    clips = Path(_clips(tmp_path / "clips", config, splits={"train": 12}))
+    config.data.dir = str(clips)
+    shard = shard_paths(clips, "train", 2)[1]  # records 6-11
+    offset = int(tfrecord.RecordIndex.build(shard).entries[3, 0]) + 5  # record 9: step 3
+    with open(shard, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x55]))
+    # found at start-up, where the training labels are read (train_stats.json)
+    with pytest.raises(ValueError, match=rf"training split 'train': .*{shard.name}: record 3 "
+                                         r"at byte offset \d+: .*data.skip_corrupt=True"):
+        train_and_evaluate(config, tmp_path / "early")
+    assert not (tmp_path / "early").exists()
+    # mid-run (the file went bad after the start): a run whose train_stats.json exists
+    run = tmp_path / "run"
+    run.mkdir()
+    config.data.skip_corrupt = True
+    workdir_lib.write_train_stats(config, run)
+    config.data.skip_corrupt = False
+    with pytest.raises(ValueError, match=rf"training split 'train': .*{shard.name}: record 3 at "
+                                         r"byte offset \d+: .*CRC.*at step 2; checkpoint of "
+                                         r"step 2 .*--config.data.skip_corrupt=True"):
+        train_and_evaluate(config, run)
+    assert (run / "checkpoints/2").is_dir()
+    config.data.skip_corrupt = True
+    train_and_evaluate(config, run)  # resumes before the failed batch, skipping record 9
+    rows = _steps(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["skipped_records"] == 1
+
+
+def test_workdir_config_differences_name_only_what_changes_the_checkpoint():
+    from ienet_jax.train.workdir import differences
+
+    old = json.loads(tscan_config().to_json_best_effort())
+    new = tscan_config(steps=400, batch=16, mesh=(4, 2))
+    new.train.learning_rate = 1e-4
+    new.model.conv_impl = "xla"  # execution only
+    new.eval.every_steps = 10
+    new.train.grad_clip_norm = 0.5
+    assert differences(old, json.loads(new.to_json_best_effort())) == [
+        "train.grad_clip_norm: 0.0 → 0.5"]
+    new.data.modalities = ("rgb", "nir")
+    new.train.grad_accum = 2
+    assert differences(old, json.loads(new.to_json_best_effort())) == [
+        "data.modalities: ['rgb'] → ['rgb', 'nir']", "train.grad_accum: 1 → 2",
+        "train.grad_clip_norm: 0.0 → 0.5"]

@@ -15,12 +15,17 @@ from ienet_jax.data.features import ClipSpec, deserialize_example_np
 MODALITIES = ("rgb", "nir")
 
 
+class RecordDecodeError(ValueError):
+    """A record whose framing and CRC are intact but whose payload is not a clip."""
+
+
 def decode_record(spec: ClipSpec, data: bytes, where: str = "record") -> dict[str, Any]:
-    """One serialized `tf.train.Example` → `{name: numpy value}`; errors name `where`."""
+    """One serialized `tf.train.Example` → `{name: numpy value}`; errors (`RecordDecodeError`)
+    name `where`."""
     try:
         return deserialize_example_np(spec, data)
     except Exception as e:  # protobuf / tfds raise assorted types for malformed payloads
-        raise ValueError(
+        raise RecordDecodeError(
             f"{where}: cannot parse the record as a clip of {spec} ({type(e).__name__}: {e})"
         ) from e
 

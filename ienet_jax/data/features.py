@@ -176,3 +176,16 @@ def deserialize_example_np(spec: ClipSpec, data: bytes) -> dict[str, Any]:
         else:
             out[name] = np.asarray(value, dtype=dtype)
     return out
+
+
+def read_scalars(data: bytes, names: tuple[str, ...] = ("hr", "fps"),
+                 where: str = "record") -> dict[str, float]:
+    """Float scalar features (`hr`, `fps`) of a serialized example, without decoding frames."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    try:
+        feature = tf_example_pb2.Example.FromString(data).features.feature
+        return {n: float(feature[n].float_list.value[0]) for n in names}
+    except Exception as e:  # protobuf raises assorted types for malformed payloads
+        raise ValueError(f"{where}: no float feature among {names} ({type(e).__name__}: {e})"
+                         ) from e

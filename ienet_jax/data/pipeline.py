@@ -20,7 +20,9 @@ Sharding (process `i` of `n`, default `jax.process_index()/process_count()`):
   steps. A trailing partial global batch (finite `num_epochs`) is dropped.
 - evaluation: nothing is dropped. Process `i` takes clips `i, i+n, …` in stored order and
   pads its share (with zero clips, `video=""`) to the same whole number of batches on every
-  process (and worker); `batch["mask"]` is False on padding. One epoch, no augmentation.
+  process (and worker); `batch["mask"]` is False on padding. A padding row is still a valid
+  clip: its `fps` and `hr` are those of the split's first record (so a model's spectrum of
+  it is taken at a real sample rate), its frames and `bvp` zeros. One epoch, no augmentation.
 
 `data.batch_size` is the GLOBAL batch (like `train.batch_size`); each process yields
 `batch_size / n` clips per batch (`Pipeline.batch_size`).
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from typing import Any
 
 import grain
@@ -87,6 +90,13 @@ def _mark_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
+def _ignore_ctrl_c(worker_index: int, worker_count: int) -> None:
+    """grain worker start-up: Ctrl-C reaches the whole process group; the trainer (main
+    process) handles it (checkpoint, exit) and stops its workers, which must not die first."""
+    del worker_index, worker_count
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _Load(grain.transforms.Map):
     """Index → decoded example with `mask` and `skipped` (see `Pipeline`).
 
@@ -95,10 +105,12 @@ class _Load(grain.transforms.Map):
     with `skipped = 1` in evaluation, so evaluation batch counts never change.
     """
 
-    def __init__(self, source: ClipSource, modalities: tuple[str, ...], training: bool):
+    def __init__(self, source: ClipSource, modalities: tuple[str, ...], training: bool,
+                 padding_labels: dict[str, float] | None = None):
         self.source = source
         self.modalities = modalities
         self.training = training
+        self.padding_labels = padding_labels or {}
 
     def __setstate__(self, state):
         # In a grain worker: build the tfds parser (importing tensorflow_datasets) here, in
@@ -112,6 +124,7 @@ class _Load(grain.transforms.Map):
             for name, (shape, dtype) in self.source.spec.shapes().items() if dtype is not str
         }
         example.update(subject="", video="", start_frame=np.int64(-1))
+        example.update({k: np.float32(v) for k, v in self.padding_labels.items()})
         example = select_modalities(example, self.modalities)
         example.update(mask=np.bool_(False), skipped=np.int32(skipped))
         return example
@@ -316,11 +329,22 @@ class Pipeline:
         self.num_clips, self._epoch_positions = len(mine), padded
         return grain.MapDataset.source(np.concatenate([mine, pads]))
 
+    def _padding_labels(self) -> dict[str, float]:
+        """`fps` and `hr` of the split's first readable record, for padding rows."""
+        from ienet_jax.data.features import read_scalars
+
+        for i in range(len(self.source)):
+            record = self.source[i]  # a corrupt record raises unless skip_corrupt
+            if record is not None:
+                return read_scalars(record[1], ("fps", "hr"), record[0])
+        return {}  # every record corrupt: nothing to evaluate anyway
+
     # ---------------------------------------------------------------- the pipeline
     def _build(self) -> grain.IterDataset:
         c = self.config
         ds = self._train_indices() if self.training else self._eval_indices()
-        ds = ds.map(_Load(self.source, self.modalities, self.training))
+        padding = None if self.training else self._padding_labels()
+        ds = ds.map(_Load(self.source, self.modalities, self.training, padding))
         if self.training:
             ds = ds.random_map(Augment.from_config(c.augment, c.clip_length))
         elif c.clip_length is not None:
@@ -337,7 +361,8 @@ class Pipeline:
         if c.workers > 0:
             _mark_flags_parsed()
             it = it.mp_prefetch(grain.MultiprocessingOptions(
-                num_workers=c.workers, per_worker_buffer_size=c.prefetch))
+                num_workers=c.workers, per_worker_buffer_size=c.prefetch),
+                worker_init_fn=_ignore_ctrl_c)
         # Exact for evaluation (padded to whole batches per worker); for training the
         # mean rate (each worker drops its own remainder only where a run ends).
         self.batches_per_epoch = self._epoch_positions // self.batch_size

@@ -41,7 +41,11 @@ class TFRecordError(ValueError):
         self.path = str(path)
         self.record = record
         self.offset = offset
+        self.what = what
         super().__init__(f"{self.path}: record {record} at byte offset {offset}: {what}")
+
+    def __reduce__(self):  # pickles whole (grain workers send errors to the main process)
+        return type(self), (self.path, self.record, self.offset, self.what)
 
 
 def masked_crc(data: bytes | memoryview) -> int:

@@ -10,6 +10,9 @@ written on 8 devices restores onto 1 (or any other layout): orbax reshards. One 
 N processes restores in a run of M ≠ N too; the input position then starts over (grain's
 iterator state is per process), with a warning.
 
+Orbax logs about 60 INFO lines per save through absl: `quiet_orbax()` (called by
+`Checkpointer`) keeps only its warnings; our own lines say what was saved and restored.
+
 `load_variables(path)` reads `{params, batch_stats}` from a previous run (its workdir, its
 `checkpoints` folder, or one step folder) or from a converted reference checkpoint
 (`python -m ienet_jax.convert` output); `merge_variables` puts them into a fresh state.
@@ -17,6 +20,8 @@ iterator state is per process), with a warning.
 
 from __future__ import annotations
 
+import logging as logging_lib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,27 @@ from ienet_jax.parallel import distributed
 STATE, DATA = "state", "data"
 
 
+class _QuietOrbax(logging_lib.Filter):
+    """Drops orbax's INFO lines (about 60 per save) from absl's log; warnings stay (but the
+    one per save without metrics)."""
+
+    def filter(self, record: logging_lib.LogRecord) -> bool:
+        if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
+            return True
+        # a step saved without eval metrics (by design, between evaluations): not news
+        return record.levelno >= logging_lib.WARNING and not str(record.msg).startswith(
+            "Requested `tracked_metric`")
+
+
+def quiet_orbax() -> None:
+    """Keeps orbax (which logs through absl) at WARNING; idempotent."""
+    logger = logging_lib.getLogger("absl")
+    if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
+        logger.addFilter(_QuietOrbax())
+    for name in ("orbax", "orbax.checkpoint"):  # should it use Python loggers of its own
+        logging_lib.getLogger(name).setLevel(logging_lib.WARNING)
+
+
 class Checkpointer:
     """Save / restore `(state, iterator)` under `directory` (see the module docstring)."""
 
@@ -39,6 +65,7 @@ class Checkpointer:
         # orbax's first sync (below) is a run's first cross-process collective: align the
         # processes first (see `distributed.barrier`: CPU/gloo's 30 s start-up window).
         distributed.barrier("checkpointer")
+        quiet_orbax()
         self.directory = Path(directory).absolute()
         keep = int(checkpoint_config.keep)
         if keep < 1:

@@ -5,6 +5,14 @@ clips). With `data.dir = ""`, from `synthetic_dataset`: random clips with a real
 (a sinusoid at a random heart rate modulating the skin brightness) — for smoke tests,
 benchmarks and the quickstart without any dataset. Both are grain datasets whose
 iterators have `get_state`/`set_state`, so checkpoints capture the input position.
+
+`check_data(config)` runs at start-up, before anything is written: every split the run will
+read (`data.split`, and `eval.split` when `eval.every_steps > 0`) has shards, and the stored
+clips (`features.json`) fit the model — the same frame size (the pipeline does not resize),
+at least `model.clip_length` frames, and NIR for IENet. Longer stored clips are cut to
+`model.clip_length` frames (`data.clip_length` left at None follows the model): in training
+a random window when `data.augment.temporal_crop`, else the first frames; in evaluation the
+first frames. That choice is logged once.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.sharding import NamedSharding
 
 DEVICE_FIELDS = ("rgb", "nir", "bvp", "hr", "fps", "mask")
@@ -102,9 +111,82 @@ def _data_section(config, split: str, batch_size: int) -> ml_collections.ConfigD
     data = ml_collections.ConfigDict(config.data.to_dict())
     data.split = split
     data.batch_size = batch_size
+    if data.clip_length is None:  # the model's clip length (see check_data)
+        data.clip_length = int(config.model.clip_length)
     if "synthetic" in data:
         del data["synthetic"]
     return data
+
+
+def _model_modalities(model_config) -> tuple[str, ...]:
+    return ("rgb", "nir") if model_config.name == "ienet" else ("rgb",)
+
+
+def check_data(config: ml_collections.ConfigDict) -> None:
+    """Start-up checks of `data.dir` against the config (see the module docstring).
+
+    Raises `ValueError` naming both values and the keys to change; no-op for synthetic data.
+    """
+    if not config.data.dir:
+        return
+    from ienet_jax.data.features import ClipSpec
+    from ienet_jax.data.source import split_files
+
+    directory = str(config.data.dir)
+    spec = ClipSpec.from_directory(directory)  # names a missing folder / features.json
+    splits = [("data.split", config.data.split)]
+    if int(config.eval.every_steps) > 0:
+        splits.append(("eval.split", config.eval.split))
+    for key, split in splits:
+        try:
+            split_files(directory, split)
+        except ValueError as e:
+            hint = (" or --config.eval.every_steps=0 (no evaluation during training)"
+                    if key == "eval.split" else "")
+            raise ValueError(f"config key {key}={split!r}: {e}; pass --config.{key}=SPLIT "
+                             f"naming a split present{hint}") from e
+    model = config.model
+    length = int(model.clip_length)
+    frame = model.frame_size  # IENet also takes (H, W)
+    height, width = (int(frame), int(frame)) if np.ndim(frame) == 0 else map(int, frame)
+    if (spec.height, spec.width) != (height, width):
+        shown = height if height == width else f"'({height}, {width})'"
+        raise ValueError(
+            f"data.dir={directory!r} holds frames of {spec.height}x{spec.width} pixels "
+            f"(features.json), the model takes model.frame_size={shown}: pass "
+            f"--config.model.frame_size={spec.height} (if the model allows it), or reconvert "
+            f"with `python -m data_prep convert --size {height}`")
+    data_length = config.data.clip_length
+    if data_length is not None and int(data_length) != length:
+        raise ValueError(f"config key data.clip_length={data_length} differs from "
+                         f"model.clip_length={length}: leave data.clip_length unset (None) "
+                         "to follow the model")
+    if spec.clip_length < length:
+        raise ValueError(
+            f"data.dir={directory!r} holds clips of {spec.clip_length} frames "
+            f"(features.json), fewer than model.clip_length={length}: pass "
+            f"--config.model.clip_length={spec.clip_length} (if the model allows it), or "
+            f"reconvert with `python -m data_prep convert --clip-length {length}`")
+    needs = _model_modalities(model)
+    if "nir" in needs and not spec.nir:
+        raise ValueError(
+            f"data.dir={directory!r} stores RGB only (features.json has no 'nir'), "
+            f"model.name={model.name!r} needs RGB and NIR: convert a dataset with NIR video, "
+            "or train TS-CAN (configs/tscan.py), which takes RGB only")
+    missing = [m for m in needs if m not in tuple(config.data.modalities)]
+    if missing:
+        raise ValueError(f"config key data.modalities={tuple(config.data.modalities)} lacks "
+                         f"{missing}, which model.name={model.name!r} needs")
+    if spec.clip_length > length:
+        if config.data.augment.temporal_crop:
+            how = (f"a random {length}-frame window of each stored clip "
+                   "(data.augment.temporal_crop=True)")
+        else:
+            how = (f"the first {length} frames of each stored clip (pass "
+                   f"--config.data.augment.temporal_crop=True for random {length}-frame "
+                   "windows)")
+        logging.info("data: stored clips hold %d frames, model.clip_length=%d: training takes "
+                     "%s, evaluation the first %d frames", spec.clip_length, length, how, length)
 
 
 def to_device(batch: dict, sharding: NamedSharding) -> dict:

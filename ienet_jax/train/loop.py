@@ -3,15 +3,27 @@
 Evaluation runs every `eval.every_steps` steps and at the end (0 = never).
 Sections: mesh → model and optimiser → input → state (resume from `WORKDIR/checkpoints`,
 else `train.init_from`, else fresh) → compiled steps → loop (train, log, evaluate,
-checkpoint) → shutdown. SIGTERM (preemption) saves a checkpoint at the current step and
-returns cleanly; a restart in the same workdir continues with the same state AND the next
-batch. A non-finite loss stops the run with `FloatingPointError`; the step that produced
-it is not applied and no checkpoint is written after it.
+checkpoint) → shutdown. SIGTERM (preemption) and SIGINT (Ctrl-C) save a checkpoint after
+the current step and raise `Interrupted` (a second Ctrl-C aborts at once); a restart in the
+same workdir continues with the same state AND the next batch. A non-finite loss stops the
+run with `FloatingPointError`; the step that produced it is not applied and no checkpoint
+is written after it. A corrupt record met mid-run (with `data.skip_corrupt=False`) first
+checkpoints the current step (input position before the failed batch; single-process runs),
+then raises a `ValueError` naming the file, record and byte offset.
+
+Start-up checks before anything is written (`WORKDIR/config.json` included): the workdir's
+previous config is compatible (`ienet_jax.train.workdir`), and the dataset matches the
+model and holds every split the run will read (`inputs.check_data`). Logged on the way:
+"initialising the train state", "compiling the train step" and the first step's time
+(compilation included; the same for the first evaluation); `metrics.jsonl`/TensorBoard
+get the learning rate of each logged step, and a resumed run first drops the log rows of
+steps after its checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -24,16 +36,19 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+from ienet_jax.data.decode import RecordDecodeError
+from ienet_jax.data.tfrecord import TFRecordError
 from ienet_jax.models import axes, build
 from ienet_jax.parallel.memory import state_bytes_per_device
 from ienet_jax.parallel.mesh import create_mesh
 from ienet_jax.parallel.rules import batch_spec
 from ienet_jax.parallel.strategies import activation_rules, describe, param_rules
 from ienet_jax.train import inputs
+from ienet_jax.train import workdir as workdir_lib
 from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
 from ienet_jax.train.metrics_log import MetricsLog, Progress
 from ienet_jax.train.objectives import check_weights
-from ienet_jax.train.optim import make_optimizer
+from ienet_jax.train.optim import make_optimizer, schedule
 from ienet_jax.train.state import (
     TrainState,
     abstract_params,
@@ -44,30 +59,57 @@ from ienet_jax.train.state import (
 from ienet_jax.train.step import compile_steps
 
 
+class Interrupted(Exception):
+    """The run stopped early on SIGTERM/SIGINT after checkpointing `step` (resumable)."""
+
+    def __init__(self, step: int, signal_name: str, checkpoints: Path):
+        self.step, self.signal_name = step, signal_name
+        super().__init__(f"interrupted by {signal_name} at step {step}, resumable: checkpoint "
+                         f"of step {step} written to {checkpoints}; rerun the same command to "
+                         f"continue from step {step}")
+
+
 class _Preemption:
-    """Records SIGTERM instead of dying; restores the previous handler on exit."""
+    """Records SIGTERM and SIGINT instead of dying; restores the previous handlers on exit.
+
+    Multi-process runs leave SIGTERM to JAX's preemption notifier (installed by
+    jax.distributed.initialize): through it all processes agree on the step to stop at
+    (`reached_preemption` in the loop); a Python handler would replace it. There SIGINT
+    re-sends SIGTERM to this process, so Ctrl-C goes through the same agreement. The first
+    SIGINT restores Python's default handler: a second Ctrl-C raises KeyboardInterrupt.
+    """
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name = ""
+        self._previous: dict[int, object] = {}
+        self._multi = False
 
     def __enter__(self):
-        # Multi-process runs leave SIGTERM to JAX's preemption notifier (installed by
-        # jax.distributed.initialize): through it all processes agree on the step to stop
-        # at (`reached_preemption` below); a Python handler would replace it.
-        multi = jax.distributed.is_initialized() and jax.process_count() > 1
-        if threading.current_thread() is threading.main_thread() and not multi:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._multi = jax.distributed.is_initialized() and jax.process_count() > 1
+        if threading.current_thread() is threading.main_thread():
+            if not self._multi:
+                self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # e.g. nohup, `&`
+                self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
-        logging.warning("SIGTERM received: checkpointing after the current step, then exiting")
+        del frame
+        name = signal.Signals(signum).name
+        self.signal_name = self.signal_name or name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        logging.warning("%s received: checkpointing after the current step, then exiting%s",
+                        name, " (Ctrl-C again aborts at once)" if signum == signal.SIGINT else "")
+        if self._multi:  # JAX's notifier makes every process stop at the same step
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _should(step: int, every: int, last: int) -> bool:
@@ -78,16 +120,49 @@ def evaluate(eval_step, state: TrainState, config, sharding: NamedSharding) -> d
     """Mean of every loss term and the HR MAE (bpm) over one pass of `eval.split`."""
     totals: dict[str, float] = {}
     limit = int(config.eval.num_batches)
-    for i, batch in enumerate(inputs.eval_iterator(config)):
-        if limit and i >= limit:
-            break
-        sums = jax.device_get(eval_step(state, inputs.to_device(batch, sharding)))
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
+    iterator = inputs.eval_iterator(config)
+    i = 0
+    try:
+        while not limit or i < limit:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except _DATA_ERRORS as e:
+                raise _DataError(e, f"evaluation split {config.eval.split!r}") from e
+            i += 1
+            sums = jax.device_get(eval_step(state, inputs.to_device(batch, sharding)))
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+    finally:
+        if hasattr(iterator, "close"):  # grain workers of this pass
+            iterator.close()
     count = totals.pop("count", 0.0)
     if not count:
         raise ValueError(f"evaluation split {config.eval.split!r} gave no clips (eval.*, data.*)")
     return {k: v / count for k, v in totals.items()}
+
+
+# a corrupt record (CRC), a record that is not a clip, an unreadable file
+_DATA_ERRORS = (TFRecordError, RecordDecodeError, OSError)
+
+
+class _DataError(Exception):
+    """A data error from the input pipeline; the loop checkpoints, then raises `message`."""
+
+    def __init__(self, error: Exception, where: str):
+        super().__init__(str(error))
+        self.error, self.where = error, where
+
+    def message(self, step: int, saved: str) -> str:
+        if isinstance(self.error, TFRecordError):
+            hint = ("To skip and count bad records, rerun with --config.data.skip_corrupt=True; "
+                    "or reconvert that file")
+        elif isinstance(self.error, RecordDecodeError):
+            hint = "Reconvert that file (python -m data_prep convert)"
+        else:
+            hint = "Check that the file is readable, then rerun the same command to resume"
+        return f"{self.where}: {self.error} (at step {step}; {saved}). {hint}"
 
 
 def _initialise_from(state: TrainState, shardings, path: str) -> TrainState:
@@ -111,8 +186,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
 
     `train_data`: an iterator of per-process numpy batches replacing the configured input
     (tests); it must have `get_state`/`set_state` to be checkpointed.
-    Returns the final state. SIGTERM from here on (also while compiling) ends the run
-    with a checkpoint after the next step.
+    Returns the final state. SIGTERM or SIGINT from here on (also while compiling) ends the
+    run with a checkpoint after the next step and raises `Interrupted`.
     """
     with _Preemption() as preemption:
         return _train_and_evaluate(config, workdir, train_data, preemption)
@@ -120,10 +195,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
 
 def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) -> TrainState:
     workdir = Path(workdir).absolute()
+    num_steps = int(config.train.num_steps)
+
+    # ---------------------------------------------------------------- start-up checks
+    workdir_lib.check_compatible(config, workdir)  # before anything is written
+    stats = None
+    if train_data is None:
+        inputs.check_data(config)
+        if jax.process_index() == 0:  # the training labels' mean HR, for `evaluate`
+            stats = workdir_lib.train_stats(config, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-    num_steps = int(config.train.num_steps)
+        workdir_lib.save_train_stats(workdir, stats)
 
     # ---------------------------------------------------------------- mesh
     mesh = create_mesh(config.mesh)
@@ -145,16 +229,22 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         raise ValueError(f"config key train.stage={stage}: expected 1, or 2 with an IENet whose "
                          "model.fee.enabled=True (preset reference_stage2)")
     tx = make_optimizer(config.train, abstract_params(model, config.model))
+    learning_rate = schedule(config.train)  # of optimiser updates (train steps / grad_accum)
+    accum = max(int(config.train.grad_accum), 1)
 
     # ---------------------------------------------------------------- input
     train_it = train_data if train_data is not None else inputs.train_iterator(config)
+    checkpointable = hasattr(train_it, "get_state")
 
     # ---------------------------------------------------------------- state
+    logging.info("initialising the train state (model %s)", config.model.name)
+    t0 = time.perf_counter()
     state, shardings = create_train_state(model, config.model, tx, mesh, rules,
                                           int(config.seed))
     if jax.process_index() == 0:
-        logging.info("model %s: %d parameters; %s", config.model.name,
-                     count_params(state.params), state_bytes_per_device(state).line())
+        logging.info("model %s: %d parameters; %s (initialised in %.1f s)", config.model.name,
+                     count_params(state.params), state_bytes_per_device(state).line(),
+                     time.perf_counter() - t0)
     ckpt = Checkpointer(workdir / "checkpoints", config.checkpoint)
     latest = ckpt.latest_step()
     if latest is not None:
@@ -170,21 +260,55 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
                                           tuple(config.train.loss.pearson_band_hz))
 
     # ---------------------------------------------------------------- loop
-    log = MetricsLog(workdir, tensorboard=bool(config.logging.tensorboard))
+    step = int(jax.device_get(state.step))
+    # a resumed run drops the rows (and TensorBoard events) of steps after its checkpoint
+    log = MetricsLog(workdir, tensorboard=bool(config.logging.tensorboard), resume_step=step)
     progress = Progress(num_steps, int(config.train.batch_size))
     base_rng = np.asarray(jax.device_get(state.rng))
-    step = int(jax.device_get(state.step))
     start = step
     saved_at = latest
     history: dict[str, float] = {}
+    evaluated = False
     logging.info("training steps %d → %d, global batch %d", step, num_steps,
                  config.train.batch_size)
+
+    def save(metrics=None, position=None):
+        nonlocal saved_at
+        if position is not None:  # the input position before a batch that failed
+            train_it.set_state(position)
+        ckpt.save(step, state, train_it if checkpointable else None, metrics=metrics)
+        saved_at = step
+
+    def stop_on_data_error(error: _DataError, position):
+        if jax.process_count() > 1:
+            # a save is collective: the other processes are not here (fail_fast ends them)
+            saved = f"multi-process run: no checkpoint written, the last is {saved_at}"
+        else:
+            if saved_at != step:
+                save(position=position)
+            ckpt.close()
+            log.close()
+            saved = f"checkpoint of step {step} in {ckpt.directory}"
+        raise ValueError(error.message(step, saved)) from error.error
+
     while step < num_steps:
-        batch = inputs.to_device(next(train_it), data_sharding)
+        position = train_it.get_state() if checkpointable else None
+        try:
+            numpy_batch = next(train_it)
+        except _DATA_ERRORS as e:
+            stop_on_data_error(_DataError(e, f"training split {config.data.split!r}"),
+                               position)
+        batch = inputs.to_device(numpy_batch, data_sharding)
+        if step == start:
+            logging.info("compiling the train step (the first step includes it)")
         t0 = time.perf_counter()
         state, metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
         metrics = jax.device_get(metrics)
-        progress.add(time.perf_counter() - t0, first=step == start)
+        seconds = time.perf_counter() - t0
+        progress.add(seconds, first=step == start)
+        if step == start:
+            logging.info("train step compiled: the first step took %.1f s, compilation "
+                         "included", seconds)
         if not bool(metrics["finite"]):
             ckpt.wait()
             bad = {k: float(v) for k, v in metrics.items() if k != "finite"}
@@ -193,6 +317,7 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
                 f"the step was not applied. Last good checkpoint: step {ckpt.latest_step()}"
                 f" in {ckpt.directory}. Check the input data of this batch, or lower "
                 "train.learning_rate / set train.grad_clip_norm.")
+        lr = float(learning_rate(step // accum))
         step += 1
         for k, v in metrics.items():
             if k != "finite":
@@ -202,6 +327,10 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
             n = history.pop("_n")
             means = {k: v / n for k, v in history.items()}
             means.update(progress.rates())
+            means["learning_rate"] = lr
+            stats = getattr(train_it, "stats", None)
+            if stats and stats.get("skipped"):
+                means["skipped_records"] = float(stats["skipped"])
             log.write(step, "train", means)
             if jax.process_index() == 0:
                 logging.info("%s", progress.line(step, means["loss"]))
@@ -209,7 +338,18 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         eval_metrics = None
         if int(config.eval.every_steps) > 0 and _should(step, int(config.eval.every_steps),
                                                         num_steps):
-            eval_metrics = evaluate(eval_step, state, config, eval_sharding)
+            try:
+                if not evaluated:
+                    logging.info("evaluating split %r (the first pass compiles the eval "
+                                 "step)", config.eval.split)
+                t0 = time.perf_counter()
+                eval_metrics = evaluate(eval_step, state, config, eval_sharding)
+                if not evaluated:
+                    logging.info("first evaluation took %.1f s, compilation included",
+                                 time.perf_counter() - t0)
+                evaluated = True
+            except _DataError as e:
+                stop_on_data_error(e, None)
             log.write(step, config.eval.split, eval_metrics)
         if jax.process_count() > 1:  # all processes must agree on the step
             preempted = ckpt.manager.reached_preemption(step)
@@ -217,9 +357,7 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
             preempted = preemption.requested
         if (_should(step, int(config.checkpoint.every_steps), num_steps) or preempted
                 or (eval_metrics is not None and ckpt.best_metric)):
-            ckpt.save(step, state, train_it if hasattr(train_it, "get_state") else None,
-                      metrics=eval_metrics)
-            saved_at = step
+            save(metrics=eval_metrics)
         if preempted:
             ckpt.wait()
             logging.warning("preempted: checkpoint of step %d written; exiting", step)
@@ -227,10 +365,14 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
 
     # ---------------------------------------------------------------- shutdown
     if saved_at != step:
-        ckpt.save(step, state, train_it if hasattr(train_it, "get_state") else None)
+        save()
     ckpt.close()
     log.close()
+    if hasattr(train_it, "close"):  # stops grain's worker processes and their buffers
+        train_it.close()
     if jax.process_index() == 0:
         (workdir / "status.json").write_text(json.dumps(
             {"step": step, "num_steps": num_steps, "finished": step >= num_steps}) + "\n")
+    if step < num_steps:
+        raise Interrupted(step, preemption.signal_name or "SIGTERM", ckpt.directory)
     return state

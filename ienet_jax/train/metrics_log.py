@@ -1,8 +1,11 @@
 """Run metrics: absl log lines, a JSON-lines file and TensorBoard events, on process 0 only.
 
-`MetricsLog(workdir)` writes `WORKDIR/metrics.jsonl` (one `{"step", "split", ...}` object per
-call, appended across restarts) and TensorBoard event files under `WORKDIR/tensorboard`
-(tag `split/name`). `Progress` turns step timings into the periodic progress line
+`MetricsLog(workdir, resume_step=s)` writes `WORKDIR/metrics.jsonl` (one `{"step", "split", ...}`
+object per call, appended across restarts) and TensorBoard event files under
+`WORKDIR/tensorboard` (tag `split/name`). A run resumed from the checkpoint of step `s` first
+drops the rows of steps after `s` (logged before a crash, about to be logged again) from
+`metrics.jsonl` and purges them from TensorBoard, so each step appears once. `Progress`
+turns step timings into the periodic progress line
 (`step 120/1000 (12%) | 3.4 clips/s | 0.58 s/step | ETA 8m30s | loss 0.412`).
 """
 
@@ -18,19 +21,42 @@ from absl import logging
 class MetricsLog:
     """Append-only metrics sink; a no-op on processes other than 0."""
 
-    def __init__(self, workdir: str | Path, tensorboard: bool = True):
+    def __init__(self, workdir: str | Path, tensorboard: bool = True, resume_step: int = 0):
         self.active = jax.process_index() == 0
         self.path = Path(workdir) / "metrics.jsonl"
         self._tb = None
         if self.active:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate(resume_step)
             if tensorboard:
                 try:
                     from tensorboardX import SummaryWriter
 
-                    self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+                    self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"),
+                                             purge_step=int(resume_step) + 1)
                 except ImportError:  # optional
                     logging.warning("tensorboardX not installed: no TensorBoard events")
+
+    def _truncate(self, resume_step: int) -> None:
+        """Drops rows of steps after `resume_step` (a torn last line too)."""
+        if not self.path.is_file():
+            return
+        kept, dropped = [], 0
+        for line in self.path.read_text().splitlines():
+            try:
+                keep = int(json.loads(line)["step"]) <= resume_step
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line + "\n")
+            else:
+                dropped += 1
+        if dropped:
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(self.path)
+            logging.info("%s: dropped %d rows after step %d (logged before the restart)",
+                         self.path, dropped, resume_step)
 
     def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
         if not self.active:
