@@ -1,9 +1,13 @@
-"""IENet forward / train-step benchmark on this machine.
+"""The trainer's IENet eval and train steps, benchmarked on this machine.
 
     python -m bench.model [--variant reference] [--batch 1 2] [--repeats 5]
         [--conv-impl auto|taps|scan|xla] [--attention einsum|dot_product]
         [--dtype float32|bfloat16] [--context on|off] [--remat] [--json out.json]
 
+The steps are the trainer's own (`trainer_steps`: `configs/ienet.py:VARIANT` stage 1, its
+loss, optimiser and shardings, `ienet_jax.train.step.compile_steps` on the state of
+`ienet_jax.train.state.create_train_state`, a batch of the trainer's synthetic clips): the
+eval step (forward, loss, HR) and the train step (forward, backward, optimiser update).
 Per batch size: compile time, median wall time of ≥ `--repeats` runs after compilation,
 XLA's FLOP count (`compiled.cost_analysis()`), achieved FLOP/s, XLA's memory analysis
 (arguments + outputs + temporaries) and the process's max RSS; plus a 2048² float32
@@ -23,9 +27,10 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-import optax
 from flax import linen as nn
+from jax.sharding import NamedSharding
 
 
 def median_time(fn, repeats: int) -> float:
@@ -42,25 +47,6 @@ def matmul_gflops(repeats: int = 5, n: int = 2048) -> float:
     f = jax.jit(lambda a: a @ a)
     jax.block_until_ready(f(a))
     return 2 * n**3 / median_time(lambda: f(a), repeats) / 1e9
-
-
-def random_variables(model, rgb, nir, seed: int = 0):
-    """Variables of the model's structure filled by numpy (skips compiling the initialiser)."""
-    rng = np.random.default_rng(seed)
-    shapes = nn.unbox(
-        jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), rgb, nir, train=False))
-    )
-
-    def fill(path, spec):
-        if path[-1].key == "var":
-            return np.ones(spec.shape, np.float32)
-        if len(spec.shape) <= 1:
-            return np.zeros(spec.shape, np.float32) if path[-1].key == "bias" else np.ones(
-                spec.shape, np.float32)
-        fan_in = int(np.prod(spec.shape[:-1]))
-        return (rng.standard_normal(spec.shape) / np.sqrt(fan_in)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def flops_of(compiled) -> float:
@@ -83,21 +69,31 @@ def max_rss_bytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
-def measure(name: str, fn, args, repeats: int, count_fn=None) -> dict:
-    """Compile, time and cost `fn(*args)`; FLOPs from `count_fn` (same maths, unrolled) if given.
+def measure(name: str, step, args: tuple, repeats: int, count_step=None) -> dict:
+    """Compile, time and cost the trainer's `step` (`ienet_jax.train.step.Compiled`) on `args`.
 
-    XLA counts a `lax.scan` body once, so for the "scan" convolutions the FLOPs come from
-    the same step with unrolled ("taps") convolutions, lowered but not compiled.
+    A train step donates its state: each run takes the previous run's new state. FLOPs come
+    from `count_step` (the same step over unrolled "taps" convolutions, lowered but not
+    compiled) if given: XLA counts a `lax.scan` body once.
     """
-    jitted = jax.jit(fn)
-    start = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(*args))  # warm-up
-    seconds = median_time(lambda: compiled(*args), repeats)
-    flops = flops_of(compiled)
-    if count_fn is not None:
-        flops = flops_of(jax.jit(count_fn).lower(*args))
+    with jax.set_mesh(step.mesh), nn.logical_axis_rules(step.activation_rules):
+        start = time.perf_counter()
+        compiled = step.jitted.lower(*args).compile()
+        compile_s = time.perf_counter() - start
+        flops = flops_of(compiled)
+        if count_step is not None:
+            flops = flops_of(count_step.jitted.lower(*args))
+    donates = name == "train step"
+    args = list(args)
+
+    def run():
+        out = compiled(*args)
+        if donates:
+            args[0] = out[0]
+        return out
+
+    jax.block_until_ready(run())  # warm-up
+    seconds = median_time(run, repeats)
     return {
         "what": name, "compile_s": compile_s, "median_s": seconds, "gflop": flops / 1e9,
         "gflops_per_s": flops / seconds / 1e9, "xla_peak_mib": memory_of(compiled) / 2**20,
@@ -105,111 +101,88 @@ def measure(name: str, fn, args, repeats: int, count_fn=None) -> dict:
     }
 
 
-def build_model(variant: str = "reference", conv_impl: str = "auto", attention: str = "einsum",
-                dtype: str = "float32", remat: bool = False, context: str | None = None):
-    """(model config, model) of an IENet size variant (`configs/ienet.py` VARIANTS).
+def trainer_config(variant: str = "reference", batch: int = 1, conv_impl: str = "auto",
+                   attention: str = "einsum", dtype: str = "float32", remat: bool = False,
+                   context: str | None = None) -> ml_collections.ConfigDict:
+    """`configs/ienet.py:VARIANT` (stage 1: the reference's loss and optimiser) at global
+    batch `batch`, on synthetic clips, with the model options given.
 
     `context` "on"/"off" overrides `model.context.enabled` (None: the variant's).
     """
-    from configs.ienet import model_config
-    from ienet_jax import models
+    from configs import ienet
 
-    cfg = model_config(variant)
-    cfg.conv_impl = conv_impl
-    cfg.attention = attention
-    cfg.dtype = dtype
-    cfg.remat = remat
+    config = ienet.get_config(variant)
+    model = config.model
+    model.conv_impl = conv_impl
+    model.attention = attention
+    model.dtype = dtype
+    model.remat = remat
     if context is not None:
-        cfg.context.enabled = context == "on"
-    return cfg, models.build(cfg)
+        model.context.enabled = context == "on"
+    config.train.batch_size = batch
+    config.data.synthetic.num_clips = batch
+    return config
 
 
-def build(args, conv_impl=None):
-    return build_model(args.variant, conv_impl or args.conv_impl, args.attention, args.dtype,
-                       args.remat, args.context)
-
-
-def flop_counting_model(cfg):
-    """The same model with unrolled ("taps") convolutions if `cfg` resolves to "scan", else None.
-
-    XLA counts a `lax.scan` body once, so FLOPs of "scan" convolutions are counted on this
-    equivalent (lowered, never compiled).
-    """
-    from ienet_jax import models
+def trainer_steps(config: ml_collections.ConfigDict) -> dict:
+    """The trainer's steps set up as `ienet_jax.train.loop` does: mesh, rules, model, optimiser,
+    sharded state (`create_train_state`), `compile_steps`, one device batch of its synthetic
+    clips. Returns `train_step`, `eval_step`, `state`, `batch`, `rng`, `config` and
+    `count_steps` (the steps over unrolled convolutions if the model's resolve to "scan",
+    else None: see `measure`)."""
+    from ienet_jax.models import axes, build
     from ienet_jax.models.conv import _resolve
+    from ienet_jax.parallel.mesh import create_mesh
+    from ienet_jax.parallel.rules import batch_spec
+    from ienet_jax.parallel.strategies import activation_rules, param_rules
+    from ienet_jax.train import inputs
+    from ienet_jax.train.objectives import check_weights
+    from ienet_jax.train.optim import make_optimizer
+    from ienet_jax.train.state import abstract_params, create_train_state
+    from ienet_jax.train.step import compile_steps
 
-    if _resolve(cfg.conv_impl, 3) != "scan":
-        return None
-    taps = cfg.copy_and_resolve_references()
-    taps.conv_impl = "taps"
-    return models.build(taps)
+    mesh = create_mesh(config.mesh)
+    rules = param_rules(config.mesh, mesh)
+    act_rules = activation_rules(config.mesh, mesh, axes.ALL)
+    sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.train.batch_size)))
+    model = build(config.model)
+    weights = check_weights(config.train.loss, config.model)
+    tx = make_optimizer(config.train, abstract_params(model, config.model))
+    state, shardings = create_train_state(model, config.model, tx, mesh, rules, int(config.seed))
 
+    def steps(module):
+        return compile_steps(module, config.model.name, tx, weights, mesh, shardings,
+                             sharding.spec, act_rules, sharding.spec,
+                             tuple(config.train.loss.pearson_band_hz))
 
-def tree_bytes(tree) -> int:
-    """Total bytes of the arrays in a pytree (parameters, optimiser state, …)."""
-    return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize
-                   for x in jax.tree_util.tree_leaves(tree)))
-
-
-def step_functions(model, tx):
-    """(forward, train_step) closures over `model` and the optimiser `tx`."""
-
-    def forward(variables, rgb, nir):
-        return model.apply(variables, rgb, nir, train=False)
-
-    def train_step(variables, opt_state, rgb, nir, target, key):
-        k1, k2 = jax.random.split(key)
-
-        def loss_fn(params):
-            out, updates = model.apply(
-                {"params": params, "batch_stats": variables["batch_stats"]}, rgb, nir,
-                train=True, rngs={"dropout": k1, "drop_path": k2}, mutable=["batch_stats"],
-            )
-            return jnp.mean((out["fused_rppg"] - target) ** 2), updates
-
-        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
-        upd, opt_state = tx.update(grads, opt_state, variables["params"])
-        params = optax.apply_updates(variables["params"], upd)
-        return {"params": params, **updates}, opt_state, loss
-
-    return forward, train_step
+    train_step, eval_step = steps(model)
+    count_steps = None
+    if _resolve(config.model.conv_impl, 3) == "scan":
+        taps = config.model.copy_and_resolve_references()
+        taps.conv_impl = "taps"
+        count_steps = steps(build(taps))
+    batch = inputs.to_device(next(inputs.train_iterator(config)), sharding)
+    return dict(train_step=train_step, eval_step=eval_step, state=state, batch=batch,
+                rng=jax.random.PRNGKey(0), config=config,
+                count_steps=count_steps)
 
 
-def batch_inputs(cfg, model, batch: int) -> dict:
-    """Random clips `[B, T, H, W, C]`, targets `[B, T]`, variables and Adam state for `batch`."""
-    rng = np.random.default_rng(batch)
-    shape = (batch, cfg.clip_length, cfg.frame_size, cfg.frame_size)
-    rgb = jnp.asarray(rng.standard_normal((*shape, cfg.rgb_channels), np.float32))
-    nir = jnp.asarray(rng.standard_normal((*shape, cfg.nir_channels), np.float32))
-    target = jnp.asarray(rng.standard_normal((batch, cfg.clip_length), np.float32))
-    variables = random_variables(model, rgb, nir)
-    tx = optax.adam(1e-4)
-    opt_state = tx.init(variables["params"])
-    return dict(variables=variables, opt_state=opt_state, rgb=rgb, nir=nir, target=target, tx=tx)
+WHAT = ("eval step", "train step")
 
 
-WHAT = ("forward", "train step")
-
-
-def run_batch(cfg, model, batch: int, repeats: int, count_model=None,
-              what: tuple[str, ...] = WHAT, inputs: dict | None = None) -> list[dict]:
-    """`measure` rows of the forward pass and/or the train step (`what`) at `batch`.
-
-    `inputs`: from `batch_inputs(cfg, model, batch)` if the caller needs them too.
-    """
-    x = inputs if inputs is not None else batch_inputs(cfg, model, batch)
-    forward, train_step = step_functions(model, x["tx"])
-    count_fwd, count_step = step_functions(count_model, x["tx"]) if count_model else (None, None)
+def run_batch(steps: dict, repeats: int, what: tuple[str, ...] = WHAT) -> list[dict]:
+    """`measure` rows of the trainer's eval step (forward + loss + HR) and/or train step
+    (forward, backward, optimiser update) of `trainer_steps(...)`."""
+    count = steps["count_steps"] or (None, None)
     rows = []
-    if "forward" in what:
-        rows.append(measure("forward", forward, (x["variables"], x["rgb"], x["nir"]), repeats,
-                            count_fwd))
+    if "eval step" in what:
+        rows.append(measure("eval step", steps["eval_step"], (steps["state"], steps["batch"]),
+                            repeats, count[1]))
     if "train step" in what:
-        rows.append(measure("train step", train_step,
-                            (x["variables"], x["opt_state"], x["rgb"], x["nir"], x["target"],
-                             jax.random.PRNGKey(0)), repeats, count_step))
+        rows.append(measure("train step", steps["train_step"],
+                            (steps["state"], steps["batch"], steps["rng"]), repeats, count[0]))
     for row in rows:
-        row["batch"] = batch
+        row["batch"] = int(steps["config"].train.batch_size)
     return rows
 
 
@@ -232,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be ≥ 1")
 
-    cfg, model = build(args)
-    count_model = flop_counting_model(cfg)
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.device_count()} device(s)), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    cfg = trainer_config(args.variant, 1, args.conv_impl, args.attention, args.dtype,
+                         args.remat, args.context).model
     print(f"IENet {args.variant}: clip {cfg.clip_length}×{cfg.frame_size}², dims {cfg.dims}, "
           f"context {'on' if cfg.context.enabled else 'off'}, dtype {cfg.dtype}, conv "
           f"{cfg.conv_impl}, attention {cfg.attention}, remat {cfg.remat}")
@@ -246,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     results = []
     for batch in args.batch:
-        for row in run_batch(cfg, model, batch, args.repeats, count_model):
+        config = trainer_config(args.variant, batch, args.conv_impl, args.attention,
+                                args.dtype, args.remat, args.context)
+        for row in run_batch(trainer_steps(config), args.repeats):
             row["pct_of_matmul"] = 100 * row["gflops_per_s"] / reference
             results.append(row)
             print(f"{row['what']:<11}{batch:>6}{row['compile_s']:>11.1f}{row['median_s']:>10.3f}"

@@ -1,12 +1,13 @@
 """Input pipeline throughput: clips/s of decode + augment + normalise + batch vs. worker count.
 
 Writes a synthetic converted dataset of `--clips` RGB+NIR clips (128 × 64 × 64, zlib frames;
-the IENet reference size) unless `--dir` names one, then times the training pipeline
-(shuffle, flip, brightness/contrast/gamma, temporal crop + speed change, reference
-normalisation, batching) with 0, 1 and 2 grain worker processes, and prints it beside the
-model's consumption rate: the PyTorch reference trains at ≈ 1 clip per 3.8 s (batch 1, 2 cores;
-/work/shared/reference/performance.md), and the JAX model's figure is read from the model
-benchmark's JSON when given (`--model_json`, from `python -m bench.model --json PATH`).
+the IENet reference size; `bench.clips`, the tests' writer too) unless `--dir` names one,
+then times the training pipeline (shuffle, flip, brightness/contrast/gamma, temporal crop +
+speed change, reference normalisation, batching) with 0, 1 and 2 grain worker processes, and
+prints it beside the model's consumption rate: the PyTorch reference trains at ≈ 1 clip per
+3.8 s (batch 1, 2 cores; /work/shared/reference/performance.md), and the JAX model's figure
+is read from the model benchmark's JSON when given (`--model_json`, from `python -m
+bench.model --json PATH`).
 
     .venv/bin/python -m bench.pipeline [--clips 48] [--batches 12] [--workers 0,1,2]
         [--normalize none|reference|standardize] [--model_json model.json] [--json out.json]
@@ -21,39 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REFERENCE_S_PER_CLIP = 3.8  # PyTorch reference IENet train step, batch 1, 2 cores
 
 
 def write_dataset(directory: Path, clips: int, frames: int, size: int) -> None:
-    """`clips` smooth synthetic RGB+NIR clips (texture + pulse) as 4 train shards."""
-    from ienet_jax.data import features, tfrecord
+    """`clips` RGB+NIR training clips of `frames` × `size`² (`bench.clips`) as 4 shards."""
+    from bench import clips as synthetic
+    from ienet_jax.data import features
 
     spec = features.ClipSpec(frames, size, size, nir=True)
-    spec.tfds_features().save_config(str(directory))
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    t = np.arange(frames) / 30.0
-    shards = 4
-    per = int(np.ceil(clips / shards))
-    for s in range(shards):
-        path = directory / f"bench-train.tfrecord-{s:05d}-of-{shards:05d}"
-        records = []
-        for k in range(s * per, min(clips, (s + 1) * per)):
-            hr = rng.uniform(50, 120)
-            bvp = np.sin(2 * np.pi * hr / 60 * t).astype(np.float32)
-            face = 120 + 60 * np.sin(3 * xx + k) * np.cos(2 * yy)
-            noise = rng.normal(0, 2, (frames, size, size))
-            video = face[None] + 8 * bvp[:, None, None] + noise
-            video = np.clip(video, 0, 255).astype(np.uint8)[..., None]
-            example = {
-                "rgb": np.repeat(video, 3, axis=-1), "nir": video, "bvp": bvp,
-                "hr": np.float32(hr), "fps": np.float32(30.0), "subject": f"s{k % 5}",
-                "video": f"v{k}", "start_frame": np.int64(0),
-            }
-            records.append(features.serialize_example(spec, example))
-        tfrecord.write_records(path, records)
+    synthetic.write_dataset(directory, spec, {"train": clips}, num_shards=4)
 
 
 def measure(directory: Path, workers: int, batch_size: int, batches: int,

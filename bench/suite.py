@@ -3,15 +3,17 @@
     python -m bench [--variants small reference] [--batch 1 2] [--repeats 5] [--json PATH]
     python -m bench --short [--json PATH]   # CI: tiny variant (context off), batch 1, 1 repeat
 
-One row per (variant, batch) of `configs/ienet.py` VARIANTS: the train step's (forward,
-backward, Adam update) compile time, median wall time of `--repeats` runs after one
-warm-up, the clips/s it consumes, XLA's FLOP count (scan convolutions counted on the
-unrolled equivalent, see `bench.model.flop_counting_model`), the achieved FLOP/s and its
+One row per (variant, batch) of `configs/ienet.py` VARIANTS: the trainer's own train step
+(`bench.model.trainer_steps`: stage-1 loss, Adam, shardings and `compile_steps` as
+`ienet_jax.train.loop` sets them up) with its compile time, median wall time of `--repeats`
+runs after one warm-up, the clips/s it consumes, XLA's FLOP count (scan convolutions counted
+on the unrolled equivalent, see `bench.model.measure`), the achieved FLOP/s and its
 percentage of a 2048² float32 matmul's FLOP/s measured at the start of the same run, XLA's
-memory analysis, the process's max RSS, the parameter + Adam-state bytes one device holds;
-then the input pipeline's clips/s (`bench.pipeline`: decode + augment + normalise + batch on
-a small generated set of clips of the variant's shape, at the row's batch size) and its
-ratio to the model's clips/s (> 1: the input keeps up).
+memory analysis, the process's max RSS, the train-state bytes one device holds
+(`ienet_jax.parallel.memory.state_bytes_per_device`); then the input pipeline's clips/s
+(`bench.pipeline`: decode + augment + normalise + batch on a small generated set of clips of
+the variant's shape, at the row's batch size) and its ratio to the model's clips/s (> 1: the
+input keeps up).
 
 Each row is measured in a fresh process (`--row`, internal), so its max RSS and XLA caches
 are its own. Other processes sharing the CPU inflate every time: read the load average on
@@ -59,7 +61,8 @@ DESCRIPTIONS = {
     "pct_of_matmul": "gflops_per_s as a percentage of the 2048² float32 matmul in this run",
     "xla_peak_mib": "XLA memory analysis: arguments + outputs + temporaries − aliased, MiB",
     "max_rss_mib": "max resident set size of the process measuring the row, MiB",
-    "state_mib": "parameter + Adam-state bytes held by one device (one device: all), MiB",
+    "state_mib": "train state (parameters + Adam moments + batch statistics) bytes one "
+                 "device holds (ienet_jax.parallel.memory), MiB",
     "data_clips_per_s": "input pipeline clips/s (decode+augment+normalise+batch), same shape "
                         "and batch",
     "data_over_model": "data_clips_per_s / clips_per_s (> 1: the input keeps up)",
@@ -110,32 +113,23 @@ def machine_line(m: dict) -> str:
 
 # ------------------------------------------------------------------------------- model row
 
-def state_bytes_per_device(inputs: dict) -> float:
-    """Parameter + Adam-state bytes one device holds; on one device that is all of them.
-
-    Hook: once `ienet_jax.parallel` gives bytes per device for a mesh strategy, a column per
-    strategy computed from `inputs["variables"]["params"]` and `inputs["opt_state"]` goes here.
-    """
-    from bench.model import tree_bytes
-
-    return float(tree_bytes(inputs["variables"]["params"]) + tree_bytes(inputs["opt_state"]))
-
-
 def measure_row(variant: str, batch: int, repeats: int, model_options: dict) -> dict:
-    """The model columns of one row, measured in this process."""
+    """The model columns of one row, measured in this process on the trainer's train step;
+    the state bytes one device holds from `ienet_jax.parallel.memory`."""
     from bench import model as bm
+    from ienet_jax.parallel.memory import state_bytes_per_device
 
-    cfg, model = bm.build_model(variant, **model_options)
-    inputs = bm.batch_inputs(cfg, model, batch)
-    (step,) = bm.run_batch(cfg, model, batch, repeats, bm.flop_counting_model(cfg),
-                           what=("train step",), inputs=inputs)
+    steps = bm.trainer_steps(bm.trainer_config(variant, batch, **model_options))
+    model = steps["config"].model
+    state_bytes = state_bytes_per_device(steps["state"]).per_device  # before it is donated
+    (step,) = bm.run_batch(steps, repeats, what=("train step",))
     return {
         "variant": variant, "batch": batch, "compile_s": step["compile_s"],
         "step_s": step["median_s"], "clips_per_s": batch / step["median_s"],
         "gflop": step["gflop"], "gflops_per_s": step["gflops_per_s"],
         "xla_peak_mib": step["xla_peak_mib"], "max_rss_mib": bm.max_rss_bytes() / 2**20,
-        "state_mib": state_bytes_per_device(inputs) / 2**20,
-        "clip": [cfg.clip_length, cfg.frame_size, cfg.frame_size],
+        "state_mib": state_bytes / 2**20,
+        "clip": [model.clip_length, model.frame_size, model.frame_size],
     }
 
 
@@ -272,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     matmul = matmul_gflops(max(args.repeats, 3))
     rates = pipeline_rates(clip_shapes(args.variants), args.batch, args)
     opts = model_options(args)
-    print(f"train step (forward + backward + Adam) of IENet, {args.dtype}, conv "
-          f"{args.conv_impl}, attention {args.attention}, "
+    print(f"the trainer's train step (forward + backward + Adam) of IENet stage 1, "
+          f"{args.dtype}, conv {args.conv_impl}, attention {args.attention}, "
           f"context {args.context or 'on (default)'}; "
           f"median of {args.repeats} after warm-up; 2048² f32 matmul {matmul:.1f} GFLOP/s; "
           f"data: {args.pipeline_clips} generated clips, workers {args.pipeline_workers}, "

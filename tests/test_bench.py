@@ -32,6 +32,39 @@ def test_short_args_keep_explicit_values():
     assert suite.parse_args([]).variants == ["small", "reference"]
 
 
+def test_row_times_the_trainers_compiled_step(monkeypatch):
+    """The row's step is the trainer's `compile_steps` train step (stage-1 loss, optimiser and
+    shardings as `train/loop.py` sets them up), its state bytes `parallel.memory`'s."""
+    from bench import model as bm
+    from ienet_jax.parallel.memory import state_bytes_per_device
+    from ienet_jax.train import step as step_lib
+
+    compiled, measured = [], []
+    real = step_lib.compile_steps
+
+    def spy(*args, **kwargs):
+        compiled.append((args, real(*args, **kwargs)))
+        return compiled[-1][1]
+
+    def fake_measure(name, step, args, repeats, count_step=None):
+        measured.append((name, step, args))
+        expected = state_bytes_per_device(args[0]).per_device / 2**20
+        return {"what": name, "compile_s": 1.0, "median_s": 1.0, "gflop": 1.0,
+                "gflops_per_s": 1.0, "xla_peak_mib": 1.0, "max_rss_mib": 1.0,
+                "expected_state_mib": expected}
+
+    monkeypatch.setattr(step_lib, "compile_steps", spy)
+    monkeypatch.setattr(bm, "measure", fake_measure)
+    row = suite.measure_row("tiny", 8, 1, {"context": "off"})  # 8 fake devices
+    (args, (train_step, _)), = compiled[:1]
+    ((name, step, step_args),) = measured
+    assert name == "train step" and step is train_step
+    assert args[1] == "ienet" and args[3] == {"neg_pearson": 0.3, "spectral": 0.3}
+    assert step_args[1]["rgb"].shape == (8, 32, 32, 32, 3)  # the trainer's device batch
+    assert row["state_mib"] == pytest.approx(
+        fake_measure("x", None, step_args, 1)["expected_state_mib"])
+
+
 @pytest.mark.slow
 def test_short_run_writes_every_column(tmp_path):
     out = tmp_path / "bench.json"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ienet_jax.data import batch_sharding, make_global_batch
+import ienet_jax.data
+from ienet_jax.data import make_global_batch
 
 
 def _batch(b=8):
@@ -21,7 +22,7 @@ def _batch(b=8):
 def test_global_batch_over_a_data_mesh():
     mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
     batch = _batch()
-    out = make_global_batch(batch, mesh, "data")
+    out = make_global_batch(batch, NamedSharding(mesh, PartitionSpec("data")))
     assert out["video"] is batch["video"]
     for name in ("rgb", "hr", "mask"):
         arr = out[name]
@@ -31,13 +32,21 @@ def test_global_batch_over_a_data_mesh():
         # each data shard holds 2 rows, replicated over the model axis
         shapes = {s.data.shape[0] for s in arr.addressable_shards}
         assert shapes == {2}
-    all_axes = batch_sharding(mesh)
-    assert all_axes.spec == PartitionSpec(("data", "model"))
-    out = make_global_batch(batch, all_axes)
+    out = make_global_batch(batch, NamedSharding(mesh, PartitionSpec(("data", "model"))))
     assert {s.data.shape[0] for s in out["rgb"].addressable_shards} == {1}
 
 
 def test_scalar_field_is_rejected():
     mesh = Mesh(np.array(jax.devices()), ("data",))
     with pytest.raises(ValueError, match="'step' is a scalar"):
-        make_global_batch({"step": np.int32(3)}, mesh)
+        make_global_batch({"step": np.int32(3)}, NamedSharding(mesh, PartitionSpec("data")))
+
+
+def test_no_test_only_helpers_in_the_data_api():
+    """The trainer builds its own batch sharding and saves the iterator with grain's orbax
+    args directly: the wrappers only tests used are gone (issue 15 item 6)."""
+    gone = {"batch_sharding", "checkpoint_handler", "checkpoint_args"}
+    assert not gone & set(ienet_jax.data.__all__)
+    for name in gone:
+        with pytest.raises(AttributeError):
+            getattr(ienet_jax.data, name)

@@ -8,7 +8,6 @@ from data_fixtures import shard_paths, write_dataset
 
 from ienet_jax.data import (
     Pipeline,
-    checkpoint_args,
     default_data_config,
     features,
     read_clips,
@@ -142,17 +141,17 @@ def test_restored_state_continues_with_the_next_batch(dataset, workers):
 
 def test_orbax_checkpoint_of_the_iterator(dataset, tmp_path):
     ocp = pytest.importorskip("orbax.checkpoint")
-    from ienet_jax.data import checkpoint_handler
+    import grain
 
     config = _config(dataset, num_epochs=None)
     it = iter(Pipeline(config, process_index=0, process_count=1))
     next(it)
     next(it)
-    ckpt = ocp.Checkpointer(checkpoint_handler())
-    ckpt.save(tmp_path / "data", args=checkpoint_args(it))
+    ckpt = ocp.Checkpointer(grain.checkpoint.CheckpointHandler())
+    ckpt.save(tmp_path / "data", args=grain.checkpoint.CheckpointSave(it))
     expected = [next(it) for _ in range(2)]
     fresh = iter(Pipeline(config, process_index=0, process_count=1))
-    ckpt.restore(tmp_path / "data", args=checkpoint_args(fresh, restore=True))
+    ckpt.restore(tmp_path / "data", args=grain.checkpoint.CheckpointRestore(fresh))
     _assert_batches_equal([next(fresh) for _ in range(2)], expected)
     assert fresh.stats["batches"] == 4
     it.close()

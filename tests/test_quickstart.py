@@ -6,42 +6,49 @@ import json
 
 import pytest
 
-from ienet_jax.quickstart import Settings, run_quickstart, stage_config
-
-TINY = Settings(subjects=4, seconds=6.0, preset="easy", video_size="160x120", crop_size=16,
-                stored_clip_length=32, clip_length=16, split_fractions="0.5,0.25,0.25",
-                batch_size=2, stage1_steps=2, stage2_steps=2, workers=1, num_devices=1,
-                model_overrides=Settings().model_overrides + (
-                    ("dims", (6, 12)), ("depths", (1, 1)), ("heads", (1, 1)),
-                    ("window", (2, 4, 4)), ("context.enabled", False)))
+from configs import quickstart as recipe
+from ienet_jax.quickstart import run_quickstart, stage_configs
 
 
-def test_stage_configs(tmp_path):
-    default = stage_config(Settings(), 1, tmp_path / "clips")
-    assert not default.model.context.enabled and default.model.input_norm == "temporal"
-    assert default.data.augment.brightness == default.data.augment.contrast == 0.1
-    one = stage_config(TINY, 1, tmp_path / "clips")
-    two = stage_config(TINY, 2, tmp_path / "clips", tmp_path / "stage1")
+def test_stage_configs_are_the_config_files(tmp_path):
+    """The quickstart trains `configs/quickstart.py:stage1` / `:stage2` key by key (plus the
+    clips folder and stage 2's init_from), so `python -m ienet_jax.main` reproduces it."""
+    one, two = stage_configs("", tmp_path / "clips", tmp_path / "stage1")
+    for config, stage in ((one, "stage1"), (two, "stage2")):
+        expected = recipe.get_config(stage)
+        expected.data.dir = str(tmp_path / "clips")
+        if stage == "stage2":
+            expected.train.init_from = str(tmp_path / "stage1")
+        assert config.to_dict() == expected.to_dict()
+    assert recipe.get_config().to_dict() == recipe.get_config("tiny,stage1").to_dict()
+    assert not one.model.context.enabled and one.model.input_norm == "temporal"
+    assert one.data.augment.brightness == one.data.augment.contrast == 0.1
     assert one.train.stage == 1 and not one.model.fee.enabled
     assert one.train.loss.neg_pearson > 0 and one.train.loss.spectral > 0
     assert two.train.stage == 2 and two.model.fee.enabled and two.train.loss.l1_hr > 0
     assert two.train.init_from == str(tmp_path / "stage1")
-    assert two.train.freeze_steps == two.train.num_steps  # only the FEE head trains
-    assert one.model.dims == (6, 12) and one.model.clip_length == 16
-    assert not one.model.context.enabled and two.model.window == (2, 4, 4)
-    assert one.data.dir == two.data.dir == str(tmp_path / "clips")
+    assert two.train.freeze_steps == two.train.num_steps == 100  # only the FEE head trains
     # the recipe: temporal input norm, no stochastic depth, band-limited Pearson, random
     # windows at random speed cut from the longer stored clips
-    assert one.model.input_norm == two.model.input_norm == "temporal"
-    assert one.model.drop_path == 0.0
+    assert one.model.drop_path == 0.0 and two.model.input_norm == "temporal"
     assert tuple(one.train.loss.pearson_band_hz) == (0.6, 3.3)
-    assert one.data.clip_length == 16 and one.data.augment.temporal_crop
+    assert one.data.clip_length == 64 and one.data.augment.temporal_crop
     assert tuple(one.data.augment.speed_range) == (0.8, 1.25)
+    # step counts given (the quickstart's flags): checkpoint, evaluation, logging follow
+    one, two = stage_configs("", tmp_path, tmp_path, stage1_steps=15, stage2_steps=7)
+    assert (one.checkpoint.every_steps, one.eval.every_steps, one.logging.every_steps) == \
+        (15, 15, 2)
+    assert two.train.freeze_steps == 7
+    small = recipe.get_config("runlocal,stage2")
+    assert small.model.dims == (6, 12) and small.train.num_steps == 2
+    assert small.logging.every_steps == 1 and recipe.dataset_config("runlocal").subjects == 4
+    with pytest.raises(ValueError, match="configs/quickstart.py"):
+        recipe.get_config("stage3")
 
 
 @pytest.mark.slow
 def test_quickstart_tiny_budget_layout_metrics_and_resume(tmp_path, capsys):
-    metrics = run_quickstart(tmp_path / "q", TINY)
+    metrics = run_quickstart(tmp_path / "q", "runlocal")
     q = tmp_path / "q"
     for path in ("data/raw/.done", "data/clips/.done", "data/clips/features.json",
                  "stage1/status.json", "stage1/checkpoints", "stage2/status.json",
@@ -60,5 +67,5 @@ def test_quickstart_tiny_budget_layout_metrics_and_resume(tmp_path, capsys):
     assert set(log["seconds"]) == {"synthesize", "convert", "train stage 1", "train stage 2",
                                    "evaluate"}
     capsys.readouterr()
-    assert run_quickstart(q, TINY) == metrics  # resumed: every step skipped
+    assert run_quickstart(q, "runlocal") == metrics  # resumed: every step skipped
     assert capsys.readouterr().out.count("already done, skipped") == 5

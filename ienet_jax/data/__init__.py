@@ -5,9 +5,8 @@ the names below load their modules on first use:
 
 - `read_clips(directory, split)`: decoded examples in stored order; `crop_box_scale(directory)`:
   the converter's crop side / face box side (`source.py`).
-- `Pipeline(config, ...)`, `default_data_config()`, `checkpoint_handler`, `checkpoint_args`
-  (`pipeline.py`).
-- `make_global_batch(batch, sharding)`, `batch_sharding` (`global_batch.py`).
+- `Pipeline(config, ...)`, `default_data_config()` (`pipeline.py`).
+- `make_global_batch(batch, sharding)` (`global_batch.py`).
 """
 
 import importlib
@@ -20,10 +19,7 @@ _LAZY = {
     "Pipeline": "pipeline",
     "PipelineIterator": "pipeline",
     "default_data_config": "pipeline",
-    "checkpoint_args": "pipeline",
-    "checkpoint_handler": "pipeline",
     "make_global_batch": "global_batch",
-    "batch_sharding": "global_batch",
 }
 
 __all__ = sorted(_LAZY)

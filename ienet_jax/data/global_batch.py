@@ -13,30 +13,13 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def batch_sharding(mesh: Mesh, spec: PartitionSpec | str | tuple | None = None) -> NamedSharding:
-    """`NamedSharding` splitting axis 0 over `spec` (a PartitionSpec, or mesh axis name(s)).
-
-    Default: all mesh axes, i.e. data parallel over every device.
+def make_global_batch(batch: Mapping[str, Any],
+                      sharding: jax.sharding.Sharding) -> dict[str, Any]:
+    """Per-process batch `{name: [B_local, ...]}` → `{name: global jax.Array [B, ...]}` laid
+    out by `sharding` (of the batch axis). Non-numeric leaves (strings) are returned unchanged.
     """
-    if spec is None:
-        spec = PartitionSpec(tuple(mesh.axis_names))
-    elif not isinstance(spec, PartitionSpec):
-        spec = PartitionSpec(spec)
-    return NamedSharding(mesh, spec)
-
-
-def make_global_batch(batch: Mapping[str, Any], sharding: jax.sharding.Sharding | Mesh,
-                      spec: PartitionSpec | str | tuple | None = None) -> dict[str, Any]:
-    """Per-process batch `{name: [B_local, ...]}` → `{name: global jax.Array [B, ...]}`.
-
-    `sharding`: a `Sharding` for the batch axis, or a `Mesh` plus `spec` (see
-    `batch_sharding`). Non-numeric leaves (strings) are returned unchanged.
-    """
-    if isinstance(sharding, Mesh):
-        sharding = batch_sharding(sharding, spec)
     out: dict[str, Any] = {}
     for name, value in batch.items():
         value = np.asarray(value)

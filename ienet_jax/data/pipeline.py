@@ -6,8 +6,8 @@
 
 Everything up to `to_iter_dataset` is a grain `MapDataset`: element `k` of an epoch is a pure
 function of (seed, epoch, k), so the iterator state is a few integers, and restoring it
-(`get_state`/`set_state`, or orbax via `grain.checkpoint.CheckpointSave/CheckpointRestore`
-— see `checkpoint_args`) continues with the very next batch. A state restores into a
+(`get_state`/`set_state`, or orbax via `grain.checkpoint.CheckpointSave/CheckpointRestore`,
+as `train/checkpoint.py` does) continues with the very next batch. A state restores into a
 pipeline with the same config, process count and `data.workers` (grain keeps one position
 per worker process).
 
@@ -378,19 +378,3 @@ class Pipeline:
         if self.config.workers > 0:
             _mark_flags_parsed()
         return iter(self.dataset)
-
-
-def checkpoint_handler():
-    """grain's orbax `CheckpointHandler` for the iterator (one JSON state per JAX process),
-    e.g. `ocp.CheckpointManager(dir, item_handlers={"data": checkpoint_handler(), ...})`."""
-    return grain.checkpoint.CheckpointHandler()
-
-
-def checkpoint_args(iterator: PipelineIterator, restore: bool = False):
-    """orbax args saving (or restoring into) `iterator` with grain's checkpoint handler.
-
-    Use as one item of a `CompositeArgs`, e.g. `ocp.args.Composite(state=…,
-    data=checkpoint_args(it))`; grain writes one JSON file per JAX process.
-    """
-    cls = grain.checkpoint.CheckpointRestore if restore else grain.checkpoint.CheckpointSave
-    return cls(iterator)

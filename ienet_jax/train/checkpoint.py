@@ -30,6 +30,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
 from ienet_jax.parallel import distributed
@@ -205,8 +206,9 @@ def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[s
     from `target`, e.g. the FEE head of a stage-1 checkpoint). A shape mismatch or a source
     leaf unknown to the target is a ValueError naming the path.
     """
-    flat_source = {"/".join(map(str, k)): v for k, v in _flatten(source).items()}
-    flat_target = _flatten(target)
+    flat_source = {"/".join(map(str, k)): v
+                   for k, v in traverse_util.flatten_dict(source).items()}
+    flat_target = traverse_util.flatten_dict(target)
     used, missing = set(), []
     merged = {}
     for key, value in flat_target.items():
@@ -227,24 +229,4 @@ def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[s
                          f"{unknown[:3]} (wrong model config?)")
     if not used:
         raise ValueError(f"{what}: no variable matches the model")
-    return _unflatten(merged), missing
-
-
-def _flatten(tree: dict, prefix: tuple = ()) -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) or hasattr(v, "items"):
-            out.update(_flatten(dict(v), prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        for k in key[:-1]:
-            node = node.setdefault(k, {})
-        node[key[-1]] = value
-    return out
+    return traverse_util.unflatten_dict(merged), missing

@@ -97,8 +97,7 @@ class Progress:
             self._seconds += seconds
             self._steps += 1
 
-    def rates(self, step: int = 0) -> dict[str, float]:
-        del step
+    def rates(self) -> dict[str, float]:
         if not self._steps:
             return {}
         step_time = self._seconds / self._steps

@@ -26,6 +26,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 from ienet_jax.data.decode import RecordDecodeError
 from ienet_jax.data.tfrecord import TFRecordError
@@ -54,16 +55,6 @@ def _get(tree: Any, dotted: str) -> Any:
     return tree
 
 
-def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _normal(value: Any) -> Any:
     """JSON-comparable: tuples as lists (config.json stores lists)."""
     return json.loads(json.dumps(value, default=str))
@@ -75,9 +66,9 @@ EXECUTION_KEYS = ("model.dtype", "model.remat", "model.attention", "model.conv_i
 
 def signature(config: dict) -> dict[str, tuple[Any, Any]]:
     """`{key: (compared value, shown value)}` of the keys fixing what a checkpoint means."""
-    out = {k: (_normal(v), _normal(v))
-           for k, v in _flatten(config.get("model", {}), "model.").items()
-           if k not in EXECUTION_KEYS}
+    model = traverse_util.flatten_dict(config.get("model", {}), sep=".")
+    out = {f"model.{k}": (_normal(v), _normal(v)) for k, v in model.items()
+           if f"model.{k}" not in EXECUTION_KEYS}
     for key, how in SIGNATURE_KEYS:
         value = _get(config, key)
         compared = bool(value) if how == "on" else value
