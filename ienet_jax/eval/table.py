@@ -6,8 +6,9 @@ pred and label signals → (cumsum if derivatives) → detrend λ=100 → Butter
 The label HR of every row is that of the stitched label BVP through the same pipeline.
 
 Rows ("methods"):
-- the model (`ienet` / `tscan`): its stitched rPPG; TS-CAN's derivative output is
-  compared with the difference-normalised label and both are integrated (`diff=True`);
+- the model (`ienet` / `tscan`): its stitched rPPG vs the contract's label series; a
+  derivative output (TS-CAN) is compared with the difference-normalised label and both
+  are integrated (`diff=True`);
 - `<model>_fee`: IENet's FEE head, the mean of its per-clip HRs over the window's clips,
   vs the mean of those clips' label HRs (`hr` of the clip records);
 - `pos`, `chrom`: the baselines on the per-frame mean RGB of the face crops;
@@ -72,15 +73,11 @@ def video_rows(v: VideoSeries, model_name: str | None, *, window: float | None,
     out: dict[str, list[dict]] = {}
     wins = _windows(len(v.bvp), v.fps, window)
     if v.rppg is not None and model_name is not None:
-        if model_name == "tscan":
-            from ienet_jax.models.tscan_inputs import tscan_label
+        from ienet_jax.models import contract
 
-            label = np.asarray(tscan_label(v.bvp.astype(np.float32), num_samples=len(v.bvp)))
-            out[model_name] = _rows(v.rppg, label, v.fps, wins, diff=True, method=method,
-                                    key=v.key)
-        else:
-            out[model_name] = _rows(v.rppg, v.bvp, v.fps, wins, diff=False, method=method,
-                                    key=v.key)
+        model = contract.get(model_name)
+        out[model_name] = _rows(v.rppg, np.asarray(model.signal_label(v.bvp)), v.fps, wins,
+                                diff=model.derivative, method=method, key=v.key)
     for name, fn in BASELINES.items():
         pulse = fn(v.means, v.fps)
         n = len(pulse)  # CHROM covers a little less than the whole series

@@ -18,6 +18,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from ienet_jax.models import contract
 from ienet_jax.parallel.rules import Rules, tree_shardings
 
 
@@ -38,13 +39,7 @@ class TrainState:
 
 def example_inputs(model_config, batch_size: int = 1) -> tuple[jnp.ndarray, ...]:
     """Zero inputs shaped like one batch for `model.init` (shapes from `config.model`)."""
-    t, s = int(model_config.clip_length), int(model_config.frame_size)
-    if model_config.name == "ienet":
-        return (jnp.zeros((batch_size, t, s, s, int(model_config.rgb_channels)), jnp.float32),
-                jnp.zeros((batch_size, t, s, s, int(model_config.nir_channels)), jnp.float32))
-    if model_config.name == "tscan":
-        return (jnp.zeros((batch_size, t, s, s, 6), jnp.float32),)
-    raise ValueError(f"config key model.name must be 'ienet' or 'tscan', got {model_config.name!r}")
+    return contract.get(model_config).example_inputs(model_config, batch_size)
 
 
 def _init_variables(model: nn.Module, model_config, rng) -> dict:
