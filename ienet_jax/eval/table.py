@@ -50,10 +50,6 @@ class VideoSeries:
     clip_fee: np.ndarray | None = None
 
 
-def _windows(n: int, fps: float, window: float | None) -> list[slice]:
-    return signal.evaluation_windows(n, fps, window)
-
-
 def _rows(pred: np.ndarray, label: np.ndarray, fps: float, windows: list[slice], *,
           diff: bool, method: str, key) -> list[dict]:
     rows = []
@@ -71,7 +67,7 @@ def video_rows(v: VideoSeries, model_name: str | None, *, window: float | None,
                method: str = "fft", constant_hr: float | None = None) -> dict[str, list[dict]]:
     """Per-window HR rows `{method: [{subject, video, start, frames, hr_pred, hr_label, …}]}`."""
     out: dict[str, list[dict]] = {}
-    wins = _windows(len(v.bvp), v.fps, window)
+    wins = signal.evaluation_windows(len(v.bvp), v.fps, window)
     if v.rppg is not None and model_name is not None:
         from ienet_jax.models import contract
 
@@ -81,8 +77,8 @@ def video_rows(v: VideoSeries, model_name: str | None, *, window: float | None,
     for name, fn in BASELINES.items():
         pulse = fn(v.means, v.fps)
         n = len(pulse)  # CHROM covers a little less than the whole series
-        out[name] = _rows(pulse, v.bvp[:n], v.fps, _windows(n, v.fps, window), diff=False,
-                          method=method, key=v.key)
+        out[name] = _rows(pulse, v.bvp[:n], v.fps, signal.evaluation_windows(n, v.fps, window),
+                          diff=False, method=method, key=v.key)
     reference = out["pos"]
     if constant_hr is not None:
         out["constant"] = [dict(r, hr_pred=float(constant_hr), snr=None, macc=None)
@@ -117,7 +113,7 @@ def summarize_rows(rows: list[dict]) -> dict:
 def fft_resolution(videos: list[VideoSeries], window: float | None) -> dict:
     """FFT-HR bin spacing (bpm) over all evaluation windows: min and max."""
     res = [signal.fft_resolution_bpm(w.stop - w.start, v.fps)
-           for v in videos for w in _windows(len(v.bvp), v.fps, window)]
+           for v in videos for w in signal.evaluation_windows(len(v.bvp), v.fps, window)]
     return {"min": float(min(res)), "max": float(max(res))}
 
 

@@ -38,13 +38,12 @@ class ModelContract:
         raise NotImplementedError
 
     def example_inputs(self, model_config, batch_size: int = 1) -> tuple:
-        """Zero inputs shaped like one batch, for `model.init`."""
+        """Zero inputs shaped like one batch, for `model.init` (`channels` per input)."""
         t, s = int(model_config.clip_length), int(model_config.frame_size)
         return tuple(jnp.zeros((batch_size, t, s, s, c), jnp.float32)
                      for c in self.channels(model_config))
 
     def channels(self, model_config) -> tuple[int, ...]:
-        """Channels of each positional input (for `example_inputs`)."""
         return (3,) * len(self.modalities)
 
     def inputs(self, batch: dict) -> tuple:
@@ -58,20 +57,16 @@ class ModelContract:
         return tuple(normalize_reference(batch[m]) if batch[m].dtype == jnp.uint8
                      else batch[m].astype(jnp.float32) for m in self.modalities)
 
-    def kwargs(self, batch: dict) -> dict:
-        """Keyword inputs from a batch (e.g. each clip's frame rate)."""
+    def kwargs(self, batch: dict) -> dict:  # keyword inputs from a batch
         return {}
 
-    def label(self, batch: dict):
-        """The label `[B, T]` the predicted pulse is compared with in training."""
+    def label(self, batch: dict):  # the training label `[B, T]` of the predicted pulse
         return self.signal_label(batch["bvp"].astype(jnp.float32))
 
-    def signal_label(self, bvp):
-        """The label series for a BVP series `[..., N]` (numpy or JAX)."""
+    def signal_label(self, bvp):  # the label of a BVP series `[..., N]` (numpy or JAX)
         return bvp
 
-    def has_hr(self, model_config) -> bool:
-        """Whether the outputs hold an `hr` `[B]` (bpm) of its own (IENet's FEE head)."""
+    def has_hr(self, model_config) -> bool:  # outputs hold an `hr` `[B]` bpm (FEE head)
         return False
 
     def convert(self, state_dict: dict, model_config) -> dict:
@@ -80,15 +75,13 @@ class ModelContract:
 
 
 def register(contract: ModelContract) -> ModelContract:
-    """Make `contract` the one of `model.name == contract.name`."""
     _REGISTRY[contract.name] = contract
     return contract
 
 
 def get(model) -> ModelContract:
     """The contract of a `model` section or a model name."""
-    name = model if isinstance(model, str) else (
-        model.get("name") if hasattr(model, "get") else None)
+    name = model if isinstance(model, str) else getattr(model, "name", None)
     if name not in _REGISTRY and name in FAMILIES:
         importlib.import_module(FAMILIES[name])
     if name not in _REGISTRY:
@@ -128,15 +121,10 @@ def ints(value) -> tuple[int, ...]:
     return (int(value),) if isinstance(value, int) else tuple(int(v) for v in value)
 
 
-def choice(*options):
-    """A `check` rule: one of `options`."""
+def choice(*options):  # `check` rules
     return str, lambda v: v in options, f"one of {options}"
 
 
-def rate(value) -> bool:
-    return 0.0 <= value < 1.0
-
-
-RATE = (float, rate, "a rate in [0, 1)")
+RATE = (float, lambda v: 0.0 <= v < 1.0, "a rate in [0, 1)")
 POSITIVE = (int, lambda v: v > 0, "a positive int")
 FLAG = (bool, lambda v: True, "a bool")

@@ -203,39 +203,29 @@ FIELDS = {
 
 def _fields_from_config(model_config) -> dict:
     c = check(model_config, FIELDS)
-    patch, frame, clip_length = c["patch"], c["frame_size"], c["clip_length"]
-    if clip_length % patch[0]:
-        raise ValueError(
-            f"model.clip_length={clip_length} is not divisible by model.patch[0]={patch[0]}"
-        )
-    for axis in (1, 2):
-        if frame[axis - 1] % patch[axis]:
-            shown = model_config["frame_size"]
-            raise ValueError(
-                f"model.frame_size={shown} is not divisible by model.patch[{axis}]={patch[axis]}"
-            )
+    patch, frame = c["patch"], c["frame_size"]
+    for axis, (key, size) in enumerate((("clip_length", c["clip_length"]),
+                                        ("frame_size", frame[0]), ("frame_size", frame[1]))):
+        if size % patch[axis]:
+            raise ValueError(f"model.{key}={model_config[key]} is not divisible by "
+                             f"model.patch[{axis}]={patch[axis]}")
     dims, depths, heads = c["dims"], c["depths"], c["heads"]
     if not len(dims) == len(depths) == len(heads):
-        raise ValueError(
-            f"model.dims {dims}, model.depths {depths} and model.heads {heads} must have the "
-            "same length (one entry per stage)"
-        )
+        raise ValueError(f"model.dims {dims}, model.depths {depths} and model.heads {heads} "
+                         "must have the same length (one entry per stage)")
     for i, (d, h) in enumerate(zip(dims, heads)):
         if d % h:
             raise ValueError(f"model.dims[{i}]={d} is not divisible by model.heads[{i}]={h}")
     context, fee = c.pop("context"), c.pop("fee")
     dilations = context["dilations"]
-    if context["enabled"]:
-        for i, d in enumerate(dims):
-            if d % len(dilations):
-                raise ValueError(
-                    f"model.dims[{i}]={d} is not divisible by len(model.context.dilations)="
-                    f"{len(dilations)} (context enhancement splits channels into groups)"
-                )
+    for i, d in enumerate(dims if context["enabled"] else ()):
+        if d % len(dilations):
+            raise ValueError(f"model.dims[{i}]={d} is not divisible by len(model.context."
+                             f"dilations)={len(dilations)} (context enhancement splits "
+                             "channels into groups)")
     if not fee["bpm_min"] < fee["bpm_max"]:
-        raise ValueError(
-            f"model.fee.bpm_min={fee['bpm_min']} must be below model.fee.bpm_max={fee['bpm_max']}"
-        )
+        raise ValueError(f"model.fee.bpm_min={fee['bpm_min']} must be below "
+                         f"model.fee.bpm_max={fee['bpm_max']}")
     del c["name"]
     return dict(c, context=context["enabled"], dilations=dilations, fee=fee["enabled"],
                 bpm_min=fee["bpm_min"], bpm_max=fee["bpm_max"],

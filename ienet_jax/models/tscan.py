@@ -24,6 +24,7 @@ from flax import linen as nn
 
 from ienet_jax.models.contract import POSITIVE, ModelContract, check, choice, ints, register
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
+from ienet_jax.models.tscan_inputs import tscan_inputs, tscan_label
 
 INPUT_CHANNELS = 6  # 3 motion + 3 appearance
 
@@ -233,8 +234,6 @@ class TSCANContract(ModelContract):
         frames = batch["rgb"]
         if frames.shape[-1] == INPUT_CHANNELS:  # already TS-CAN inputs (data.normalize="tscan")
             return (frames.astype(jnp.float32),)
-        from ienet_jax.models.tscan_inputs import tscan_inputs
-
         return (tscan_inputs(frames, num_frames=frames.shape[1]),)
 
     def label(self, batch: dict):
@@ -242,8 +241,6 @@ class TSCANContract(ModelContract):
         return bvp if batch["rgb"].shape[-1] == INPUT_CHANNELS else self.signal_label(bvp)
 
     def signal_label(self, bvp):
-        from ienet_jax.models.tscan_inputs import tscan_label
-
         return tscan_label(bvp, num_samples=bvp.shape[-1])
 
     def convert(self, state_dict: dict, model_config) -> dict:

@@ -27,32 +27,14 @@ from ienet_jax.signal.spectrum import bpm_grid, hard_gate_hr, normalized_psd
 TERMS = ("neg_pearson", "spectral", "l1_hr", "mse")
 
 
-def model_kwargs(model_name: str, batch: dict) -> dict:
-    """Keyword model inputs from a batch (`ModelContract.kwargs`)."""
-    return contract.get(model_name).kwargs(batch)
-
-
-def model_inputs(model_name: str, batch: dict) -> tuple:
-    """Positional model inputs for `model.apply` from a batch (`ModelContract.inputs`)."""
-    return contract.get(model_name).inputs(batch)
-
-
-def signal_label(model_name: str, batch: dict) -> jnp.ndarray:
-    """The label signal `[B, T]` the rPPG output is compared with."""
-    return contract.get(model_name).label(batch)
-
-
-def predicted_signal(model_name: str, outputs: dict) -> jnp.ndarray:
-    return outputs[contract.get(model_name).output]
-
-
 def predicted_hr(model_name: str, outputs: dict, fps: jnp.ndarray) -> jnp.ndarray:
     """Heart rate `[B]` (bpm): the model's own HR output when present, else the PSD peak of
     the rPPG (integrated first when it is a derivative)."""
     if "hr" in outputs:
         return outputs["hr"]
-    signal = predicted_signal(model_name, outputs)
-    if contract.get(model_name).derivative:
+    model = contract.get(model_name)
+    signal = outputs[model.output]
+    if model.derivative:
         signal = jnp.cumsum(signal, axis=-1)
     bpm = jnp.asarray(bpm_grid())
     return hard_gate_hr(normalized_psd(signal, fps, bpm, 1e-8), bpm)
@@ -82,11 +64,12 @@ def weighted_loss(weights: dict[str, float], model_name: str, outputs: dict,
     empty = the raw signals, as the reference).
     """
     mask = batch.get("mask")
-    pred = predicted_signal(model_name, outputs)
+    model = contract.get(model_name)
+    pred = outputs[model.output]
     n = pred.shape[0]
     w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
     denom = jnp.maximum(jnp.sum(w), 1.0)
-    label = signal_label(model_name, batch)
+    label = model.label(batch)
     fps = batch["fps"].astype(jnp.float32)
     per_sample = {
         "neg_pearson": lambda: losses.neg_pearson(pred, label, fs=fps, band_hz=pearson_band_hz,

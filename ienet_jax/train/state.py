@@ -37,15 +37,10 @@ class TrainState:
     rng: jnp.ndarray
 
 
-def example_inputs(model_config, batch_size: int = 1) -> tuple[jnp.ndarray, ...]:
-    """Zero inputs shaped like one batch for `model.init` (shapes from `config.model`)."""
-    return contract.get(model_config).example_inputs(model_config, batch_size)
-
-
 def _init_variables(model: nn.Module, model_config, rng) -> dict:
     k_params, k_drop, k_path = jax.random.split(rng, 3)
     return model.init({"params": k_params, "dropout": k_drop, "drop_path": k_path},
-                      *example_inputs(model_config), train=False)
+                      *contract.get(model_config).example_inputs(model_config), train=False)
 
 
 def abstract_params(model: nn.Module, model_config) -> Any:
