@@ -33,9 +33,11 @@ class ModelContract:
     derivative = False
     losses: tuple[str, ...] = ("neg_pearson", "spectral", "mse")
 
+    module = None  # the flax module class: `build` is its `from_config`
+
     def build(self, model_config):
         """The flax module for a `model` section (validated; errors name the key)."""
-        raise NotImplementedError
+        return self.module.from_config(model_config)
 
     def example_inputs(self, model_config, batch_size: int = 1) -> tuple:
         """Zero inputs shaped like one batch, for `model.init` (`channels` per input)."""

@@ -239,9 +239,7 @@ class IENetContract(ModelContract):
     modalities = ("rgb", "nir")
     output = "fused_rppg"
     losses = ("neg_pearson", "spectral", "l1_hr", "mse")
-
-    def build(self, model_config) -> IENet:
-        return IENet.from_config(model_config)
+    module = IENet
 
     def channels(self, model_config) -> tuple[int, ...]:
         return int(model_config.rgb_channels), int(model_config.nir_channels)

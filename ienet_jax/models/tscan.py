@@ -223,9 +223,7 @@ class TSCANContract(ModelContract):
 
     name = "tscan"
     derivative = True
-
-    def build(self, model_config) -> TSCAN:
-        return TSCAN.from_config(model_config)
+    module = TSCAN
 
     def channels(self, model_config) -> tuple[int, ...]:
         return (INPUT_CHANNELS,)
