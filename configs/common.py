@@ -47,7 +47,6 @@ from collections.abc import Callable
 
 import ml_collections
 
-PRESETS = ("reference_stage1", "reference_stage2", "tscan", "quickstart")
 
 def data_section() -> ml_collections.ConfigDict:
     from ienet_jax.data.pipeline import default_data_config
@@ -110,42 +109,44 @@ def eval_section() -> ml_collections.ConfigDict:
                                           num_batches=0))  # 0 = the whole split
 
 
+# Presets as data: {preset: {model.name: settings applied in order}}, "*" = any other model;
+# a model neither named nor covered by "*" cannot use the preset. Settings map dotted keys
+# to values, or to functions of the config (references that follow train.num_steps).
+_STAGE1 = {"train.loss.neg_pearson": 0.3, "train.loss.spectral": 0.3}
+_STAGE2 = {"model.fee.enabled": True, "train.stage": 2, "train.batch_size": 16,
+           "train.loss.l1_hr": 0.4,
+           "train.freeze_steps": lambda c: (c.train.get_ref("num_steps") * 4) // 5}
+_TSCAN = {"train.loss.mse": 1.0, "train.learning_rate": 1e-3, "train.weight_decay": 0.0,
+          "train.batch_size": 4, "data.modalities": ("rgb",)}
+_SHORT = {"train.num_steps": 200, "train.batch_size": 2, "checkpoint.every_steps": 50,
+          "eval.every_steps": 50, "eval.num_batches": 4, "logging.every_steps": 10}
+PRESETS = {
+    "reference_stage1": {"ienet": (_STAGE1,), "*": ()},
+    "reference_stage2": {"ienet": (_STAGE2,)},
+    "tscan": {"tscan": (_TSCAN,)},
+    "quickstart": {"ienet": (_STAGE1, _SHORT), "tscan": (_TSCAN, _SHORT), "*": (_SHORT,)},
+}
+
+
 def _apply_preset(config: ml_collections.ConfigDict, preset: str) -> None:
-    train, model = config.train, config.model
-    if preset in ("reference_stage1", "quickstart") and model.name == "ienet":
-        train.loss.neg_pearson = 0.3
-        train.loss.spectral = 0.3
-    if preset == "reference_stage2":
-        if model.name != "ienet":
-            raise ValueError(f"preset 'reference_stage2' is for IENet, not model.name="
-                             f"{model.name!r}")
-        model.fee.enabled = True
-        train.stage = 2
-        train.batch_size = 16
-        train.loss.l1_hr = 0.4
-        train.freeze_steps = (train.get_ref("num_steps") * 4) // 5
-    if preset == "tscan" or (preset == "quickstart" and model.name == "tscan"):
-        if model.name != "tscan":
-            raise ValueError(f"preset 'tscan' needs model.name='tscan', got {model.name!r}")
-        train.loss.mse = 1.0
-        train.learning_rate = 1e-3
-        train.weight_decay = 0.0
-        train.batch_size = 4
-        config.data.modalities = ("rgb",)
-    if preset == "quickstart":
-        train.num_steps = 200
-        train.batch_size = 2
-        config.checkpoint.every_steps = 50
-        config.eval.every_steps = 50
-        config.eval.num_batches = 4
-        config.logging.every_steps = 10
+    table, name = PRESETS[preset], config.model.name
+    if name not in table and "*" not in table:
+        raise ValueError(f"preset {preset!r} is for model.name in {tuple(table)}, not "
+                         f"{name!r}")
+    for settings in table.get(name, table.get("*")):
+        for key, value in settings.items():
+            *parents, leaf = key.split(".")
+            node = config
+            for part in parents:
+                node = node[part]
+            node[leaf] = value(config) if callable(value) else value
 
 
 def build_config(model_section: ml_collections.ConfigDict, preset: str = "reference_stage1",
                  variant: str = "") -> ml_collections.ConfigDict:
     """The full, locked config: `model_section` + shared sections, adjusted by `preset`."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown config preset {preset!r}; choose from {PRESETS}")
+        raise ValueError(f"unknown config preset {preset!r}; choose from {tuple(PRESETS)}")
     config = ml_collections.ConfigDict()
     config.variant = variant
     config.preset = preset

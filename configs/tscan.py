@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("reference", "toolbox", "tiny")
+# Each variant: the keys where it differs from `reference`.
+VARIANTS = {
+    "reference": {},
+    "toolbox": dict(frame_size=72),
+    "tiny": dict(frame_size=12, frame_depth=4, clip_length=8, filters=(4, 8), hidden=16),
+}
 
 
 def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
@@ -36,18 +41,10 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
     cfg.pool = 2
     cfg.dtype = "float32"  # compute dtype; params stay float32
     cfg.conv_impl = "auto"  # "taps" on CPU, "xla" elsewhere
-    if variant == "reference":
-        pass
-    elif variant == "toolbox":
-        cfg.frame_size = 72
-    elif variant == "tiny":
-        cfg.frame_size = 12
-        cfg.frame_depth = 4
-        cfg.clip_length = 8
-        cfg.filters = (4, 8)
-        cfg.hidden = 16
-    else:
-        raise ValueError(f"configs/tscan.py: variant must be one of {VARIANTS}, got {variant!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"configs/tscan.py: variant must be one of {tuple(VARIANTS)}, got "
+                         f"{variant!r}")
+    cfg.update(VARIANTS[variant])
     return cfg
 
 

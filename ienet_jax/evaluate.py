@@ -170,7 +170,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, split: s
              output: str | Path | None = None, batch_size: int = 8,
              plots: bool = True) -> dict:
     """Evaluate (see the module docstring); returns the `metrics.json` dict."""
-    run_data_dir = str(config.data.get("dir", "") or "")
+    run_data_dir = str(config.data.dir or "")
     data_dir = str(data_dir or run_data_dir)
     if not data_dir:
         raise ValueError("config key data.dir is empty: evaluation needs converted clips "

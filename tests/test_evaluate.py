@@ -176,15 +176,15 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
 
     from ienet_jax.convert.checkpoint import save_converted
     from ienet_jax.evaluate import evaluate
-    from ienet_jax.models import build
-    from ienet_jax.train.state import example_inputs
+    from ienet_jax.models import build, contract
     from ienet_jax.train.workdir import write_train_stats
 
     model_config = micro_ienet_model()
     model_config.fee.enabled = True
     config = ml_collections.ConfigDict(dict(model=model_config, data=dict(dir="")))
     variables = nn.unbox(build(model_config).init(
-        jax.random.key(0), *example_inputs(model_config), train=False))
+        jax.random.key(0), *contract.get(model_config).example_inputs(model_config),
+        train=False))
     save_converted(tmp_path / "converted", variables, model_config)
     # another corpus, holding only the test split: the run's train_stats.json gives the mean
     _write_dataset(tmp_path / "clips", splits=("test",))

@@ -46,7 +46,7 @@ def test_matches_reference_convolutions(impl):
 
 
 def test_train_mode_updates_batch_stats_and_checks_groups():
-    module = ContextEnhancement((1, 3, 5))
+    module = ContextEnhancement((1, 3, 5), conv_impl="auto")
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 5, 5, 6)) + 3.0
     variables = module.init(jax.random.PRNGKey(1), x, train=False)
     _, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])

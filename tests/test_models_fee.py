@@ -7,13 +7,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
-from ml_collections import ConfigDict
 
+from configs.ienet import model_config
+from ienet_jax import models
 from ienet_jax.convert.fee import fee_variables
 from ienet_jax.models.fee import FEEHead
 from ienet_jax.signal.spectrum import bpm_grid
 
 SECTION = 'fee head (keys prefixed "fee." for det_init)'
+FEE = model_config().fee  # the values live in the config (the module has no defaults)
+
+
+def head(**overrides) -> FEEHead:
+    kwargs = dict(bpm_min=FEE.bpm_min, bpm_max=FEE.bpm_max, temperature=FEE.temperature,
+                  conv_impl="auto")
+    return FEEHead(**dict(kwargs, **overrides))
 
 
 def rel_err(a, b):
@@ -41,7 +49,7 @@ def variables(state_dict):
 
 
 def test_converter_matches_init_structure(variables):
-    model = FEEHead()
+    model = head()
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((2, 128)), 30.0, train=False)
     )
@@ -52,7 +60,7 @@ def test_converter_matches_init_structure(variables):
 
 
 def test_golden_parity(golden, variables):
-    out = jax.jit(lambda v, x: FEEHead().apply(v, x, float(golden["fee/fs"]), train=False))(
+    out = jax.jit(lambda v, x: head().apply(v, x, float(golden["fee/fs"]), train=False))(
         variables, jnp.asarray(golden["fee/signal"])
     )
     assert rel_err(out["signal"], golden["fee/head_out"]) < 1e-4
@@ -80,7 +88,7 @@ def test_prefix_and_errors(state_dict):
 
 
 def test_soft_gate_gradients(golden, variables):
-    model = FEEHead()
+    model = head()
     signal = jnp.asarray(golden["fee/signal"])
     target = jnp.asarray(golden["fee/true_hr"], jnp.float32)
 
@@ -106,7 +114,7 @@ def test_soft_gate_gradients(golden, variables):
 
 def test_train_mode_updates_batch_stats(variables):
     x = jax.random.normal(jax.random.key(1), (3, 64))
-    _, updates = FEEHead().apply(variables, x, 30.0, train=True, mutable=["batch_stats"])
+    _, updates = head().apply(variables, x, 30.0, train=True, mutable=["batch_stats"])
     before = variables["batch_stats"]["bn1"]["mean"]
     after = updates["batch_stats"]["bn1"]["mean"]
     np.testing.assert_allclose(after, 0.9 * before + 0.1 * np.asarray(
@@ -121,18 +129,20 @@ def _conv1(variables, x):
 
 def test_per_clip_fs_and_bpm_grid(variables):
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 128)), jnp.float32)
-    model = FEEHead(bpm_min=45.0, bpm_max=150.0)
+    model = head(bpm_min=45.0, bpm_max=150.0)
     out = model.apply(variables, x, jnp.array([30.0, 25.0]), train=False)
     assert out["psd"].shape == (2, 105)
     assert np.all((out["hr"] >= 45) & (out["hr"] < 150))
 
 
-def test_from_config():
-    cfg = ConfigDict({"enabled": True, "bpm_min": 40, "bpm_max": 180, "temperature": 0.05})
-    head = FEEHead.from_config(cfg, conv_impl="xla")
-    assert (head.bpm_min, head.bpm_max, head.temperature, head.conv_impl) == (
-        40.0, 180.0, 0.05, "xla")
-    with pytest.raises(ValueError, match="model.fee.temperature"):
-        FEEHead.from_config(ConfigDict({"enabled": True, "temperature": 0.0}))
-    with pytest.raises(ValueError, match="model.fee.bpm_min"):
-        FEEHead.from_config(ConfigDict({"bpm_min": 200.0, "bpm_max": 180.0}))
+def test_config_validation_names_the_fee_key():
+    for key, value, message in (("temperature", 0.0, "model.fee.temperature"),
+                                ("bpm_min", 200.0, "model.fee.bpm_min")):
+        cfg = model_config("tiny")
+        cfg.fee.enabled = True
+        cfg.fee[key] = value
+        with pytest.raises(ValueError, match=message):
+            models.build(cfg)
+    del cfg.fee["temperature"]
+    with pytest.raises(ValueError, match="config key model.fee.temperature is missing"):
+        models.build(cfg)

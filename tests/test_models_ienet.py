@@ -55,9 +55,9 @@ def clips(cfg, batch=2, seed=1):
 
 def clip_model_inputs(raw):
     """The model inputs `ClipModel` builds from uint8 clips (RGB = the gray clip x 3)."""
-    from ienet_jax.train.objectives import model_inputs
+    from ienet_jax.models import contract
 
-    return model_inputs("ienet", {"rgb": jnp.repeat(raw, 3, -1), "nir": jnp.asarray(raw)})
+    return contract.get("ienet").inputs({"rgb": jnp.repeat(raw, 3, -1), "nir": jnp.asarray(raw)})
 
 
 def rel_err(got, want):

@@ -15,8 +15,15 @@ from ienet_jax.models.swin3d import (
 )
 
 
+def options(**overrides) -> BlockOptions:
+    """The reference's block options (configs/ienet.py, context off), with `overrides`."""
+    return BlockOptions(**dict(dict(window=(2, 7, 7), mlp_ratio=4.0, qkv_bias=True, dropout=0.0,
+                                    attn_dropout=0.0, context=False, dilations=(1, 3, 5),
+                                    attention="einsum", conv_impl="auto"), **overrides))
+
+
 def test_patch_embed_pads_at_the_end_like_a_strided_conv():
-    module = PatchEmbed(dim=5, patch=(2, 4, 4), opts=BlockOptions())
+    module = PatchEmbed(dim=5, patch=(2, 4, 4), opts=options())
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 5, 9, 8, 3))  # T, H not multiples
     variables = nn.unbox(module.init(jax.random.PRNGKey(1), x))
     out = module.apply(variables, x)
@@ -30,7 +37,7 @@ def test_patch_embed_pads_at_the_end_like_a_strided_conv():
 
 
 def test_patch_merging_phase_order_and_odd_sizes():
-    module = PatchMerging(features=2, opts=BlockOptions())
+    module = PatchMerging(features=2, opts=options())
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 3, 4, 3))  # odd H is padded
     variables = nn.unbox(module.init(jax.random.PRNGKey(1), x))
     out = module.apply(variables, x)
@@ -55,7 +62,7 @@ def test_drop_path_drops_whole_examples_and_rescales():
 
 
 def test_remat_gives_same_values_and_gradients():
-    opts = BlockOptions(window=(2, 4, 4))
+    opts = options(window=(2, 4, 4))
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 6, 6, 6))
     plain = SwinStage(6, 2, 2, (0.0, 0.0), None, False, opts)
     remat = SwinStage(6, 2, 2, (0.0, 0.0), None, True, opts)
@@ -76,7 +83,7 @@ def test_remat_gives_same_values_and_gradients():
 
 def test_backbone_shapes_and_intermediates():
     model = SwinTransformer3D(patch=(2, 4, 4), dims=(6, 12), depths=(1, 1), heads=(1, 2),
-                              opts=BlockOptions(window=(2, 4, 4)))
+                              drop_path=0.0, remat=False, opts=options(window=(2, 4, 4)))
     x = jnp.ones((1, 8, 16, 16, 1))
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
     out, state = jax.eval_shape(

@@ -12,7 +12,7 @@ from flax import linen as nn
 from train_configs import tscan_config
 
 from ienet_jax.convert import save_converted
-from ienet_jax.models import build
+from ienet_jax.models import build, contract
 from ienet_jax.parallel.mesh import create_mesh
 from ienet_jax.parallel.strategies import param_rules
 from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
@@ -21,7 +21,6 @@ from ienet_jax.train.state import (
     abstract_params,
     abstract_state,
     create_train_state,
-    example_inputs,
 )
 
 
@@ -135,7 +134,7 @@ def test_converted_reference_checkpoint_fits_a_stage2_model(tmp_path, golden_dir
 
     config = common.build_config(model_config, "reference_stage2", "reference")
     model = build(config.model)
-    inputs = [jnp.zeros(x.shape) for x in example_inputs(config.model)]
+    inputs = [jnp.zeros(x.shape) for x in contract.get(config.model).example_inputs(config.model)]
     target = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, *inputs,
                                                train=False))
     target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), nn.unbox(target))

@@ -117,18 +117,18 @@ def test_trains_on_converted_clips_with_the_grain_pipeline(tmp_path):
     assert stats["num_clips"] == 10
 
     # padding rows of the last eval batch are valid clips: every per-row output is finite
-    from ienet_jax.models import build
+    from ienet_jax.models import build, contract
     from ienet_jax.train import inputs, objectives
 
     last = list(inputs.eval_iterator(config))[-1]
     assert not last["mask"].all() and (last["fps"] == 30.0).all() and (last["hr"] > 0).all()
     batch = {k: v for k, v in last.items() if k in inputs.DEVICE_FIELDS}
     variables = jax.device_get(load_variables(tmp_path / "run"))
-    outputs = build(config.model).apply(variables, *objectives.model_inputs("tscan", batch),
-                                        train=False)
+    tscan = contract.get("tscan")
+    outputs = build(config.model).apply(variables, *tscan.inputs(batch), train=False)
     hr = objectives.predicted_hr("tscan", outputs, batch["fps"])
-    per_row = objectives.losses.mse(objectives.predicted_signal("tscan", outputs),
-                                    objectives.signal_label("tscan", batch), reduction="none")
+    per_row = objectives.losses.mse(outputs[tscan.output], tscan.label(batch),
+                                    reduction="none")
     for name, value in (("rppg", outputs["rppg"]), ("hr", hr), ("mse", per_row)):
         assert np.isfinite(np.asarray(value)).all(), name
     assert all(np.isfinite(v) for r in _steps(tmp_path / "run", "validation")

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from ienet_jax import losses
-from ienet_jax.train.objectives import (
-    check_weights,
-    model_inputs,
-    predicted_hr,
-    signal_label,
-    weighted_loss,
-)
+from ienet_jax.models import contract
+from ienet_jax.train.objectives import check_weights, predicted_hr, weighted_loss
 
 
 def batch(b=3, t=64, seed=0):
@@ -50,12 +45,12 @@ def test_pearson_band_reaches_the_neg_pearson_term():
 
 def test_model_inputs_normalise_uint8_and_tscan_labels():
     bt = batch()
-    rgb, nir = model_inputs("ienet", bt)
+    rgb, nir = contract.get("ienet").inputs(bt)
     np.testing.assert_allclose(rgb, (np.asarray(bt["rgb"]) / 255 - 0.5) / 0.25, atol=1e-6)
     assert nir.shape[-1] == 1
-    (frames,) = model_inputs("tscan", bt)
+    (frames,) = contract.get("tscan").inputs(bt)
     assert frames.shape == bt["rgb"].shape[:-1] + (6,)
-    label = signal_label("tscan", bt)
+    label = contract.get("tscan").label(bt)
     np.testing.assert_allclose(np.std(np.asarray(label)[:, :-1], axis=-1), 1.0, rtol=1e-3)
 
 

@@ -34,18 +34,11 @@ __all__ = [
 def from_reference_state_dict(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
     """Flax variables for `ienet_jax.models.build(model_config)` from a reference state dict.
 
-    `model_config.name` picks the reference model: "ienet" (fusion model, or the HR network
-    with `rPPG_model.*` + FEE keys) or "tscan". Raises ValueError naming any missing,
-    unexpected or mis-shaped key.
+    `model_config.name` picks the reference model through its contract's `convert`: "ienet"
+    (fusion model, or the HR network with `rPPG_model.*` + FEE keys) or "tscan". Raises
+    ValueError naming any missing, unexpected or mis-shaped key.
     """
+    from ienet_jax.models import contract
+
     state_dict = strip_data_parallel({k: np.asarray(v) for k, v in state_dict.items()})
-    name = model_config.get("name") if hasattr(model_config, "get") else None
-    if name == "ienet":
-        from ienet_jax.convert.ienet import ienet_variables
-
-        return ienet_variables(state_dict, model_config)
-    if name == "tscan":
-        from ienet_jax.convert.tscan import tscan_variables
-
-        return tscan_variables(state_dict, model_config)
-    raise ValueError(f"config key model.name must be 'ienet' or 'tscan', got {name!r}")
+    return contract.get(model_config).convert(state_dict, model_config)

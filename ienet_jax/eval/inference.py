@@ -17,8 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ienet_jax.models import build
-from ienet_jax.train import objectives
+from ienet_jax.models import build, contract
 
 
 def find_workdir_config(path: Path) -> Path | None:
@@ -64,9 +63,10 @@ class ClipModel:
         self.name = str(model_config.name)
         self.clip_length = int(model_config.clip_length)
         self.frame_size = int(model_config.frame_size)
-        self.needs_nir = self.name == "ienet"
-        self.has_fee = self.name == "ienet" and bool(model_config.fee.enabled)
-        self.derivative = self.name == "tscan"  # TS-CAN predicts the BVP derivative
+        self.contract = contract.get(model_config)
+        self.needs_nir = "nir" in self.contract.modalities
+        self.has_fee = self.contract.has_hr(model_config)
+        self.derivative = self.contract.derivative  # e.g. TS-CAN: the BVP's derivative
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -76,9 +76,9 @@ class ClipModel:
         self._forward = jax.jit(self._apply)
 
     def _apply(self, variables, batch):
-        outputs = self.model.apply(variables, *objectives.model_inputs(self.name, batch),
-                                   train=False, **objectives.model_kwargs(self.name, batch))
-        out = {"rppg": objectives.predicted_signal(self.name, outputs).astype(jnp.float32)}
+        outputs = self.model.apply(variables, *self.contract.inputs(batch), train=False,
+                                   **self.contract.kwargs(batch))
+        out = {"rppg": outputs[self.contract.output].astype(jnp.float32)}
         if "hr" in outputs:
             out["hr"] = outputs["hr"].astype(jnp.float32)
         return out

@@ -6,8 +6,9 @@ pred and label signals → (cumsum if derivatives) → detrend λ=100 → Butter
 The label HR of every row is that of the stitched label BVP through the same pipeline.
 
 Rows ("methods"):
-- the model (`ienet` / `tscan`): its stitched rPPG; TS-CAN's derivative output is
-  compared with the difference-normalised label and both are integrated (`diff=True`);
+- the model (`ienet` / `tscan`): its stitched rPPG vs the contract's label series; a
+  derivative output (TS-CAN) is compared with the difference-normalised label and both
+  are integrated (`diff=True`);
 - `<model>_fee`: IENet's FEE head, the mean of its per-clip HRs over the window's clips,
   vs the mean of those clips' label HRs (`hr` of the clip records);
 - `pos`, `chrom`: the baselines on the per-frame mean RGB of the face crops;
@@ -49,10 +50,6 @@ class VideoSeries:
     clip_fee: np.ndarray | None = None
 
 
-def _windows(n: int, fps: float, window: float | None) -> list[slice]:
-    return signal.evaluation_windows(n, fps, window)
-
-
 def _rows(pred: np.ndarray, label: np.ndarray, fps: float, windows: list[slice], *,
           diff: bool, method: str, key) -> list[dict]:
     rows = []
@@ -70,22 +67,18 @@ def video_rows(v: VideoSeries, model_name: str | None, *, window: float | None,
                method: str = "fft", constant_hr: float | None = None) -> dict[str, list[dict]]:
     """Per-window HR rows `{method: [{subject, video, start, frames, hr_pred, hr_label, …}]}`."""
     out: dict[str, list[dict]] = {}
-    wins = _windows(len(v.bvp), v.fps, window)
+    wins = signal.evaluation_windows(len(v.bvp), v.fps, window)
     if v.rppg is not None and model_name is not None:
-        if model_name == "tscan":
-            from ienet_jax.data.tscan_inputs import tscan_label
+        from ienet_jax.models import contract
 
-            label = np.asarray(tscan_label(v.bvp.astype(np.float32), num_samples=len(v.bvp)))
-            out[model_name] = _rows(v.rppg, label, v.fps, wins, diff=True, method=method,
-                                    key=v.key)
-        else:
-            out[model_name] = _rows(v.rppg, v.bvp, v.fps, wins, diff=False, method=method,
-                                    key=v.key)
+        model = contract.get(model_name)
+        out[model_name] = _rows(v.rppg, np.asarray(model.signal_label(v.bvp)), v.fps, wins,
+                                diff=model.derivative, method=method, key=v.key)
     for name, fn in BASELINES.items():
         pulse = fn(v.means, v.fps)
         n = len(pulse)  # CHROM covers a little less than the whole series
-        out[name] = _rows(pulse, v.bvp[:n], v.fps, _windows(n, v.fps, window), diff=False,
-                          method=method, key=v.key)
+        out[name] = _rows(pulse, v.bvp[:n], v.fps, signal.evaluation_windows(n, v.fps, window),
+                          diff=False, method=method, key=v.key)
     reference = out["pos"]
     if constant_hr is not None:
         out["constant"] = [dict(r, hr_pred=float(constant_hr), snr=None, macc=None)
@@ -120,7 +113,7 @@ def summarize_rows(rows: list[dict]) -> dict:
 def fft_resolution(videos: list[VideoSeries], window: float | None) -> dict:
     """FFT-HR bin spacing (bpm) over all evaluation windows: min and max."""
     res = [signal.fft_resolution_bpm(w.stop - w.start, v.fps)
-           for v in videos for w in _windows(len(v.bvp), v.fps, window)]
+           for v in videos for w in signal.evaluation_windows(len(v.bvp), v.fps, window)]
     return {"min": float(min(res)), "max": float(max(res))}
 
 

@@ -32,8 +32,8 @@ class ContextEnhancement(nn.Module):
     `batch_stats` collection (momentum 0.9 in Flax terms = PyTorch 0.1, eps 1e-5).
     """
 
-    dilations: Sequence[int] = (1, 3, 5)
-    conv_impl: str = "auto"
+    dilations: Sequence[int]
+    conv_impl: str
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 

@@ -15,14 +15,6 @@ from flax import linen as nn
 from ienet_jax.models.conv import Conv
 from ienet_jax.signal.spectrum import bpm_grid, hard_gate_hr, normalized_psd, soft_gate_hr
 
-# Soft-gate temperature on the max-normalised PSD (values in [0, 1], peak exactly 1). At 0.02
-# a bin 0.1 below the peak weighs e^-5 ≈ 0.7 % of the peak and one 0.3 below e^-15, so
-# side peaks and the noise floor hardly pull the estimate while the Hann main lobe (±2 DFT
-# bins = ±28 bpm for 128 samples at 30 fps, PSD values close to 1 near the peak) still
-# spreads weight, hence gradient, over the bins around the peak. On the golden signals the
-# soft HR lies within about a bpm of the hard one (tests/test_models_fee.py checks 2 bpm).
-DEFAULT_TEMPERATURE = 0.02
-
 
 class FEEHead(nn.Module):
     """rPPG `[B, T]` → `{"hr": [B] (bpm), "psd": [B, K], "signal": [B, T]}`.
@@ -34,42 +26,19 @@ class FEEHead(nn.Module):
 
     Attributes:
       bpm_min, bpm_max: the bpm grid (bpm; `bpm_max` excluded).
-      temperature: soft-gate temperature on the max-normalised PSD (training only).
+      temperature: soft-gate temperature on the max-normalised PSD (training only; the
+        value, 0.02, and why: `configs/ienet.py`).
       dtype: compute dtype of the conv/BN stack (None: the input's); the PSD is float32.
       param_dtype: parameter dtype.
       conv_impl: `ienet_jax.models.conv.conv` implementation ("auto", "taps", "xla").
     """
 
-    bpm_min: float = 40.0
-    bpm_max: float = 180.0
-    temperature: float = DEFAULT_TEMPERATURE
+    bpm_min: float
+    bpm_max: float
+    temperature: float
+    conv_impl: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"
-
-    @classmethod
-    def from_config(cls, fee_cfg, **overrides) -> FEEHead:
-        """From a `model.fee` section `(enabled, bpm_min, bpm_max, temperature)`.
-
-        `overrides` (e.g. `dtype`, `param_dtype`, `conv_impl` from the enclosing model config)
-        take precedence over the section.
-        """
-        kwargs = {
-            "bpm_min": float(fee_cfg.get("bpm_min", 40.0)),
-            "bpm_max": float(fee_cfg.get("bpm_max", 180.0)),
-            "temperature": float(fee_cfg.get("temperature", DEFAULT_TEMPERATURE)),
-        }
-        if not kwargs["bpm_max"] > kwargs["bpm_min"] > 0:
-            raise ValueError(
-                "config keys model.fee.bpm_min/bpm_max must satisfy 0 < bpm_min < bpm_max, "
-                f"got {kwargs['bpm_min']}, {kwargs['bpm_max']}"
-            )
-        if not kwargs["temperature"] > 0:
-            raise ValueError(
-                f"config key model.fee.temperature must be > 0, got {kwargs['temperature']}"
-            )
-        kwargs.update(overrides)
-        return cls(**kwargs)
 
     @nn.compact
     def __call__(self, rppg: jnp.ndarray, fs, *, train: bool) -> dict[str, jnp.ndarray]:

@@ -20,13 +20,21 @@ Intermediate maps are sown into "intermediates" (`rgb/…`, `nir/…`, `fused`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax.numpy as jnp
 from flax import linen as nn
 
 from ienet_jax.models import axes
 from ienet_jax.models.attention import ATTENTION_IMPLS
+from ienet_jax.models.contract import (
+    FLAG,
+    POSITIVE,
+    RATE,
+    ModelContract,
+    check,
+    choice,
+    ints,
+    register,
+)
 from ienet_jax.models.conv import IMPLEMENTATIONS as CONV_IMPLS
 from ienet_jax.models.fusion import FUSIONS, mdef
 from ienet_jax.models.heads import RPPGHead
@@ -58,37 +66,37 @@ class IENet(nn.Module):
     """The IENet fusion model (see the module docstring for the apply contract).
 
     Build it with `IENet.from_config(config.model)`, which validates the config; the
-    fields mirror the config keys (nested `context.*` / `fee.*` flattened).
+    fields are the config keys (nested `context.*` / `fee.*` flattened), without defaults.
     """
 
-    clip_length: int = 128
-    frame_size: tuple[int, int] = (64, 64)
-    rgb_channels: int = 3
-    nir_channels: int = 1
-    patch: tuple[int, int, int] = (2, 4, 4)
-    window: tuple[int, int, int] = (2, 7, 7)
-    dims: tuple[int, ...] = (96, 192, 384)
-    depths: tuple[int, ...] = (2, 2, 4)
-    heads: tuple[int, ...] = (3, 6, 12)
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_path: float = 0.2
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    context: bool = True
-    dilations: tuple[int, ...] = (1, 3, 5)
-    fusion: str = "l1_mean"
-    fee: bool = False
-    bpm_min: float = 40.0
-    bpm_max: float = 180.0
-    temperature: float = 0.02
-    fps: float = 30.0
-    dtype: jnp.dtype = jnp.float32
+    clip_length: int
+    frame_size: tuple[int, int]
+    rgb_channels: int
+    nir_channels: int
+    patch: tuple[int, int, int]
+    window: tuple[int, int, int]
+    dims: tuple[int, ...]
+    depths: tuple[int, ...]
+    heads: tuple[int, ...]
+    mlp_ratio: float
+    qkv_bias: bool
+    drop_path: float
+    dropout: float
+    attn_dropout: float
+    context: bool
+    dilations: tuple[int, ...]
+    fusion: str
+    fee: bool
+    bpm_min: float
+    bpm_max: float
+    temperature: float
+    fps: float
+    dtype: jnp.dtype
+    remat: bool
+    attention: str
+    conv_impl: str
+    input_norm: str
     param_dtype: jnp.dtype = jnp.float32
-    remat: bool = False
-    attention: str = "einsum"
-    conv_impl: str = "auto"
-    input_norm: str = "reference"
 
     @classmethod
     def from_config(cls, model_config) -> IENet:
@@ -155,116 +163,91 @@ class IENet(nn.Module):
         return out
 
 
-def _tuple(model_config, key: str, length: int | None = None) -> tuple[int, ...]:
-    value = model_config[key]
-    if isinstance(value, int):
-        value = (value,)
-    try:
-        value = tuple(int(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"model.{key} must be a sequence of ints, got {value!r}") from err
-    if length is not None and len(value) != length:
-        raise ValueError(f"model.{key} must have {length} entries, got {value}")
-    if any(v <= 0 for v in value):
-        raise ValueError(f"model.{key} entries must be positive, got {value}")
-    return value
+def _positive(length: int | None = None):
+    return (ints, lambda v: min(v) > 0 and length in (None, len(v)),
+            "positive ints" if length is None else f"{length} positive ints")
 
 
-def _choice(model_config, key: str, choices: Sequence[str]) -> str:
-    value = model_config[key]
-    if value not in choices:
-        raise ValueError(f"model.{key} must be one of {tuple(choices)}, got {value!r}")
-    return value
+def _frame(value) -> tuple[int, int]:
+    return (int(value),) * 2 if isinstance(value, int) else ints(value)
 
 
-def _rate(model_config, key: str) -> float:
-    value = float(model_config[key])
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"model.{key} must be in [0, 1), got {value}")
-    return value
+POSITIVE_FLOAT = (float, lambda v: v > 0, "> 0")
+# The `model` section of configs/ienet.py, checked key by key (`contract.check`).
+FIELDS = {
+    "name": (str, lambda v: v == "ienet", "'ienet' for IENet"),
+    "clip_length": POSITIVE, "frame_size": (_frame, lambda v: len(v) == 2 and min(v) > 0,
+                                            "a positive int or (H, W)"),
+    "rgb_channels": POSITIVE, "nir_channels": POSITIVE,
+    "patch": _positive(3), "window": _positive(3),
+    "dims": _positive(), "depths": _positive(), "heads": _positive(),
+    "mlp_ratio": POSITIVE_FLOAT, "qkv_bias": FLAG,
+    "drop_path": RATE, "dropout": RATE, "attn_dropout": RATE,
+    "context": {"enabled": FLAG, "dilations": _positive()},
+    "fusion": choice(*FUSIONS),
+    "fee": {"enabled": FLAG, "bpm_min": POSITIVE_FLOAT, "bpm_max": POSITIVE_FLOAT,
+            "temperature": POSITIVE_FLOAT},
+    "fps": POSITIVE_FLOAT, "dtype": choice(*DTYPES), "remat": FLAG,
+    "attention": choice(*ATTENTION_IMPLS), "conv_impl": choice(*CONV_IMPLS),
+    "input_norm": choice(*INPUT_NORMS),
+}
 
 
 def _fields_from_config(model_config) -> dict:
-    if model_config.get("name") != "ienet":
-        raise ValueError(f"model.name must be 'ienet' for IENet, got {model_config.get('name')!r}")
-    for key in ("clip_length", "frame_size", "patch", "window", "dims", "depths", "heads",
-                "fusion", "context", "fee", "fps", "dtype"):
-        if key not in model_config:
-            raise ValueError(f"config key model.{key} is missing")
-    patch = _tuple(model_config, "patch", 3)
-    window = _tuple(model_config, "window", 3)
-    frame = model_config["frame_size"]
-    if isinstance(frame, int):
-        frame = (frame, frame)
-    else:
-        frame = _tuple(model_config, "frame_size", 2)
-    clip_length = int(model_config["clip_length"])
-    if clip_length % patch[0]:
-        raise ValueError(
-            f"model.clip_length={clip_length} is not divisible by model.patch[0]={patch[0]}"
-        )
-    for axis in (1, 2):
-        if frame[axis - 1] % patch[axis]:
-            shown = model_config["frame_size"]
-            raise ValueError(
-                f"model.frame_size={shown} is not divisible by model.patch[{axis}]={patch[axis]}"
-            )
-    dims, depths = _tuple(model_config, "dims"), _tuple(model_config, "depths")
-    heads = _tuple(model_config, "heads")
+    c = check(model_config, FIELDS)
+    patch, frame = c["patch"], c["frame_size"]
+    for axis, (key, size) in enumerate((("clip_length", c["clip_length"]),
+                                        ("frame_size", frame[0]), ("frame_size", frame[1]))):
+        if size % patch[axis]:
+            raise ValueError(f"model.{key}={model_config[key]} is not divisible by "
+                             f"model.patch[{axis}]={patch[axis]}")
+    dims, depths, heads = c["dims"], c["depths"], c["heads"]
     if not len(dims) == len(depths) == len(heads):
-        raise ValueError(
-            f"model.dims {dims}, model.depths {depths} and model.heads {heads} must have the "
-            "same length (one entry per stage)"
-        )
+        raise ValueError(f"model.dims {dims}, model.depths {depths} and model.heads {heads} "
+                         "must have the same length (one entry per stage)")
     for i, (d, h) in enumerate(zip(dims, heads)):
         if d % h:
             raise ValueError(f"model.dims[{i}]={d} is not divisible by model.heads[{i}]={h}")
-    context = model_config["context"]
-    dilations = tuple(int(d) for d in context.get("dilations", (1, 3, 5)))
-    if context["enabled"]:
-        if not dilations or any(d <= 0 for d in dilations):
-            raise ValueError(f"model.context.dilations must be positive ints, got {dilations}")
-        for i, d in enumerate(dims):
-            if d % len(dilations):
-                raise ValueError(
-                    f"model.dims[{i}]={d} is not divisible by len(model.context.dilations)="
-                    f"{len(dilations)} (context enhancement splits channels into groups)"
-                )
-    fee = model_config["fee"]
-    if fee["enabled"] and not fee["bpm_min"] < fee["bpm_max"]:
-        raise ValueError(
-            f"model.fee.bpm_min={fee['bpm_min']} must be below model.fee.bpm_max={fee['bpm_max']}"
-        )
-    for key in ("rgb_channels", "nir_channels"):
-        if int(model_config.get(key, 1)) <= 0:
-            raise ValueError(f"model.{key} must be positive, got {model_config[key]}")
-    return dict(
-        clip_length=clip_length,
-        frame_size=frame,
-        rgb_channels=int(model_config.get("rgb_channels", 3)),
-        nir_channels=int(model_config.get("nir_channels", 1)),
-        patch=patch,
-        window=window,
-        dims=dims,
-        depths=depths,
-        heads=heads,
-        mlp_ratio=float(model_config.get("mlp_ratio", 4.0)),
-        qkv_bias=bool(model_config.get("qkv_bias", True)),
-        drop_path=_rate(model_config, "drop_path"),
-        dropout=_rate(model_config, "dropout"),
-        attn_dropout=_rate(model_config, "attn_dropout"),
-        context=bool(context["enabled"]),
-        dilations=dilations,
-        fusion=_choice(model_config, "fusion", FUSIONS),
-        fee=bool(fee["enabled"]),
-        bpm_min=float(fee["bpm_min"]),
-        bpm_max=float(fee["bpm_max"]),
-        temperature=float(fee["temperature"]),
-        fps=float(model_config["fps"]),
-        dtype=DTYPES[_choice(model_config, "dtype", tuple(DTYPES))],
-        remat=bool(model_config.get("remat", False)),
-        attention=_choice(model_config, "attention", ATTENTION_IMPLS),
-        conv_impl=_choice(model_config, "conv_impl", CONV_IMPLS),
-        input_norm=_choice(model_config, "input_norm", INPUT_NORMS)
-        if "input_norm" in model_config else "reference",
-    )
+    context, fee = c.pop("context"), c.pop("fee")
+    dilations = context["dilations"]
+    for i, d in enumerate(dims if context["enabled"] else ()):
+        if d % len(dilations):
+            raise ValueError(f"model.dims[{i}]={d} is not divisible by len(model.context."
+                             f"dilations)={len(dilations)} (context enhancement splits "
+                             "channels into groups)")
+    if not fee["bpm_min"] < fee["bpm_max"]:
+        raise ValueError(f"model.fee.bpm_min={fee['bpm_min']} must be below "
+                         f"model.fee.bpm_max={fee['bpm_max']}")
+    del c["name"]
+    return dict(c, context=context["enabled"], dilations=dilations, fee=fee["enabled"],
+                bpm_min=fee["bpm_min"], bpm_max=fee["bpm_max"],
+                temperature=fee["temperature"], dtype=DTYPES[c["dtype"]])
+
+
+class IENetContract(ModelContract):
+    """IENet: RGB + NIR in, the fused rPPG out, FEE heart rate when `model.fee.enabled`."""
+
+    name = "ienet"
+    modalities = ("rgb", "nir")
+    output = "fused_rppg"
+    losses = ("neg_pearson", "spectral", "l1_hr", "mse")
+    module = IENet
+
+    def channels(self, model_config) -> tuple[int, ...]:
+        return int(model_config.rgb_channels), int(model_config.nir_channels)
+
+    def kwargs(self, batch: dict) -> dict:
+        """The FEE head reads each clip's own frame rate (`fps`, which speed augmentation
+        changes) instead of the configured `model.fps`."""
+        return {"fps": batch["fps"].astype(jnp.float32)} if "fps" in batch else {}
+
+    def has_hr(self, model_config) -> bool:
+        return bool(model_config.fee.enabled)
+
+    def convert(self, state_dict: dict, model_config) -> dict:
+        from ienet_jax.convert.ienet import ienet_variables
+
+        return ienet_variables(state_dict, model_config)
+
+
+register(IENetContract())

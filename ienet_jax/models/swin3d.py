@@ -42,17 +42,18 @@ LN_EPS = 1e-5
 
 @dataclasses.dataclass(frozen=True)
 class BlockOptions:
-    """Options shared by every Swin block of a backbone (hashable: a module field)."""
+    """Options shared by every Swin block of a backbone (hashable: a module field); the
+    values come from the `model` section (`IENet`)."""
 
-    window: tuple[int, int, int] = (2, 7, 7)
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    context: bool = False
-    dilations: tuple[int, ...] = (1, 3, 5)
-    attention: str = "einsum"
-    conv_impl: str = "auto"
+    window: tuple[int, int, int]
+    mlp_ratio: float
+    qkv_bias: bool
+    dropout: float
+    attn_dropout: float
+    context: bool
+    dilations: tuple[int, ...]
+    attention: str
+    conv_impl: str
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
@@ -268,9 +269,9 @@ class SwinTransformer3D(nn.Module):
     dims: tuple[int, ...]
     depths: tuple[int, ...]
     heads: tuple[int, ...]
-    drop_path: float = 0.0
-    remat: bool = False
-    opts: BlockOptions = BlockOptions()
+    drop_path: float
+    remat: bool
+    opts: BlockOptions
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:

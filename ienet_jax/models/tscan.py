@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
+from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
+from ienet_jax.models.contract import POSITIVE, ModelContract, check, choice, ints, register
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
 
 INPUT_CHANNELS = 6  # 3 motion + 3 appearance
@@ -83,12 +85,12 @@ class CANBlock(nn.Module):
 
     filters: int
     frame_depth: int
-    kernel_size: int = 3
-    pool: int = 2
-    dropout: float = 0.25
+    kernel_size: int
+    pool: int
+    dropout: float
+    conv_impl: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"
 
     def _conv(self, features: int, kernel: int, padding: str, name: str) -> Conv:
         return Conv(
@@ -120,75 +122,42 @@ class TSCAN(nn.Module):
     (the temporal shift works within consecutive segments of `frame_depth` frames). Apply as
     `model.apply(variables, frames, train=False)`; training needs a `dropout` rng.
 
-    Attributes:
-      frame_depth: frames per temporal-shift segment (10 in the reference).
-      filters: filters of the two blocks (32, 64).
-      hidden: width of the hidden Dense layer (128).
-      dropout: (block dropout, dense dropout) rates (0.25, 0.5).
-      kernel_size: spatial conv kernel (3).
-      pool: avg-pool size (2).
-      dtype: compute dtype (None: the input's); params in `param_dtype`.
+    Attributes (the `model` keys of `configs/tscan.py`, which gives the values):
+      frame_depth: frames per temporal-shift segment.
+      filters: filters of the two blocks.
+      hidden: width of the hidden Dense layer.
+      dropout: (block dropout, dense dropout) rates.
+      kernel_size: spatial conv kernel.
+      pool: avg-pool size.
       conv_impl: `ienet_jax.models.conv.conv` implementation.
+      dtype: compute dtype (None: the input's); params in `param_dtype`.
     """
 
-    frame_depth: int = 10
-    filters: Sequence[int] = (32, 64)
-    hidden: int = 128
-    dropout: Sequence[float] = (0.25, 0.5)
-    kernel_size: int = 3
-    pool: int = 2
+    frame_depth: int
+    filters: Sequence[int]
+    hidden: int
+    dropout: Sequence[float]
+    kernel_size: int
+    pool: int
+    conv_impl: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
-    conv_impl: str = "auto"
 
     @classmethod
     def from_config(cls, model_config) -> TSCAN:
         """From a `model` section (see `configs/tscan.py`); invalid values raise a ValueError
         naming the `model.*` key."""
-        cfg = model_config
-        get = cfg.get
-
-        def check(ok: bool, key: str, expected: str, value) -> None:
-            if not ok:
-                raise ValueError(f"config key model.{key} must be {expected}, got {value!r}")
-
-        name = get("name", "tscan")
-        check(name == "tscan", "name", "'tscan'", name)
-        frame_depth = int(get("frame_depth", 10))
-        check(frame_depth >= 2, "frame_depth", "an int >= 2", frame_depth)
-        clip_length = get("clip_length", None)
-        if clip_length is not None:
-            check(int(clip_length) > 0 and int(clip_length) % frame_depth == 0, "clip_length",
-                  f"a positive multiple of model.frame_depth={frame_depth}", clip_length)
-        filters = tuple(int(f) for f in get("filters", (32, 64)))
-        check(len(filters) == 2 and min(filters) > 0, "filters", "two positive ints", filters)
-        dropout = get("dropout", (0.25, 0.5))
-        dropout = (float(dropout),) * 2 if isinstance(dropout, int | float) else tuple(dropout)
-        check(len(dropout) == 2 and all(0 <= r < 1 for r in dropout), "dropout",
-              "two rates in [0, 1) (blocks, dense)", dropout)
-        hidden = int(get("hidden", 128))
-        check(hidden > 0, "hidden", "a positive int", hidden)
-        kernel_size = int(get("kernel_size", 3))
-        check(kernel_size >= 1 and kernel_size % 2 == 1, "kernel_size", "an odd int", kernel_size)
-        pool = int(get("pool", 2))
-        check(pool >= 1, "pool", "an int >= 1", pool)
-        frame_size = get("frame_size", None)
-        if frame_size is not None:
-            side = flat_spatial_size(int(frame_size), kernel_size, pool)
-            check(side >= 1, "frame_size",
-                  f"large enough for two conv+pool blocks (kernel {kernel_size}, pool {pool})",
-                  frame_size)
-        conv_impl = get("conv_impl", "auto")
-        check(conv_impl in IMPLEMENTATIONS, "conv_impl", f"one of {IMPLEMENTATIONS}", conv_impl)
-        dtype = get("dtype", None)
-        try:
-            dtype = jnp.dtype(dtype) if dtype is not None else None
-        except TypeError as e:
-            raise ValueError(f"config key model.dtype must name a dtype, got {dtype!r}") from e
-        check(dtype is None or jnp.issubdtype(dtype, jnp.floating), "dtype", "a float dtype",
-              dtype)
-        return cls(frame_depth=frame_depth, filters=filters, hidden=hidden, dropout=dropout,
-                   kernel_size=kernel_size, pool=pool, dtype=dtype, conv_impl=conv_impl)
+        c = check(model_config, FIELDS)
+        if c["clip_length"] % c["frame_depth"]:
+            raise ValueError(f"config key model.clip_length must be a positive multiple of "
+                             f"model.frame_depth={c['frame_depth']}, got {c['clip_length']}")
+        if flat_spatial_size(c["frame_size"], c["kernel_size"], c["pool"]) < 1:
+            raise ValueError(f"config key model.frame_size must be large enough for two "
+                             f"conv+pool blocks (kernel {c['kernel_size']}, pool {c['pool']}), "
+                             f"got {c['frame_size']}")
+        for key in ("name", "clip_length", "frame_size"):
+            del c[key]
+        return cls(**c)
 
     @nn.compact
     def __call__(self, frames: jnp.ndarray, *, train: bool = False) -> dict[str, jnp.ndarray]:
@@ -210,8 +179,7 @@ class TSCAN(nn.Module):
         for i, filters in enumerate(self.filters):
             motion, appearance = CANBlock(
                 filters, self.frame_depth, self.kernel_size, self.pool, self.dropout[0],
-                dtype=dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl,
-                name=f"block{i + 1}",
+                self.conv_impl, dtype=dtype, param_dtype=self.param_dtype, name=f"block{i + 1}",
             )(motion, appearance, train=train)
         y = motion.reshape(b * t, -1)  # flattened in (H, W, C) order
         y = nn.Dense(
@@ -228,3 +196,55 @@ class TSCAN(nn.Module):
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (None,)),
         )(y)
         return {"rppg": y[:, 0].reshape(b, t).astype(jnp.float32)}
+
+
+def _dropout(value) -> tuple[float, ...]:
+    return (float(value),) * 2 if isinstance(value, int | float) else tuple(map(float, value))
+
+
+# The `model` section of configs/tscan.py, checked key by key (`contract.check`).
+FIELDS = {
+    "name": (str, lambda v: v == "tscan", "'tscan'"),
+    "frame_size": POSITIVE, "clip_length": POSITIVE,
+    "frame_depth": (int, lambda v: v >= 2, "an int >= 2"),
+    "filters": (ints, lambda v: len(v) == 2 and min(v) > 0, "two positive ints"),
+    "hidden": POSITIVE,
+    "dropout": (_dropout, lambda v: len(v) == 2 and all(0 <= r < 1 for r in v),
+                "two rates in [0, 1) (blocks, dense)"),
+    "kernel_size": (int, lambda v: v >= 1 and v % 2 == 1, "an odd int"),
+    "pool": (int, lambda v: v >= 1, "an int >= 1"),
+    "dtype": (jnp.dtype, lambda v: jnp.issubdtype(v, jnp.floating), "a float dtype"),
+    "conv_impl": choice(*IMPLEMENTATIONS),
+}
+
+
+class TSCANContract(ModelContract):
+    """TS-CAN: RGB only, motion ‖ appearance inputs, the BVP's first derivative out."""
+
+    name = "tscan"
+    derivative = True
+    module = TSCAN
+
+    def channels(self, model_config) -> tuple[int, ...]:
+        return (INPUT_CHANNELS,)
+
+    def inputs(self, batch: dict) -> tuple:
+        frames = batch["rgb"]
+        if frames.shape[-1] == INPUT_CHANNELS:  # already TS-CAN inputs (data.normalize="tscan")
+            return (frames.astype(jnp.float32),)
+        return (tscan_inputs(frames, num_frames=frames.shape[1]),)
+
+    def label(self, batch: dict):
+        bvp = batch["bvp"].astype(jnp.float32)
+        return bvp if batch["rgb"].shape[-1] == INPUT_CHANNELS else self.signal_label(bvp)
+
+    def signal_label(self, bvp):
+        return tscan_label(bvp, num_samples=bvp.shape[-1])
+
+    def convert(self, state_dict: dict, model_config) -> dict:
+        from ienet_jax.convert.tscan import tscan_variables
+
+        return tscan_variables(state_dict, model_config)
+
+
+register(TSCANContract())

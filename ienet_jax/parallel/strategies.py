@@ -46,7 +46,6 @@ from jax.sharding import Mesh
 from ienet_jax.parallel.rules import Rules, flax_rules, parse_rules
 
 STRATEGIES = ("dp", "fsdp", "dp_tp")
-DEFAULT_STRATEGY = "dp_tp"
 DATA_AXES = ("data", "fsdp")   # batch-like mesh axes, in the order the batch is split
 MODEL_AXIS = "model"
 
@@ -99,9 +98,9 @@ def _unused_axes(strategy: str, mesh: Mesh) -> list[str]:
 
 def param_rules(mesh_config, mesh: Mesh) -> Rules:
     """Parameter (and optimiser-state, batch) rules: `mesh.rules`, then the strategy's."""
-    strategy = str(mesh_config.get("strategy", DEFAULT_STRATEGY))
+    strategy = str(mesh_config.strategy)
     table, _ = strategy_tables(strategy, mesh)
-    user = tuple(mesh_config.get("rules", ()) or ())
+    user = tuple(mesh_config.rules)
     for axis in _unused_axes(strategy, mesh):
         logging.warning("mesh axis %r (size %d) is not used by mesh.strategy=%r: its devices "
                         "repeat the same computation", axis, mesh.shape[axis], strategy)
@@ -113,9 +112,9 @@ def activation_rules(mesh_config, mesh: Mesh, names: Sequence[str]) -> tuple[tup
 
     For `nn.logical_axis_rules(...)` around the model call (`with_logical_constraint`).
     """
-    strategy = str(mesh_config.get("strategy", DEFAULT_STRATEGY))
+    strategy = str(mesh_config.strategy)
     _, table = strategy_tables(strategy, mesh)
-    user = tuple(mesh_config.get("activation_rules", ()) or ())
+    user = tuple(mesh_config.activation_rules)
     rules = (parse_rules(user, mesh, "mesh.activation_rules")
              + parse_rules(table, mesh, f"strategy {strategy} activation rules"))
     return flax_rules(rules, names)

@@ -24,6 +24,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding
 
+from ienet_jax.models import contract
+
 DEVICE_FIELDS = ("rgb", "nir", "bvp", "hr", "fps", "mask")
 
 
@@ -33,7 +35,7 @@ class SyntheticClips:
     def __init__(self, model_config, num_clips: int, seed: int):
         self.t, self.s = int(model_config.clip_length), int(model_config.frame_size)
         self.fps = float(model_config.get("fps", 30.0))
-        self.nir = model_config.name == "ienet"
+        self.nir = "nir" in contract.get(model_config).modalities
         self.num_clips, self.seed = int(num_clips), int(seed)
 
     def __len__(self) -> int:
@@ -118,10 +120,6 @@ def _data_section(config, split: str, batch_size: int) -> ml_collections.ConfigD
     return data
 
 
-def _model_modalities(model_config) -> tuple[str, ...]:
-    return ("rgb", "nir") if model_config.name == "ienet" else ("rgb",)
-
-
 def check_data(config: ml_collections.ConfigDict) -> None:
     """Start-up checks of `data.dir` against the config (see the module docstring).
 
@@ -167,7 +165,7 @@ def check_data(config: ml_collections.ConfigDict) -> None:
             f"(features.json), fewer than model.clip_length={length}: pass "
             f"--config.model.clip_length={spec.clip_length} (if the model allows it), or "
             f"reconvert with `python -m data_prep convert --clip-length {length}`")
-    needs = _model_modalities(model)
+    needs = contract.get(model).modalities
     if "nir" in needs and not spec.nir:
         raise ValueError(
             f"data.dir={directory!r} stores RGB only (features.json has no 'nir'), "

@@ -38,7 +38,7 @@ from jax.sharding import NamedSharding
 
 from ienet_jax.data.decode import RecordDecodeError
 from ienet_jax.data.tfrecord import TFRecordError
-from ienet_jax.models import axes, build
+from ienet_jax.models import axes, build, contract
 from ienet_jax.parallel.memory import state_bytes_per_device
 from ienet_jax.parallel.mesh import create_mesh
 from ienet_jax.parallel.rules import batch_spec
@@ -224,8 +224,7 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
     model = build(config.model)
     weights = check_weights(config.train.loss, config.model)
     stage = int(config.train.stage)
-    fee = config.model.name == "ienet" and bool(config.model.fee.enabled)
-    if stage not in (1, 2) or (stage == 2 and not fee):
+    if stage not in (1, 2) or (stage == 2 and not contract.get(config.model).has_hr(config.model)):
         raise ValueError(f"config key train.stage={stage}: expected 1, or 2 with an IENet whose "
                          "model.fee.enabled=True (preset reference_stage2)")
     tx = make_optimizer(config.train, abstract_params(model, config.model))

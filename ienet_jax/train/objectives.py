@@ -9,8 +9,9 @@ One table of loss terms; presets only change the weights (`configs/common.py`):
 | `l1_hr`       | predicted HR vs label HR `[B]` (bpm)       | IENet stage 2: 0.4          |
 | `mse`         | predicted rPPG vs label pulse              | TS-CAN: 1.0                 |
 
-The predicted rPPG is IENet's `fused_rppg` or TS-CAN's `rppg` (a BVP derivative, compared
-with the difference-normalised label). Batches are the input pipeline's dicts: `rgb`
+The predicted rPPG, its label and the model inputs come from the model's contract
+(`ienet_jax.models.contract`: IENet's `fused_rppg`; TS-CAN's `rppg`, a BVP derivative
+compared with the difference-normalised label). Batches are the input pipeline's dicts: `rgb`
 `[B, T, H, W, 3]` (uint8 → normalised here, on device; float → used as is), `nir`
 `[B, T, H, W, 1]`, `bvp` `[B, T]`, `hr` `[B]` bpm, `fps` `[B]` Hz, optional `mask` `[B]`.
 """
@@ -20,61 +21,20 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ienet_jax import losses
+from ienet_jax.models import contract
 from ienet_jax.signal.spectrum import bpm_grid, hard_gate_hr, normalized_psd
 
 TERMS = ("neg_pearson", "spectral", "l1_hr", "mse")
 
 
-def model_kwargs(model_name: str, batch: dict) -> dict:
-    """Keyword model inputs from a batch: IENet's FEE reads each clip's own frame rate
-    (`fps`, which speed augmentation changes) instead of the configured `model.fps`."""
-    if model_name == "ienet" and "fps" in batch:
-        return {"fps": batch["fps"].astype(jnp.float32)}
-    return {}
-
-
-def model_inputs(model_name: str, batch: dict) -> tuple:
-    """Positional model inputs for `model.apply` from a batch (see the module docstring)."""
-    if model_name == "ienet":
-        from ienet_jax.data.normalize import normalize_reference
-
-        def prep(x):
-            return normalize_reference(x) if x.dtype == jnp.uint8 else x.astype(jnp.float32)
-
-        if "nir" not in batch:
-            raise ValueError("IENet needs a 'nir' field in every batch (data.modalities)")
-        return prep(batch["rgb"]), prep(batch["nir"])
-    if model_name == "tscan":
-        frames = batch["rgb"]
-        if frames.shape[-1] == 6:  # already TS-CAN inputs (data.normalize="tscan")
-            return (frames.astype(jnp.float32),)
-        from ienet_jax.data.tscan_inputs import tscan_inputs
-
-        return (tscan_inputs(frames, num_frames=frames.shape[1]),)
-    raise ValueError(f"config key model.name must be 'ienet' or 'tscan', got {model_name!r}")
-
-
-def signal_label(model_name: str, batch: dict) -> jnp.ndarray:
-    """The label signal `[B, T]` the rPPG output is compared with."""
-    bvp = batch["bvp"].astype(jnp.float32)
-    if model_name == "tscan" and batch["rgb"].shape[-1] != 6:
-        from ienet_jax.data.tscan_inputs import tscan_label
-
-        return tscan_label(bvp, num_samples=bvp.shape[-1])
-    return bvp
-
-
-def predicted_signal(model_name: str, outputs: dict) -> jnp.ndarray:
-    return outputs["fused_rppg" if model_name == "ienet" else "rppg"]
-
-
 def predicted_hr(model_name: str, outputs: dict, fps: jnp.ndarray) -> jnp.ndarray:
-    """Heart rate `[B]` (bpm): the FEE output when present, else the PSD peak of the rPPG
-    (integrated first for TS-CAN, whose output is a derivative)."""
+    """Heart rate `[B]` (bpm): the model's own HR output when present, else the PSD peak of
+    the rPPG (integrated first when it is a derivative)."""
     if "hr" in outputs:
         return outputs["hr"]
-    signal = predicted_signal(model_name, outputs)
-    if model_name == "tscan":
+    model = contract.get(model_name)
+    signal = outputs[model.output]
+    if model.derivative:
         signal = jnp.cumsum(signal, axis=-1)
     bpm = jnp.asarray(bpm_grid())
     return hard_gate_hr(normalized_psd(signal, fps, bpm, 1e-8), bpm)
@@ -85,10 +45,14 @@ def check_weights(loss_config, model_config) -> dict[str, float]:
     weights = {t: float(loss_config[t]) for t in TERMS if float(loss_config[t]) != 0.0}
     if not weights:
         raise ValueError(f"config section train.loss has no non-zero weight among {TERMS}")
-    fee = model_config.name == "ienet" and bool(model_config.fee.enabled)
-    if "l1_hr" in weights and not fee:
+    model = contract.get(model_config)
+    if "l1_hr" in weights and not model.has_hr(model_config):
         raise ValueError("config key train.loss.l1_hr needs an HR output: set "
                          "model.fee.enabled=True (IENet stage 2)")
+    for term in weights:
+        if term not in model.losses:
+            raise ValueError(f"config key train.loss.{term}: model.name={model.name!r} "
+                             f"supports the terms {model.losses}")
     return weights
 
 
@@ -100,11 +64,12 @@ def weighted_loss(weights: dict[str, float], model_name: str, outputs: dict,
     empty = the raw signals, as the reference).
     """
     mask = batch.get("mask")
-    pred = predicted_signal(model_name, outputs)
+    model = contract.get(model_name)
+    pred = outputs[model.output]
     n = pred.shape[0]
     w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
     denom = jnp.maximum(jnp.sum(w), 1.0)
-    label = signal_label(model_name, batch)
+    label = model.label(batch)
     fps = batch["fps"].astype(jnp.float32)
     per_sample = {
         "neg_pearson": lambda: losses.neg_pearson(pred, label, fs=fps, band_hz=pearson_band_hz,

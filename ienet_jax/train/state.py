@@ -18,6 +18,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from ienet_jax.models import contract
 from ienet_jax.parallel.rules import Rules, tree_shardings
 
 
@@ -36,21 +37,10 @@ class TrainState:
     rng: jnp.ndarray
 
 
-def example_inputs(model_config, batch_size: int = 1) -> tuple[jnp.ndarray, ...]:
-    """Zero inputs shaped like one batch for `model.init` (shapes from `config.model`)."""
-    t, s = int(model_config.clip_length), int(model_config.frame_size)
-    if model_config.name == "ienet":
-        return (jnp.zeros((batch_size, t, s, s, int(model_config.rgb_channels)), jnp.float32),
-                jnp.zeros((batch_size, t, s, s, int(model_config.nir_channels)), jnp.float32))
-    if model_config.name == "tscan":
-        return (jnp.zeros((batch_size, t, s, s, 6), jnp.float32),)
-    raise ValueError(f"config key model.name must be 'ienet' or 'tscan', got {model_config.name!r}")
-
-
 def _init_variables(model: nn.Module, model_config, rng) -> dict:
     k_params, k_drop, k_path = jax.random.split(rng, 3)
     return model.init({"params": k_params, "dropout": k_drop, "drop_path": k_path},
-                      *example_inputs(model_config), train=False)
+                      *contract.get(model_config).example_inputs(model_config), train=False)
 
 
 def abstract_params(model: nn.Module, model_config) -> Any:

@@ -20,6 +20,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ienet_jax.models import contract
 from ienet_jax.parallel import distributed
 from ienet_jax.train import objectives
 from ienet_jax.train.state import TrainState
@@ -29,11 +30,11 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
                     weights: dict[str, float], pearson_band_hz=()):
     """The pure train step for `model` (see the module docstring; `pearson_band_hz` as in
     `objectives.weighted_loss`)."""
+    model_contract = contract.get(model_name)
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         k_drop, k_path = jax.random.split(rng)
-        inputs = objectives.model_inputs(model_name, batch)
-        kwargs = objectives.model_kwargs(model_name, batch)
+        inputs, kwargs = model_contract.inputs(batch), model_contract.kwargs(batch)
 
         def loss_fn(params):
             outputs, updates = model.apply(
@@ -61,13 +62,14 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
 def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
                    pearson_band_hz=()):
     """The pure eval step: `(state, batch) -> {name: sum over the batch}` + `count`."""
+    model_contract = contract.get(model_name)
 
     def eval_step(state: TrainState, batch: dict):
-        inputs = objectives.model_inputs(model_name, batch)
         outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                              *inputs, train=False, **objectives.model_kwargs(model_name, batch))
+                              *model_contract.inputs(batch), train=False,
+                              **model_contract.kwargs(batch))
         mask = batch.get("mask")
-        n = objectives.predicted_signal(model_name, outputs).shape[0]
+        n = outputs[model_contract.output].shape[0]
         w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         count = jnp.sum(w)
         _, metrics = objectives.weighted_loss(weights, model_name, outputs, batch,

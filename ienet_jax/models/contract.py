@@ -1,0 +1,132 @@
+"""The model contract: all the trainer, evaluator, predictor and converter ask of a model family.
+
+One `ModelContract` per family, found by `model.name` (`get`): the trainer, `evaluate`,
+`predict` and `convert` call its methods and never compare model names. Adding a model is
+one file defining a subclass (its flax module built from the `model` section, its inputs
+and outputs) plus one line in `FAMILIES`, or a `register(contract)` call.
+`check(section, TABLE)` is the one table-driven validation of a `model` section.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import jax.numpy as jnp
+
+# model.name → the module defining (and registering) its contract; imported on first use
+FAMILIES = {"ienet": "ienet_jax.models.ienet", "tscan": "ienet_jax.models.tscan"}
+_REGISTRY: dict = {}
+
+
+class ModelContract:
+    """Defaults describe a model taking `rgb` frames and giving the pulse itself, no HR.
+
+    Attributes: `name` (`model.name`), `modalities` (batch fields it reads, `rgb`/`nir`),
+    `output` (key of the predicted pulse `[B, T]` in the outputs), `derivative` (that pulse
+    is the BVP's first derivative: integrated for HR, compared with the difference-
+    normalised label), `losses` (the `train.loss` terms it supports).
+    """
+
+    name = ""
+    modalities: tuple[str, ...] = ("rgb",)
+    output = "rppg"
+    derivative = False
+    losses: tuple[str, ...] = ("neg_pearson", "spectral", "mse")
+
+    module = None  # the flax module class: `build` is its `from_config`
+
+    def build(self, model_config):
+        """The flax module for a `model` section (validated; errors name the key)."""
+        return self.module.from_config(model_config)
+
+    def example_inputs(self, model_config, batch_size: int = 1) -> tuple:
+        """Zero inputs shaped like one batch, for `model.init` (`channels` per input)."""
+        t, s = int(model_config.clip_length), int(model_config.frame_size)
+        return tuple(jnp.zeros((batch_size, t, s, s, c), jnp.float32)
+                     for c in self.channels(model_config))
+
+    def channels(self, model_config) -> tuple[int, ...]:
+        return (3,) * len(self.modalities)
+
+    def inputs(self, batch: dict) -> tuple:
+        """Positional inputs from a batch: each modality, uint8 → reference-normalised."""
+        from ienet_jax.data.normalize import normalize_reference
+
+        for m in self.modalities:
+            if m not in batch:
+                raise ValueError(f"model.name={self.name!r} needs a {m!r} field in every batch "
+                                 "(data.modalities)")
+        return tuple(normalize_reference(batch[m]) if batch[m].dtype == jnp.uint8
+                     else batch[m].astype(jnp.float32) for m in self.modalities)
+
+    def kwargs(self, batch: dict) -> dict:  # keyword inputs from a batch
+        return {}
+
+    def label(self, batch: dict):  # the training label `[B, T]` of the predicted pulse
+        return self.signal_label(batch["bvp"].astype(jnp.float32))
+
+    def signal_label(self, bvp):  # the label of a BVP series `[..., N]` (numpy or JAX)
+        return bvp
+
+    def has_hr(self, model_config) -> bool:  # outputs hold an `hr` `[B]` bpm (FEE head)
+        return False
+
+    def convert(self, state_dict: dict, model_config) -> dict:
+        """Flax variables from a reference (PyTorch) state dict."""
+        raise ValueError(f"model.name={self.name!r} has no reference checkpoint converter")
+
+
+def register(contract: ModelContract) -> ModelContract:
+    _REGISTRY[contract.name] = contract
+    return contract
+
+
+def get(model) -> ModelContract:
+    """The contract of a `model` section or a model name."""
+    name = model if isinstance(model, str) else getattr(model, "name", None)
+    if name not in _REGISTRY and name in FAMILIES:
+        importlib.import_module(FAMILIES[name])
+    if name not in _REGISTRY:
+        names = tuple(dict.fromkeys([*FAMILIES, *_REGISTRY]))
+        raise ValueError(f"config key model.name must be one of {names}, got {name!r}")
+    return _REGISTRY[name]
+
+
+def check(section, table: dict, prefix: str = "model") -> dict:
+    """`{key: value}` of `section` converted and checked by `table`
+    (`{key: (convert, ok(value) -> bool, expected)}`; a nested table is a sub-section).
+
+    A missing key or a failed check raises one ValueError naming `prefix.key`."""
+    out = {}
+    for key, rule in table.items():
+        where = f"{prefix}.{key}"
+        if key not in section:
+            raise ValueError(f"config key {where} is missing")
+        if isinstance(rule, dict):
+            out[key] = check(section[key], rule, where)
+            continue
+        convert, ok, expected = rule
+        raw = section[key]
+        try:
+            value = convert(raw)
+            good = ok(value)
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ValueError(f"config key {where} must be {expected}, got {raw!r}")
+        out[key] = value
+    return out
+
+
+def ints(value) -> tuple[int, ...]:
+    """An int or a sequence of ints → a tuple of ints."""
+    return (int(value),) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def choice(*options):  # `check` rules
+    return str, lambda v: v in options, f"one of {options}"
+
+
+RATE = (float, lambda v: 0.0 <= v < 1.0, "a rate in [0, 1)")
+POSITIVE = (int, lambda v: v > 0, "a positive int")
+FLAG = (bool, lambda v: True, "a bool")
