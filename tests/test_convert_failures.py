@@ -130,6 +130,12 @@ def test_worker_crashes_are_retried_by_the_next_run(tree, tmp_path, capsys):
     assert "1 already done, 1 to convert" in capsys.readouterr().out
 
 
+def _sigint_default():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_keeps_every_finished_video(tmp_path, capsys):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a 2-worker
@@ -153,6 +159,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_every_finished_video(tmp_path, capsy
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_prep", "convert", *map(str, args), "--workers", "2"],
         cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)), start_new_session=True,
+        preexec_fn=_sigint_default,  # CI may start us with SIGINT ignored (`cmd &`)
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = out / ".convert" / "journal.jsonl"
     deadline = time.monotonic() + 120

@@ -99,6 +99,8 @@ def test_ctrl_c_then_resume_matches_uninterrupted_run(tmp_path):
     run_main(full, *flags, cache=cache)
 
     proc = subprocess.Popen(main_cmd(cut, *flags, cache=cache), cwd=REPO, env=env(),
+                            # CI may start us with SIGINT ignored (`cmd &`): a terminal's default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_step(cut, 5, proc, timeout=600)
