@@ -1,10 +1,10 @@
 """Golden parity: reference weights → converter → Flax IENet reproduces ienet_seed.npz."""
 
-import json
 
 import jax
 import numpy as np
 import pytest
+from golden_weights import reference_state_dict
 
 from configs.ienet import model_config
 from ienet_jax import models
@@ -30,18 +30,7 @@ def golden(golden_dir):
 
 @pytest.fixture(scope="module")
 def state_dict(golden_dir, det_init):
-    spec = json.loads((golden_dir / "ienet_seed_state_dict.json").read_text())
-    out = {}
-    for key, (shape, dtype) in spec.items():
-        if "float" in dtype:
-            out[key] = det_init.det_tensor(key, shape)
-        elif key.endswith("relative_position_index"):
-            from ienet_jax.models.attention import relative_position_index
-
-            out[key] = relative_position_index((2, 7, 7)).astype(np.int64)
-        else:
-            out[key] = np.zeros(shape, np.int64)
-    return out
+    return reference_state_dict(golden_dir, det_init)
 
 
 def reference_config(context: bool, nir_channels: int):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from golden_weights import reference_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -204,20 +205,6 @@ def test_readme_commands_that_cannot_run_here():
             entry.check(command.split())
 
 
-def reference_state_dict(golden_dir, det_init) -> dict:
-    """A reference IENet state dict (the golden files' deterministic weights)."""
-    from ienet_jax.models.attention import relative_position_index
-
-    spec = json.loads((golden_dir / "ienet_seed_state_dict.json").read_text())
-    out = {}
-    for key, (shape, dtype) in spec.items():
-        if "float" in dtype:
-            out[key] = det_init.det_tensor(key, shape)
-        elif key.endswith("relative_position_index"):
-            out[key] = relative_position_index((2, 7, 7)).astype(np.int64)
-        else:
-            out[key] = np.zeros(shape, np.int64)
-    return out
 
 
 @pytest.mark.slow
