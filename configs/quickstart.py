@@ -74,10 +74,16 @@ def dataset_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return dataset
 
 
+# Args naming another model family's quickstart-size config (README, launch/local.sh).
+OTHER_MODELS = {
+    "tscan": lambda: common.build_config(tscan.model_config("tiny"), "quickstart", "tiny"),
+}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The locked trainer config of the quickstart's stage (see the module docstring)."""
-    if arg == "tscan":
-        return common.build_config(tscan.model_config("tiny"), "quickstart", "tiny")
+    if arg in OTHER_MODELS:
+        return OTHER_MODELS[arg]()
     variant, stage, runlocal = parse_arg(arg)
     model = ienet.model_config(variant)
     model.update(RECIPE_MODEL)

@@ -24,8 +24,8 @@ import numpy as np
 from ienet_jax.data.decode import MODALITIES
 from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
 
-NORMALIZATIONS = ("none", "reference", "standardize", "tscan")
 EPS = 1e-6
+RGB_ONLY = ("tscan",)  # choices whose output replaces `rgb` with a derived stack
 
 
 def standardize(frames: np.ndarray, eps: float = EPS) -> np.ndarray:
@@ -39,10 +39,10 @@ def standardize(frames: np.ndarray, eps: float = EPS) -> np.ndarray:
 def check_normalize(method: str, modalities) -> str:
     """Validates `data.normalize` against `data.modalities`."""
     if method not in NORMALIZATIONS:
-        raise ValueError(f"data.normalize={method!r}: expected one of {NORMALIZATIONS}")
-    if method == "tscan" and "nir" in modalities:
-        raise ValueError(f"data.normalize='tscan' is RGB only but data.modalities={modalities}; "
-                         "use modalities=('rgb',)")
+        raise ValueError(f"data.normalize={method!r}: expected one of {tuple(NORMALIZATIONS)}")
+    if method in RGB_ONLY and "nir" in modalities:
+        raise ValueError(f"data.normalize={method!r} is RGB only but data.modalities="
+                         f"{modalities}; use modalities=('rgb',)")
     return method
 
 
@@ -55,22 +55,34 @@ def normalize_reference(frames):
     return (xp.asarray(frames, xp.float32) / 255.0 - 0.5) / 0.25
 
 
+def _per_modality(fn):
+    def apply(out: dict[str, Any]) -> None:
+        for name in MODALITIES:
+            if name in out:
+                out[name] = fn(out[name])
+    return apply
+
+
+def _tscan(out: dict[str, Any]) -> None:
+    t = out["rgb"].shape[0]
+    out["rgb"] = tscan_inputs(out["rgb"], num_frames=t)
+    out["bvp"] = tscan_label(out["bvp"], num_samples=t)
+
+
+# `data.normalize` choice → in-place update of an example's fields (the module table)
+NORMALIZATIONS = {
+    "none": lambda out: None,
+    "reference": _per_modality(normalize_reference),
+    "standardize": _per_modality(standardize),
+    "tscan": _tscan,
+}
+
+
 def normalize_example(example: dict[str, Any], method: str) -> dict[str, Any]:
     """Applies normalisation `method` (see the module table) to one example."""
     check_normalize(method, ())
     out = dict(example)
-    if method == "reference":
-        for name in MODALITIES:
-            if name in out:
-                out[name] = normalize_reference(out[name])
-    elif method == "standardize":
-        for name in MODALITIES:
-            if name in out:
-                out[name] = standardize(out[name])
-    elif method == "tscan":
-        t = out["rgb"].shape[0]
-        out["rgb"] = tscan_inputs(out["rgb"], num_frames=t)
-        out["bvp"] = tscan_label(out["bvp"], num_samples=t)
+    NORMALIZATIONS[method](out)
     return out
 
 
