@@ -1,15 +1,16 @@
 """The trainer: `train_and_evaluate(config, workdir)`, read top to bottom.
 
 Evaluation runs every `eval.every_steps` steps and at the end (0 = never).
-Sections: mesh → model and optimiser → input → state (resume from `WORKDIR/checkpoints`,
-else `train.init_from`, else fresh) → compiled steps → loop (train, log, evaluate,
-checkpoint) → shutdown. SIGTERM (preemption) and SIGINT (Ctrl-C) save a checkpoint after
-the current step and raise `Interrupted` (a second Ctrl-C aborts at once); a restart in the
-same workdir continues with the same state AND the next batch. A non-finite loss stops the
-run with `FloatingPointError`; the step that produced it is not applied and no checkpoint
-is written after it. A corrupt record met mid-run (with `data.skip_corrupt=False`) first
-checkpoints the current step (input position before the failed batch; single-process runs),
-then raises a `ValueError` naming the file, record and byte offset.
+Sections: `setup` (start-up checks → mesh → model and optimiser → input → state (resume
+from `WORKDIR/checkpoints`, else `train.init_from`, else fresh) → compiled steps → log)
+returns a `Run`; `loop(run, ...)` trains (train, log, evaluate, checkpoint) → shutdown.
+SIGTERM (preemption) and SIGINT (Ctrl-C) save a checkpoint after the current step and raise
+`Interrupted` (a second Ctrl-C aborts at once); a restart in the same workdir continues
+with the same state AND the next batch. A non-finite loss stops the run with
+`FloatingPointError`; the step that produced it is not applied and no checkpoint is written
+after it. A corrupt record met mid-run (with `data.skip_corrupt=False`) first checkpoints
+the current step (input position before the failed batch; single-process runs), then raises
+a `ValueError` naming the file, record and byte offset.
 
 Start-up checks before anything is written (`WORKDIR/config.json` included): the workdir's
 previous config is compatible (`ienet_jax.train.workdir`), and the dataset matches the
