@@ -151,9 +151,11 @@ def trainer_steps(config: ml_collections.ConfigDict) -> dict:
     state, shardings = create_train_state(model, config.model, tx, mesh, rules, int(config.seed))
 
     def steps(module):
-        return compile_steps(module, config.model.name, tx, weights, mesh, shardings,
-                             sharding.spec, act_rules, sharding.spec,
-                             tuple(config.train.loss.pearson_band_hz))
+        return compile_steps(model=module, model_name=config.model.name, tx=tx,
+                             weights=weights, mesh=mesh, state_shardings=shardings,
+                             batch_spec=sharding.spec, activation_rules=act_rules,
+                             eval_batch_spec=sharding.spec,
+                             pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
 
     train_step, eval_step = steps(model)
     count_steps = None

@@ -42,8 +42,8 @@ def test_row_times_the_trainers_compiled_step(monkeypatch):
     compiled, measured = [], []
     real = step_lib.compile_steps
 
-    def spy(*args, **kwargs):
-        compiled.append((args, real(*args, **kwargs)))
+    def spy(**kwargs):
+        compiled.append((kwargs, real(**kwargs)))
         return compiled[-1][1]
 
     def fake_measure(name, step, args, repeats, count_step=None):
@@ -56,10 +56,11 @@ def test_row_times_the_trainers_compiled_step(monkeypatch):
     monkeypatch.setattr(step_lib, "compile_steps", spy)
     monkeypatch.setattr(bm, "measure", fake_measure)
     row = suite.measure_row("tiny", 8, 1, {"context": "off"})  # 8 fake devices
-    (args, (train_step, _)), = compiled[:1]
+    (kwargs, (train_step, _)), = compiled[:1]
     ((name, step, step_args),) = measured
     assert name == "train step" and step is train_step
-    assert args[1] == "ienet" and args[3] == {"neg_pearson": 0.3, "spectral": 0.3}
+    assert kwargs["model_name"] == "ienet"
+    assert kwargs["weights"] == {"neg_pearson": 0.3, "spectral": 0.3}
     assert step_args[1]["rgb"].shape == (8, 32, 32, 32, 3)  # the trainer's device batch
     assert row["state_mib"] == pytest.approx(
         fake_measure("x", None, step_args, 1)["expected_state_mib"])

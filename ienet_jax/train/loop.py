@@ -1,15 +1,16 @@
 """The trainer: `train_and_evaluate(config, workdir)`, read top to bottom.
 
 Evaluation runs every `eval.every_steps` steps and at the end (0 = never).
-Sections: mesh → model and optimiser → input → state (resume from `WORKDIR/checkpoints`,
-else `train.init_from`, else fresh) → compiled steps → loop (train, log, evaluate,
-checkpoint) → shutdown. SIGTERM (preemption) and SIGINT (Ctrl-C) save a checkpoint after
-the current step and raise `Interrupted` (a second Ctrl-C aborts at once); a restart in the
-same workdir continues with the same state AND the next batch. A non-finite loss stops the
-run with `FloatingPointError`; the step that produced it is not applied and no checkpoint
-is written after it. A corrupt record met mid-run (with `data.skip_corrupt=False`) first
-checkpoints the current step (input position before the failed batch; single-process runs),
-then raises a `ValueError` naming the file, record and byte offset.
+Sections: `setup` (start-up checks → mesh → model and optimiser → input → state (resume
+from `WORKDIR/checkpoints`, else `train.init_from`, else fresh) → compiled steps → log)
+returns a `Run`; `loop(run, ...)` trains (train, log, evaluate, checkpoint) → shutdown.
+SIGTERM (preemption) and SIGINT (Ctrl-C) save a checkpoint after the current step and raise
+`Interrupted` (a second Ctrl-C aborts at once); a restart in the same workdir continues
+with the same state AND the next batch. A non-finite loss stops the run with
+`FloatingPointError`; the step that produced it is not applied and no checkpoint is written
+after it. A corrupt record met mid-run (with `data.skip_corrupt=False`) first checkpoints
+the current step (input position before the failed batch; single-process runs), then raises
+a `ValueError` naming the file, record and byte offset.
 
 Start-up checks before anything is written (`WORKDIR/config.json` included): the workdir's
 previous config is compatible (`ienet_jax.train.workdir`), and the dataset matches the
@@ -22,19 +23,21 @@ steps after its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 
 from ienet_jax.data.decode import RecordDecodeError
 from ienet_jax.data.tfrecord import TFRecordError
@@ -56,7 +59,7 @@ from ienet_jax.train.state import (
     count_params,
     create_train_state,
 )
-from ienet_jax.train.step import compile_steps
+from ienet_jax.train.step import Compiled, compile_steps
 
 
 class Interrupted(Exception):
@@ -194,8 +197,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
 
 
 def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) -> TrainState:
+    return loop(setup(config, workdir, train_data), preemption)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Everything `setup` builds and `loop` uses; the loop's state and step live in `loop`."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    mesh: Mesh
+    data_sharding: NamedSharding  # train batches
+    eval_sharding: NamedSharding  # eval batches
+    model: Any
+    tx: Any
+    learning_rate: Any  # schedule of optimiser updates
+    accum: int  # train steps per optimiser update
+    state: TrainState  # initial: restored, `train.init_from` or fresh
+    shardings: Any  # of the state
+    train_it: Any  # per-process numpy batches
+    checkpointable: bool  # train_it has get_state/set_state
+    ckpt: Checkpointer
+    latest: int | None  # the step of the checkpoint resumed from
+    train_step: Compiled
+    eval_step: Compiled
+    log: MetricsLog
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=None) -> Run:
+    """Start-up checks, mesh, model, optimiser, input, state (resumed) and compiled steps."""
     workdir = Path(workdir).absolute()
-    num_steps = int(config.train.num_steps)
 
     # ---------------------------------------------------------------- start-up checks
     workdir_lib.check_compatible(config, workdir)  # before anything is written
@@ -253,55 +284,73 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
         state = _initialise_from(state, shardings, config.train.init_from)
 
     # ---------------------------------------------------------------- compiled steps
-    train_step, eval_step = compile_steps(model, config.model.name, tx, weights, mesh,
-                                          shardings, data_sharding.spec, act_rules,
-                                          eval_sharding.spec,
-                                          tuple(config.train.loss.pearson_band_hz))
+    train_step, eval_step = compile_steps(
+        model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+        state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
+        eval_batch_spec=eval_sharding.spec,
+        pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
 
-    # ---------------------------------------------------------------- loop
-    step = int(jax.device_get(state.step))
+    # ---------------------------------------------------------------- log
     # a resumed run drops the rows (and TensorBoard events) of steps after its checkpoint
-    log = MetricsLog(workdir, tensorboard=bool(config.logging.tensorboard), resume_step=step)
+    log = MetricsLog(workdir, tensorboard=bool(config.logging.tensorboard),
+                     resume_step=int(jax.device_get(state.step)))
+    return Run(config=config, workdir=workdir, mesh=mesh, data_sharding=data_sharding,
+               eval_sharding=eval_sharding, model=model, tx=tx,
+               learning_rate=learning_rate, accum=accum, state=state, shardings=shardings,
+               train_it=train_it, checkpointable=checkpointable, ckpt=ckpt, latest=latest,
+               train_step=train_step, eval_step=eval_step, log=log)
+
+
+def _save(run: Run, step: int, state: TrainState, metrics=None, position=None) -> int:
+    """Checkpoint `step`; returns it (the new `saved_at`)."""
+    if position is not None:  # the input position before a batch that failed
+        run.train_it.set_state(position)
+    run.ckpt.save(step, state, run.train_it if run.checkpointable else None, metrics=metrics)
+    return step
+
+
+def _stop_on_data_error(run: Run, error: _DataError, position, step: int, state: TrainState,
+                        saved_at: int | None):
+    if jax.process_count() > 1:
+        # a save is collective: the other processes are not here (fail_fast ends them)
+        saved = f"multi-process run: no checkpoint written, the last is {saved_at}"
+    else:
+        if saved_at != step:
+            _save(run, step, state, position=position)
+        run.ckpt.close()
+        run.log.close()
+        saved = f"checkpoint of step {step} in {run.ckpt.directory}"
+    raise ValueError(error.message(step, saved)) from error.error
+
+
+def loop(run: Run, preemption: _Preemption) -> TrainState:
+    """Train, log, evaluate and checkpoint from `run.state` to `train.num_steps`; shut down."""
+    config, ckpt, train_it = run.config, run.ckpt, run.train_it
+    num_steps = int(config.train.num_steps)
+    state = run.state
+    step = int(jax.device_get(state.step))
     progress = Progress(num_steps, int(config.train.batch_size))
     base_rng = np.asarray(jax.device_get(state.rng))
     start = step
-    saved_at = latest
+    saved_at = run.latest
     history: dict[str, float] = {}
     evaluated = False
     logging.info("training steps %d → %d, global batch %d", step, num_steps,
                  config.train.batch_size)
 
-    def save(metrics=None, position=None):
-        nonlocal saved_at
-        if position is not None:  # the input position before a batch that failed
-            train_it.set_state(position)
-        ckpt.save(step, state, train_it if checkpointable else None, metrics=metrics)
-        saved_at = step
-
-    def stop_on_data_error(error: _DataError, position):
-        if jax.process_count() > 1:
-            # a save is collective: the other processes are not here (fail_fast ends them)
-            saved = f"multi-process run: no checkpoint written, the last is {saved_at}"
-        else:
-            if saved_at != step:
-                save(position=position)
-            ckpt.close()
-            log.close()
-            saved = f"checkpoint of step {step} in {ckpt.directory}"
-        raise ValueError(error.message(step, saved)) from error.error
-
     while step < num_steps:
-        position = train_it.get_state() if checkpointable else None
+        # ------------------------------------------------------------ train step
+        position = train_it.get_state() if run.checkpointable else None
         try:
             numpy_batch = next(train_it)
         except _DATA_ERRORS as e:
-            stop_on_data_error(_DataError(e, f"training split {config.data.split!r}"),
-                               position)
-        batch = inputs.to_device(numpy_batch, data_sharding)
+            _stop_on_data_error(run, _DataError(e, f"training split {config.data.split!r}"),
+                                position, step, state, saved_at)
+        batch = inputs.to_device(numpy_batch, run.data_sharding)
         if step == start:
             logging.info("compiling the train step (the first step includes it)")
         t0 = time.perf_counter()
-        state, metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
+        state, metrics = run.train_step(state, batch, jax.random.fold_in(base_rng, step))
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - t0
         progress.add(seconds, first=step == start)
@@ -316,8 +365,10 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
                 f"the step was not applied. Last good checkpoint: step {ckpt.latest_step()}"
                 f" in {ckpt.directory}. Check the input data of this batch, or lower "
                 "train.learning_rate / set train.grad_clip_norm.")
-        lr = float(learning_rate(step // accum))
+        lr = float(run.learning_rate(step // run.accum))
         step += 1
+
+        # ------------------------------------------------------------ log
         for k, v in metrics.items():
             if k != "finite":
                 history[k] = history.get(k, 0.0) + float(v)
@@ -330,10 +381,12 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
             stats = getattr(train_it, "stats", None)
             if stats and stats.get("skipped"):
                 means["skipped_records"] = float(stats["skipped"])
-            log.write(step, "train", means)
+            run.log.write(step, "train", means)
             if jax.process_index() == 0:
                 logging.info("%s", progress.line(step, means["loss"]))
             history = {}
+
+        # ------------------------------------------------------------ evaluate
         eval_metrics = None
         if int(config.eval.every_steps) > 0 and _should(step, int(config.eval.every_steps),
                                                         num_steps):
@@ -342,21 +395,23 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
                     logging.info("evaluating split %r (the first pass compiles the eval "
                                  "step)", config.eval.split)
                 t0 = time.perf_counter()
-                eval_metrics = evaluate(eval_step, state, config, eval_sharding)
+                eval_metrics = evaluate(run.eval_step, state, config, run.eval_sharding)
                 if not evaluated:
                     logging.info("first evaluation took %.1f s, compilation included",
                                  time.perf_counter() - t0)
                 evaluated = True
             except _DataError as e:
-                stop_on_data_error(e, None)
-            log.write(step, config.eval.split, eval_metrics)
+                _stop_on_data_error(run, e, None, step, state, saved_at)
+            run.log.write(step, config.eval.split, eval_metrics)
+
+        # ------------------------------------------------------------ checkpoint, preemption
         if jax.process_count() > 1:  # all processes must agree on the step
             preempted = ckpt.manager.reached_preemption(step)
         else:
             preempted = preemption.requested
         if (_should(step, int(config.checkpoint.every_steps), num_steps) or preempted
                 or (eval_metrics is not None and ckpt.best_metric)):
-            save(metrics=eval_metrics)
+            saved_at = _save(run, step, state, metrics=eval_metrics)
         if preempted:
             ckpt.wait()
             logging.warning("preempted: checkpoint of step %d written; exiting", step)
@@ -364,13 +419,13 @@ def _train_and_evaluate(config, workdir, train_data, preemption: _Preemption) ->
 
     # ---------------------------------------------------------------- shutdown
     if saved_at != step:
-        save()
+        saved_at = _save(run, step, state)
     ckpt.close()
-    log.close()
+    run.log.close()
     if hasattr(train_it, "close"):  # stops grain's worker processes and their buffers
         train_it.close()
     if jax.process_index() == 0:
-        (workdir / "status.json").write_text(json.dumps(
+        (run.workdir / "status.json").write_text(json.dumps(
             {"step": step, "num_steps": num_steps, "finished": step >= num_steps}) + "\n")
     if step < num_steps:
         raise Interrupted(step, preemption.signal_name or "SIGTERM", ckpt.directory)

@@ -110,11 +110,15 @@ class Compiled:
             return self.jitted(*args)
 
 
-def compile_steps(model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
+def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
                   batch_spec: PartitionSpec, activation_rules,
                   eval_batch_spec: PartitionSpec | None = None,
                   pearson_band_hz=()) -> tuple[Compiled, Compiled]:
-    """`(train_step, eval_step)` jitted with the state's shardings and batch shardings."""
+    """`(train_step, eval_step)` jitted with the state's shardings and batch shardings.
+
+    Keyword-only: `batch_spec` shards train batches, `eval_batch_spec` (default: the same)
+    eval batches; `pearson_band_hz` is `train.loss.pearson_band_hz`.
+    """
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
     eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
