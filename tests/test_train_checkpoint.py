@@ -113,20 +113,12 @@ def test_load_variables_from_run_and_converted(tmp_path):
 def test_converted_reference_checkpoint_fits_a_stage2_model(tmp_path, golden_dir, det_init):
     """The published IENet weights (golden state dict) → converter → `init_from` source for
     the reference-size stage-2 model: every converted variable lands, only FEE stays fresh."""
+    from golden_weights import reference_state_dict
+
     from configs import common, ienet
     from ienet_jax.convert import from_reference_state_dict
 
-    spec = json.loads((golden_dir / "ienet_seed_state_dict.json").read_text())
-    state_dict = {}
-    for key, (shape, dtype) in spec.items():
-        if "float" in dtype:
-            state_dict[key] = det_init.det_tensor(key, shape)
-        elif key.endswith("relative_position_index"):
-            from ienet_jax.models.attention import relative_position_index
-
-            state_dict[key] = relative_position_index((2, 7, 7)).astype(np.int64)
-        else:
-            state_dict[key] = np.zeros(shape, np.int64)
+    state_dict = reference_state_dict(golden_dir, det_init)
     model_config = ienet.model_config("reference")
     model_config.context.enabled = False  # the published code leaves it off
     model_config.nir_channels = 3
