@@ -2,6 +2,11 @@
 
     python -m ienet_jax.evaluate --workdir=runs/q [--config=configs/quickstart.py:tiny] \
         [--split=test] [--checkpoint=DIR] [--window=10] [--hr_method=fft]
+    python -m ienet_jax.evaluate --checkpoint=CONVERTED --data_dir=CLIPS [--output=OUT]
+
+The model runs on each stored clip in windows of its own clip length, frame size and input
+rate (`ienet_jax.eval.series`): a converted model (e.g. open-rppg's PhysNet or TS-CAN,
+`python -m ienet_jax.convert --open-rppg`) is scored on any converted corpus.
 
 Per video, clips are stitched back in order of `start_frame` (overlaps averaged,
 `ienet_jax.eval.stitch`); the model's rPPG, the label BVP and the per-frame mean RGB of
@@ -37,7 +42,7 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from ienet_jax.eval import inference, stitch, table
+from ienet_jax.eval import inference, series, stitch, table
 
 NUM_EXAMPLES = 4  # videos shown in the signal and spectrum plots
 
@@ -51,14 +56,13 @@ def _clip_means(rgb: np.ndarray, box_scale: float) -> np.ndarray:
     return inner.reshape(len(inner), -1, 3).mean(1, dtype=np.float64)
 
 
-def _subclips(example: dict, length: int, where: str) -> list[dict]:
-    """A stored clip split into model-length sub-clips (stored length a multiple of it)."""
+def _subclips(example: dict, length: int) -> list[dict]:
+    """A stored clip split into model-length sub-clips when its length is a multiple of
+    the model's (each scored on its own label); else the clip as it is (`run_clips` runs
+    the model on it in windows, `ienet_jax.eval.series`)."""
     t = len(example["rgb"])
-    if t == length:
+    if t == length or t % length:
         return [example]
-    if t % length:
-        raise ValueError(f"{where}: clips of {t} frames cannot be cut into model clips of "
-                         f"model.clip_length={length} frames")
     out = []
     for i in range(0, t, length):
         sub = dict(example)
@@ -113,27 +117,25 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
     def flush():
         if not pending:
             return
-        if model is not None:
-            nir = np.stack([p["nir"] for p in pending]) if model.needs_nir else None
-            out = model(np.stack([p["rgb"] for p in pending]), nir, where=f"{data_dir}:{split}",
-                        fps=np.array([p["fps"] for p in pending], np.float32))
-            for i, p in enumerate(pending):
-                records[p["index"]]["rppg"] = out["rppg"][i]
-                if "hr" in out:
-                    records[p["index"]]["fee"] = float(out["hr"][i])
+        outs = series.run_series(model, [p["series"] for p in pending])
+        for p, out in zip(pending, outs, strict=True):
+            records[p["index"]]["rppg"] = out.pulse
+            if out.fee is not None:
+                records[p["index"]]["fee"] = float(np.mean(out.fee))
         pending.clear()
 
     length = model.clip_length if model is not None else None
     for ex in tqdm(read_clips(data_dir, split), desc=f"evaluate {split}", unit="clip"):
         where = f"{data_dir} split {split!r} video {ex['video']}"
-        for sub in (_subclips(ex, length, where) if length else [ex]):
+        for sub in (_subclips(ex, length) if length else [ex]):
             records.append(dict(key=(str(sub["subject"]), str(sub["video"])),
                                 start=int(sub["start_frame"]), fps=float(sub["fps"]),
                                 hr=float(sub["hr"]), bvp=np.asarray(sub["bvp"], np.float64),
                                 means=_clip_means(sub["rgb"], box_scale)))
             if model is not None:
-                pending.append(dict(index=len(records) - 1, rgb=sub["rgb"], nir=sub.get("nir"),
-                                    fps=float(sub["fps"])))
+                times = np.arange(len(sub["rgb"])) / float(sub["fps"])
+                pending.append(dict(index=len(records) - 1, series=series.Series(
+                    sub["rgb"], times, sub.get("nir") if model.needs_nir else None, where)))
                 if len(pending) == model.batch_size:
                     flush()
     flush()
@@ -164,22 +166,35 @@ def video_series(records: list[dict]) -> list[table.VideoSeries]:
     return videos
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, split: str = "test",
+def evaluate(config: ml_collections.ConfigDict | None, workdir: str | Path | None, *,
+             split: str = "test",
              checkpoint: str | Path | None = None, window: float | None = None,
              hr_method: str = "fft", data_dir: str | Path | None = None,
              output: str | Path | None = None, batch_size: int = 8,
              plots: bool = True) -> dict:
-    """Evaluate (see the module docstring); returns the `metrics.json` dict."""
-    run_data_dir = str(config.data.dir or "")
+    """Evaluate (see the module docstring); returns the `metrics.json` dict.
+
+    Without a `workdir` (a converted checkpoint, e.g. open-rppg's), the model config is the
+    checkpoint's own, and the constant predictor is scored only if `data_dir` has a
+    `train` split (else its row is left out and `constant_hr_from` says why)."""
+    run_data_dir = str(config.data.dir or "") if config is not None else ""
     data_dir = str(data_dir or run_data_dir)
     if not data_dir:
         raise ValueError("config key data.dir is empty: evaluation needs converted clips "
                          "(python -m data_prep convert), or pass --data_dir")
-    workdir = Path(workdir).absolute()
+    if workdir is None and checkpoint is None:
+        raise ValueError("evaluate needs --workdir (a trained run) or --checkpoint")
     checkpoint = Path(checkpoint or workdir).absolute()
-    out_dir = Path(output or workdir / "eval").absolute()
+    out_dir = Path(output or Path(workdir or checkpoint) / "eval").absolute()
     model = inference.load(checkpoint, config, batch_size=batch_size)
-    const, const_source = constant_hr(workdir, run_data_dir, data_dir)
+    try:
+        const, const_source = constant_hr(Path(workdir or checkpoint).absolute(), run_data_dir,
+                                          data_dir)
+    except ValueError as e:
+        if workdir is not None:
+            raise
+        const, const_source = None, f"not scored: {e}"
+        logging.warning("constant predictor %s", const_source)
     videos = video_series(run_clips(model, data_dir, split))
 
     rows: dict[str, list[dict]] = {}
@@ -226,7 +241,8 @@ def _define_flags() -> dict:
     return dict(
         config=config_flags.DEFINE_config_file(
             "config", None, "Config file (default: WORKDIR/config.json).", lock_config=False),
-        workdir=flags.DEFINE_string("workdir", None, "Run directory (checkpoints, config)."),
+        workdir=flags.DEFINE_string("workdir", None, "Run directory (checkpoints, config); "
+                                   "omit it with --checkpoint + --data_dir (a converted model)."),
         split=flags.DEFINE_string("split", "test", "Split: train | validation | test."),
         checkpoint=flags.DEFINE_string("checkpoint", None, "Checkpoint (default: the "
                                        "workdir's latest), or a converted reference dir."),
@@ -267,9 +283,11 @@ def print_result(result: dict, out_dir: Path) -> None:
     """The evaluation's header line, metrics table and output path, on stdout."""
     ev = result["evaluation"]
     res = ev["fft_resolution_bpm"]
+    const = (f"constant predictor = {ev['constant_hr']:.1f} bpm"
+             if ev["constant_hr"] is not None else f"constant predictor {ev['constant_hr_from']}")
     print(f"{ev['split']} split: {ev['num_videos']} videos, {ev['unit']}, HR {ev['hr_method']}"
           f" at {ev['fps']:.1f} fps (FFT bins {res['min']:.2f}-{res['max']:.2f} bpm apart); "
-          f"constant predictor = {ev['constant_hr']:.1f} bpm")
+          f"{const}")
     print(table.format_table(result))
     print(f"metrics and plots: {out_dir}")
 
@@ -279,10 +297,17 @@ def main(argv, f: dict) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from ienet_jax import cli
 
-    workdir = Path(f["workdir"].value).absolute()
-    out_dir = Path(f["output"].value or workdir / "eval").absolute()
+    if f["workdir"].value is None:  # a converted checkpoint on its own
+        if not f["checkpoint"].value or not f["data_dir"].value:
+            raise ValueError("pass --workdir (a run of python -m ienet_jax.main), or "
+                             "--checkpoint DIR with --data_dir CLIPS")
+        workdir, config = None, f["config"].value
+        out_dir = Path(f["output"].value or Path(f["checkpoint"].value) / "eval").absolute()
+    else:
+        workdir = Path(f["workdir"].value).absolute()
+        out_dir = Path(f["output"].value or workdir / "eval").absolute()
+        config = _config(f["config"].value, workdir, sys.argv)
     cli.check_output_dir(out_dir, "--output" if f["output"].value else "--workdir")
-    config = _config(f["config"].value, workdir, sys.argv)
     result = evaluate(config, workdir, split=f["split"].value,
                       checkpoint=f["checkpoint"].value, window=f["window"].value,
                       hr_method=f["hr_method"].value, data_dir=f["data_dir"].value,
@@ -294,7 +319,6 @@ def main(argv, f: dict) -> int:
 def run() -> None:
     """Entry point of `python -m ienet_jax.evaluate`."""
     f = _define_flags()
-    flags.mark_flag_as_required("workdir")
     from ienet_jax import cli
 
     # No checkpoint in the run: the loader names `train.init_from`; the user typed a flag.

@@ -17,9 +17,10 @@ rate; NIR likewise with `--nir_fps`, `--nir_timestamps`. The face frames are use
 decoded, at their mean rate (`fps`), as the converter's clips. The source used is printed
 and saved (`time_source`, `nir_time_source`). Then
 - `--method model`: sliding windows of `model.clip_length` frames (half overlapping,
-  plus one ending at the last frame) → the model's rPPG, stitched (overlaps averaged;
-  TS-CAN's derivative integrated); IENet's FEE head, if enabled, also gives one HR per
-  window (`fee_hr_bpm`);
+  plus one ending at the last frame; a model with its own input rate, `model.input_fps`,
+  gets the frames resampled from their real times to that rate: `ienet_jax.eval.series`)
+  → the model's rPPG, stitched (overlaps averaged; TS-CAN's derivative integrated);
+  IENet's FEE head, if enabled, also gives one HR per window (`fee_hr_bpm`);
 - `--method pos|chrom`: the baseline on the per-frame mean RGB of the face box.
 The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz) as the evaluator does
 (`ienet_jax.signal.filter_signal`); its heart rate is the periodogram peak over the whole
@@ -47,7 +48,7 @@ from absl import app, flags, logging
 
 from ienet_jax import signal
 from ienet_jax.data.source import DEFAULT_BOX_SCALE, crop_box_scale
-from ienet_jax.eval.stitch import clip_starts
+from ienet_jax.eval import series
 from ienet_jax.video import clock, face_video
 from ienet_jax.video.face_video import FaceVideo
 from ienet_jax.video.stream import Stream, video_stream
@@ -110,29 +111,13 @@ def training_box_scale(checkpoint: str | Path) -> float:
     return DEFAULT_BOX_SCALE
 
 
-def window_starts(n: int, length: int) -> np.ndarray:
-    """Starts of half-overlapping windows of `length` frames covering all `n` frames."""
-    starts = clip_starts(n, length, max(1, length // 2))
-    if len(starts) and starts[-1] + length < n:
-        starts = np.append(starts, n - length)
-    return starts
-
-
-def model_pulse(model, video: FaceVideo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """`(pulse [N], fee_hr [K] or None, window starts [K])` of a `ClipModel` on `video`
-    (the pulse as the model gives it: its derivative for `model.derivative`)."""
-    from ienet_jax.eval.stitch import stitch
-
-    t, n = model.clip_length, len(video.times)
-    if n < t:
-        raise ValueError(f"the face is visible for {n} frames ({n / video.fps:.1f} s) but "
-                         f"the model needs clips of model.clip_length={t} frames")
-    starts = window_starts(n, t)
-    rgb = np.stack([video.rgb.crops[s:s + t] for s in starts])
-    nir = np.stack([video.nir[s:s + t] for s in starts]) if model.needs_nir else None
-    out = model(rgb, nir, where="video", fps=video.fps)
-    _, series = stitch(starts, {"rppg": list(out["rppg"])})
-    return series["rppg"], out.get("hr"), starts
+def model_pulse(model, video: FaceVideo) -> series.Output:
+    """A `ClipModel`'s pulse on `video` at its frame times (`ienet_jax.eval.series`: the
+    model's frame size and input rate, windows stitched; a derivative for
+    `model.derivative`)."""
+    n = len(video.times)
+    nir = video.nir if model.needs_nir else None
+    return series.run_series(model, [series.Series(video.rgb.crops[:n], video.times, nir)])[0]
 
 
 def hr_over_time(pulse: np.ndarray, fps: float, window_s: float, *,
@@ -204,7 +189,8 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
                          nir_fps=nir_fps, nir_timestamps=nir_timestamps)
     fee = None
     if model is not None:
-        pulse, fee, starts = model_pulse(model, fv)
+        out = model_pulse(model, fv)
+        pulse, fee = out.pulse, out.fee
     else:
         fn = signal.pos if method == "pos" else signal.chrom
         pulse = fn(fv.rgb.means.astype(np.float64), fv.fps)
@@ -226,9 +212,8 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
                                                                       strict=True)],
     }
     if fee is not None:
-        length = model.clip_length
-        result["fee_hr_bpm"] = [{"time_s": t0 + (s + length / 2) / fv.fps, "hr_bpm": float(h)}
-                                for s, h in zip(starts, fee, strict=True)]
+        result["fee_hr_bpm"] = [{"time_s": float(t), "hr_bpm": float(h)}
+                                for t, h in zip(out.window_times, fee, strict=True)]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "prediction.json").write_text(json.dumps(result, indent=2) + "\n")

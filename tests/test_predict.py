@@ -12,7 +12,8 @@ import pytest
 
 from data_prep.synth.config import CodecConfig
 from data_prep.synth.video import AviWriter
-from ienet_jax.predict import predict, training_box_scale, window_starts
+from ienet_jax.eval.series import window_starts
+from ienet_jax.predict import predict, training_box_scale
 
 FPS = 30.0
 CODEC = CodecConfig(fourcc="MJPG", quality=95)

@@ -4,6 +4,11 @@
         --output converted/
     python -m ienet_jax.convert --state-dict-npz ref.npz --config configs/ienet.py:tiny \
         --output converted/
+    python -m ienet_jax.convert --open-rppg physnet.pure [--from WHEEL_OR_DIR] --output DIR
+
+The last form imports open-rppg's real-data-trained PhysNet / TS-CAN weights
+(`ienet_jax.convert.open_rppg`: from the wheel, a folder, or the installed package; their
+own model config, so no `--config`).
 
 The output directory holds `variables/` (orbax: params + batch_stats) and
 `model_config.json`; read it back with `ienet_jax.convert.restore_converted(DIR)`.
@@ -58,8 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="reference PyTorch checkpoint (.pth)")
     source.add_argument("--state-dict-npz", type=Path, help=".npz of reference state-dict arrays")
-    parser.add_argument("--config", required=True,
-                        help="config file and variant, e.g. configs/ienet.py:reference")
+    source.add_argument("--open-rppg", metavar="NAME",
+                        help="open-rppg weights: physnet.pure|physnet.rlap|tscan.pure|tscan.rlap")
+    parser.add_argument("--from", dest="from_", type=Path, metavar="WHEEL_OR_DIR",
+                        help="with --open-rppg: the wheel or a folder of .weights.h5 files "
+                             "(default: the installed open-rppg package)")
+    parser.add_argument("--config",
+                        help="config file and variant, e.g. configs/ienet.py:reference "
+                             "(required with --checkpoint / --state-dict-npz)")
     parser.add_argument("--output", required=True, type=Path, help="output directory")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. model.nir_channels=3 (repeatable)")
@@ -70,6 +81,13 @@ def main(args: argparse.Namespace) -> int:
 
     from ienet_jax import cli, convert
 
+    if args.open_rppg is not None:
+        return _open_rppg(args)
+    if args.from_ is not None:
+        raise ValueError("--from goes with --open-rppg NAME")
+    if args.config is None:
+        raise ValueError("--config is required with --checkpoint / --state-dict-npz (e.g. "
+                         "--config configs/ienet.py:reference)")
     # Every argument is checked before the progress bar starts (errors: one line).
     flag, source = (("--checkpoint", args.checkpoint) if args.checkpoint is not None
                     else ("--state-dict-npz", args.state_dict_npz))
@@ -96,6 +114,21 @@ def main(args: argparse.Namespace) -> int:
     steps.close()
     logging.info("wrote converted %s variables to %s", config.model.name, out)
     print(f"converted {config.model.name} checkpoint written to {out}")
+    return 0
+
+
+def _open_rppg(args: argparse.Namespace) -> int:
+    from ienet_jax import cli
+    from ienet_jax.convert import open_rppg
+
+    open_rppg.check_name(args.open_rppg)
+    if args.config is not None or args.set:
+        raise ValueError("--open-rppg takes its own model config (configs/<family>.py:"
+                         f"{open_rppg.VARIANT}): drop --config / --set")
+    cli.check_output_dir(args.output, "--output")
+    out = open_rppg.import_weights(args.open_rppg, args.from_, args.output)
+    print(f"converted open-rppg {args.open_rppg} written to {out} (licence: "
+          f"{open_rppg.LICENCE})")
     return 0
 
 

@@ -67,6 +67,7 @@ class ClipModel:
         self.needs_nir = "nir" in self.contract.modalities
         self.has_fee = self.contract.has_hr(model_config)
         self.derivative = self.contract.derivative  # e.g. TS-CAN: the BVP's derivative
+        self.input_fps = self.contract.input_fps(model_config)  # None: the data's own rate
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -95,13 +96,14 @@ class ClipModel:
             raise ValueError(f"{where}: NIR clips {nir.shape} do not match RGB {rgb.shape}")
 
     def __call__(self, rgb: np.ndarray, nir: np.ndarray | None = None,
-                 where: str = "clips", fps: float | np.ndarray | None = None
-                 ) -> dict[str, np.ndarray]:
+                 where: str = "clips", fps: float | np.ndarray | None = None,
+                 raw: bool = False) -> dict[str, np.ndarray] | np.ndarray:
         """`rgb` `[N, T, S, S, 3]`, `nir` `[N, T, S, S, 1]` uint8 → `rppg` `[N, T]` (a BVP
         derivative for TS-CAN) and, with an FEE head, `hr` `[N]` bpm (numpy float32).
 
         `fps` (Hz, one value or one per clip) is the clips' frame rate, which the FEE
-        spectrum needs; `None` means the configured `model.fps`."""
+        spectrum needs; `None` means the configured `model.fps`. `raw=True`: only the
+        model's pulse output `[N, T]` (the network's own output quantity)."""
         self.check_clips(rgb, nir, where)
         n, b = len(rgb), self.batch_size
         if fps is not None:
@@ -119,7 +121,8 @@ class ClipModel:
             for k, v in result.items():
                 outs.setdefault(k, []).append(np.asarray(v)[:min(b, n - i)])
         logging.info("inference: %d clips of %s in batches of %d", n, where, b)
-        return {k: np.concatenate(v) for k, v in outs.items()}
+        result = {k: np.concatenate(v) for k, v in outs.items()}
+        return result["rppg"] if raw else result
 
 
 def _padded(x: np.ndarray, size: int, fill: float = 0) -> np.ndarray:

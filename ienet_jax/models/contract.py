@@ -68,6 +68,12 @@ class ModelContract:
     def signal_label(self, bvp):  # the label of a BVP series `[..., N]` (numpy or JAX)
         return bvp
 
+    def input_fps(self, model_config) -> float | None:
+        """The frame rate (Hz) the model's inputs must have (`model.input_fps`; 0 or no such
+        key: None, the data's own rate). Evaluate and predict resample frames to it."""
+        rate = float(model_config.input_fps) if "input_fps" in model_config else 0.0
+        return rate or None
+
     def has_hr(self, model_config) -> bool:  # outputs hold an `hr` `[B]` bpm (FEE head)
         return False
 
