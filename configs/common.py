@@ -53,7 +53,8 @@ def data_section() -> ml_collections.ConfigDict:
 
     data = default_data_config()
     data.normalize = "none"  # uint8 to the devices; normalised in the train step
-    data.synthetic = ml_collections.ConfigDict(dict(num_clips=256, num_eval_clips=16, seed=0))
+    data.synthetic = ml_collections.ConfigDict(dict(num_clips=256, num_eval_clips=16, seed=0,
+                                                    fps=30.0))
     return data
 
 

@@ -191,7 +191,7 @@ def test_fsdp_divides_state_bytes_by_the_device_count():
 
 
 def batches():
-    clips = SyntheticClips(tiny_model(), BATCH * STEPS, seed=0)
+    clips = SyntheticClips(tiny_model(), BATCH * STEPS, seed=0, fps=30.0)
     for s in range(STEPS):
         rows = [clips[s * BATCH + i] for i in range(BATCH)]
         yield {k: np.stack([r[k] for r in rows]) for k in rows[0]}

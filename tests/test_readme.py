@@ -167,6 +167,18 @@ COMMANDS: dict[str, Chain | Check] = {
         done="out/prediction.json"),
     "python -m ienet_jax.convert --checkpoint ref.pth --config configs/ienet.py:reference "
     "--output conv": Chain(done="conv/variables"),
+    "pip download --no-deps open-rppg==0.1.1 -d wheels": Check(
+        "needs the internet (the package registry). Here: the version is the importer's.",
+        lambda argv: _open_rppg_version(argv)),
+    "python -m ienet_jax.convert --open-rppg physnet.pure --from "
+    "wheels/open_rppg-0.1.1-py3-none-any.whl --output physnet_pure": Chain(
+        done="physnet_pure/variables"),  # --from: the test copies of the weights (below)
+    "python -m data_prep convert --dataset vipl_hr --input raw --output clips160 --size 72 "
+    "--clip-length 160": Chain(flags=(("--size", 36),), done="clips160/manifest.json"),
+    "python -m ienet_jax.evaluate --checkpoint physnet_pure --data_dir clips160 --output "
+    "eval_physnet": Chain(done="eval_physnet/metrics.json"),
+    "python -m ienet_jax.predict --video raw/p1/v1/source1/video.avi --checkpoint physnet_pure "
+    "--output out_physnet": Chain(done="out_physnet/prediction.json"),
     "python -m bench --json runs/bench.json": Check(
         "4 min and more (the whole benchmark table); tests/test_bench.py runs "
         "`python -m bench --short --json`. Here: the flags parse.", parses("bench")),
@@ -191,6 +203,12 @@ COMMANDS: dict[str, Chain | Check] = {
 }
 
 
+def _open_rppg_version(argv: list[str]) -> None:
+    from ienet_jax.convert import open_rppg
+
+    assert f"{open_rppg.DISTRIBUTION}=={open_rppg.VERSION}" in argv, argv
+
+
 def test_every_readme_command_is_in_the_table():
     commands = readme_commands()
     missing = [c for c in commands if c not in COMMANDS]
@@ -205,6 +223,17 @@ def test_readme_commands_that_cannot_run_here():
             entry.check(command.split())
 
 
+
+
+def _weights_wheel(tmp_path: Path, golden_dir: Path) -> Path:
+    import zipfile
+
+    wheel = tmp_path / "wheels" / "open_rppg-0.1.1-py3-none-any.whl"
+    wheel.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(wheel, "w") as z:
+        for f in (golden_dir / "open_rppg" / "weights").glob("*.weights.h5"):
+            z.write(f, f"rppg/weights/{f.name}")
+    return wheel
 
 
 @pytest.mark.slow
@@ -230,6 +259,9 @@ def test_readme_chain_runs_as_written(tmp_path, request):
                 np.savez(tmp_path / "ref.npz", **state_dict)
                 i = argv.index("--checkpoint")
                 argv[i:i + 2] = ["--state-dict-npz", "ref.npz"]
+        if "--open-rppg" in command:  # the wheel: a zip of the test copy of the weights
+            argv = with_flags(argv, [("--from", _weights_wheel(
+                tmp_path, request.getfixturevalue("golden_dir")))])
         out = run(argv, tmp_path)
         assert (tmp_path / entry.done).exists(), (command, out.stdout[-2000:])
         if "ienet_jax.evaluate" in command:

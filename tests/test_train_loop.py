@@ -30,7 +30,7 @@ def compilation_cache(tmp_path_factory):
 
 
 def batches_with_nan(config, bad_batch: int, batch: int):
-    clips = SyntheticClips(config.model, 64, seed=0)
+    clips = SyntheticClips(config.model, 64, seed=0, fps=config.data.synthetic.fps)
 
     def poison(i, clip):
         if i // batch == bad_batch:

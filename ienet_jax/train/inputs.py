@@ -32,9 +32,9 @@ DEVICE_FIELDS = ("rgb", "nir", "bvp", "hr", "fps", "mask")
 class SyntheticClips:
     """Random-access synthetic clips of `config.model` shapes (see the module docstring)."""
 
-    def __init__(self, model_config, num_clips: int, seed: int):
+    def __init__(self, model_config, num_clips: int, seed: int, fps: float):
         self.t, self.s = int(model_config.clip_length), int(model_config.frame_size)
-        self.fps = float(model_config.get("fps", 30.0))
+        self.fps = float(fps)
         self.nir = "nir" in contract.get(model_config).modalities
         self.num_clips, self.seed = int(num_clips), int(seed)
 
@@ -71,7 +71,7 @@ def synthetic_dataset(config: ml_collections.ConfigDict, *, training: bool,
     seed = int(syn.seed) + (0 if training else 1)
     num = int(syn.num_clips if training else syn.num_eval_clips)
     pi, pc = jax.process_index(), jax.process_count()
-    ds = grain.MapDataset.source(SyntheticClips(config.model, num, seed))
+    ds = grain.MapDataset.source(SyntheticClips(config.model, num, seed, syn.fps))
     if training:
         ds = ds.seed(int(config.data.seed)).shuffle().repeat()
     ds = process_rows(ds, batch_size * pc, pi, pc)
