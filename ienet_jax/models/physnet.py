@@ -121,7 +121,7 @@ class PhysNet(nn.Module):
         x = Conv(1, (1, 1, 1), padding="VALID", impl=self.conv_impl, dtype=dtype,
                  param_dtype=self.param_dtype, name="out")(x)
         y = x.reshape(x.shape[0], t).astype(jnp.float32)
-        std = jnp.std(y, axis=1, keepdims=True)
+        std = jnp.std(y, axis=1, keepdims=True)  # Keras: no epsilon here (a constant → 1)
         y = (y - jnp.mean(y, axis=1, keepdims=True)) / jnp.where(std > 0, std, 1.0)
         return {"rppg": standardize(y, (1,), EPS)}
 
