@@ -2,7 +2,8 @@
 
 `build_config(model_section, preset, variant)` → the full locked ConfigDict:
 
-- `model`: the model helper's section (`configs/ienet.py`, `configs/tscan.py`).
+- `model`: the model helper's section (`configs/ienet.py`, `configs/tscan.py`,
+  `configs/physnet.py`).
 - `data`: the input pipeline section (`ienet_jax.data.default_data_config()`) plus
   `data.synthetic` (used when `data.dir` is empty: synthetic clips with a pulse).
 - `train`: steps, GLOBAL batch, optimiser (Adam, coupled weight decay, step decay), loss
@@ -21,6 +22,9 @@ Presets:
   reference checkpoint.
 - `tscan`: TS-CAN: MSE between the predicted BVP derivative and the difference-normalised
   label, Adam lr 1e-3, batch 4, RGB only.
+- `physnet`: PhysNet: negative Pearson between the predicted BVP and the label (the PhysNet
+  paper's loss, trained with Adam), Adam lr 1e-3 without weight decay, batch 4, RGB only:
+  rPPG-Toolbox's PhysNet recipes use batch 4 and Adam at lr 1e-3 to 9e-3.
 - `quickstart`: a short run sized for 2 CPU cores (synthetic data unless `data.dir` is set).
 
 Sharding strategies (`mesh.strategy`, tables in `ienet_jax/parallel/strategies.py`; the
@@ -119,13 +123,17 @@ _STAGE2 = {"model.fee.enabled": True, "train.stage": 2, "train.batch_size": 16,
            "train.freeze_steps": lambda c: (c.train.get_ref("num_steps") * 4) // 5}
 _TSCAN = {"train.loss.mse": 1.0, "train.learning_rate": 1e-3, "train.weight_decay": 0.0,
           "train.batch_size": 4, "data.modalities": ("rgb",)}
+_PHYSNET = {"train.loss.neg_pearson": 1.0, "train.learning_rate": 1e-3,
+            "train.weight_decay": 0.0, "train.batch_size": 4, "data.modalities": ("rgb",)}
 _SHORT = {"train.num_steps": 200, "train.batch_size": 2, "checkpoint.every_steps": 50,
           "eval.every_steps": 50, "eval.num_batches": 4, "logging.every_steps": 10}
 PRESETS = {
     "reference_stage1": {"ienet": (_STAGE1,), "*": ()},
     "reference_stage2": {"ienet": (_STAGE2,)},
     "tscan": {"tscan": (_TSCAN,)},
-    "quickstart": {"ienet": (_STAGE1, _SHORT), "tscan": (_TSCAN, _SHORT), "*": (_SHORT,)},
+    "physnet": {"physnet": (_PHYSNET,)},
+    "quickstart": {"ienet": (_STAGE1, _SHORT), "tscan": (_TSCAN, _SHORT),
+                   "physnet": (_PHYSNET, _SHORT), "*": (_SHORT,)},
 }
 
 

@@ -52,7 +52,10 @@ def _config(steps: int = 2):
     return c
 
 
-def test_a_third_model_trains_evaluates_and_predicts(tmp_path):
+def train_evaluate_predict(config, tmp_path):
+    """Trains `config` (synthetic clips) with the real trainer, then evaluates it on 2 test
+    videos and predicts one face video through the real tools; returns the train state.
+    Shared by every model family's test (a model's name appears in no tool)."""
     from test_evaluate import _write_dataset
     from test_predict import _write
 
@@ -61,28 +64,35 @@ def test_a_third_model_trains_evaluates_and_predicts(tmp_path):
     from ienet_jax.predict import predict
     from ienet_jax.train.loop import train_and_evaluate
 
-    config = _config()
+    name = config.model.name
     state = train_and_evaluate(config, tmp_path / "run")  # synthetic clips
-    assert int(state.step) == 2 and state.params["Conv_0"]["kernel"].shape == (3, 3, 4)
+    assert int(state.step) == config.train.num_steps
 
     _write_dataset(tmp_path / "clips")  # 2 test videos of 128 frames, 16×16 crops
     result = evaluate(config, tmp_path / "run", data_dir=tmp_path / "clips", plots=False)
-    assert result["evaluation"]["model"] == "mean_colour"
-    assert result["mean_colour"]["n"] == 2 and "mean_colour_fee" not in result
+    assert result["evaluation"]["model"] == name
+    assert result[name]["n"] == 2 and f"{name}_fee" not in result
 
     rec = render_recording(seed=3, seconds=3.0, fps=30.0, size=(256, 192), preset="easy")
     video = _write(tmp_path / "face.avi", rec.rgb)
     out = predict(video, method="model", checkpoint=tmp_path / "run", output=tmp_path / "out")
-    assert out["model"] == "mean_colour" and np.isfinite(out["hr_bpm"])
+    assert out["model"] == name and np.isfinite(out["hr_bpm"])
     assert "fee_hr_bpm" not in out
+    return state
+
+
+def test_a_third_model_trains_evaluates_and_predicts(tmp_path):
+    state = train_evaluate_predict(_config(), tmp_path)
+    assert state.params["Conv_0"]["kernel"].shape == (3, 3, 4)
 
 
 def test_unknown_model_name_and_bad_values_name_the_key():
     from ienet_jax import models
     from ienet_jax.train.objectives import check_weights
 
-    with pytest.raises(ValueError, match=r"model.name must be one of \('ienet', 'tscan'"):
-        contract.get("physnet")
+    with pytest.raises(ValueError, match=r"model.name must be one of \('ienet', 'tscan', "
+                                         r"'physnet'"):
+        contract.get("no_such_model")
     section = _config().model
     with pytest.raises(ValueError, match="config key model.features must be a positive int, "
                                          "got -1"):
@@ -97,8 +107,9 @@ def test_unknown_model_name_and_bad_values_name_the_key():
 def test_modules_take_every_value_from_the_config():
     from ienet_jax.models.fee import FEEHead
     from ienet_jax.models.ienet import IENet
+    from ienet_jax.models.physnet import PhysNet
     from ienet_jax.models.tscan import TSCAN
 
-    for module in (IENet, TSCAN, FEEHead):  # no field defaults duplicating configs/*.py
+    for module in (IENet, TSCAN, PhysNet, FEEHead):  # no field defaults duplicating configs/*.py
         with pytest.raises(TypeError, match="missing"):
             module()

@@ -35,7 +35,8 @@ def from_reference_state_dict(state_dict: Mapping[str, np.ndarray], model_config
     """Flax variables for `ienet_jax.models.build(model_config)` from a reference state dict.
 
     `model_config.name` picks the reference model through its contract's `convert`: "ienet"
-    (fusion model, or the HR network with `rPPG_model.*` + FEE keys) or "tscan". Raises
+    (fusion model, or the HR network with `rPPG_model.*` + FEE keys), "tscan", or "physnet"
+    (open-rppg's Keras weights, `ienet_jax.convert.keras_h5.read_weights_h5`). Raises
     ValueError naming any missing, unexpected or mis-shaped key.
     """
     from ienet_jax.models import contract

@@ -1,8 +1,8 @@
 """Keras 3 `.weights.h5` files → `{h5 path: float32 array}` (h5py; Keras is not needed).
 
 Keras stores each layer's variables as datasets `…/vars/0`, `…/vars/1`, … in creation
-order under the layer's path (`ConvBlock1/layers/conv3d/vars/0`); the weights of
-open-rppg are float16 on disk and are cast to float32 here.
+order under the layer's path (`ConvBlock1/layers/conv3d/vars/0`); floating values (open-rppg
+stores float16) are cast to float32 here, others kept as stored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def read_weights_h5(source: str | Path | BinaryIO, where: str | None = None) -> 
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
-            out[name] = np.asarray(obj[()], np.float32)
+            value = np.asarray(obj[()])
+            floating = np.issubdtype(value.dtype, np.floating)
+            out[name] = value.astype(np.float32) if floating else value
 
     try:
         with h5py.File(source, "r") as f:

@@ -1,4 +1,4 @@
-"""Flax models: IENet (CET backbones, MDEF fusion, rPPG and FEE heads) and TS-CAN.
+"""Flax models: IENet (CET backbones, MDEF fusion, rPPG and FEE heads), TS-CAN and PhysNet.
 
 `build(config.model)` is the one entry point; apply as
 `model.apply(variables, *contract.inputs(batch), train=False)`, the family's

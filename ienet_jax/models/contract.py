@@ -14,7 +14,8 @@ import importlib
 import jax.numpy as jnp
 
 # model.name → the module defining (and registering) its contract; imported on first use
-FAMILIES = {"ienet": "ienet_jax.models.ienet", "tscan": "ienet_jax.models.tscan"}
+FAMILIES = {"ienet": "ienet_jax.models.ienet", "tscan": "ienet_jax.models.tscan",
+            "physnet": "ienet_jax.models.physnet"}
 _REGISTRY: dict = {}
 
 
