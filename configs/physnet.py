@@ -6,6 +6,10 @@ Variants of the `model` section (`model_config(variant)`):
   Keras BatchNorm (epsilon 1e-3, momentum 0.99).
 - `tiny`: 16-frame clips of 16×16 frames, 4/8/8 filters: for tests and smoke runs.
 
+`input_fps`: the frame rate the weights were trained at (open-rppg's: 30); `evaluate` and
+`predict` resample frames to it. 0 = the data's own rate (a model trained here on clips of
+another rate: set it to that rate or 0).
+
 Usage: `--config configs/physnet.py:tiny,quickstart`: the arg is `variant[,preset]`; the
 shared sections and the presets (default `physnet`) come from `configs/common.py`.
 """
@@ -17,7 +21,7 @@ import ml_collections
 # Each variant: the keys where it differs from `open_rppg`.
 VARIANTS = {
     "open_rppg": {},
-    "tiny": dict(frame_size=16, clip_length=16, filters=(4, 8, 8)),
+    "tiny": dict(frame_size=16, clip_length=16, filters=(4, 8, 8), input_fps=0.0),
 }
 
 
@@ -32,6 +36,7 @@ def model_config(variant: str = "open_rppg") -> ml_collections.ConfigDict:
     cfg.batch_norm_momentum = 0.99  # Keras' default (running = m·running + (1 − m)·batch)
     cfg.dtype = "float32"  # compute dtype; params stay float32
     cfg.conv_impl = "auto"  # see ienet_jax.models.conv
+    cfg.input_fps = 30.0  # the frame rate it was trained at: evaluate/predict resample to it
     if variant not in VARIANTS:
         raise ValueError(f"configs/physnet.py: variant must be one of {tuple(VARIANTS)}, got "
                          f"{variant!r}")

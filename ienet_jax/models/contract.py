@@ -137,3 +137,5 @@ def choice(*options):  # `check` rules
 RATE = (float, lambda v: 0.0 <= v < 1.0, "a rate in [0, 1)")
 POSITIVE = (int, lambda v: v > 0, "a positive int")
 FLAG = (bool, lambda v: True, "a bool")
+# model.input_fps: the rate the model was trained at (evaluate/predict resample to it)
+INPUT_FPS = (float, lambda v: v >= 0, "a frame rate in Hz (0: the data's own rate)")

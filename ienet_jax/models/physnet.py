@@ -22,7 +22,15 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
-from ienet_jax.models.contract import POSITIVE, ModelContract, check, choice, ints, register
+from ienet_jax.models.contract import (
+    INPUT_FPS,
+    POSITIVE,
+    ModelContract,
+    check,
+    choice,
+    ints,
+    register,
+)
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
 
 EPS = 1e-6  # added to the std of the input and of the second output standardisation
@@ -73,7 +81,7 @@ class PhysNet(nn.Module):
         if c["frame_size"] < 2 ** SPACE_POOLS:
             raise ValueError(f"config key model.frame_size must be at least {2 ** SPACE_POOLS} "
                              f"(four spatial pools leave 1 pixel), got {c['frame_size']}")
-        for key in ("name", "clip_length", "frame_size"):
+        for key in ("name", "clip_length", "frame_size", "input_fps"):
             del c[key]
         return cls(**c)
 
@@ -135,6 +143,7 @@ FIELDS = {
     "batch_norm_momentum": (float, lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "dtype": (jnp.dtype, lambda v: jnp.issubdtype(v, jnp.floating), "a float dtype"),
     "conv_impl": choice(*IMPLEMENTATIONS),
+    "input_fps": INPUT_FPS,
 }
 
 
