@@ -105,7 +105,7 @@ class CANBlock(nn.Module):
     pool: int
     dropout: float
     conv_impl: str
-    shift_fill: str = "zeros"
+    shift_fill: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
@@ -161,8 +161,8 @@ class TSCAN(nn.Module):
     kernel_size: int
     pool: int
     conv_impl: str
-    shift_fill: str = "zeros"
-    input_prep: str = "toolbox"
+    shift_fill: str
+    input_prep: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
