@@ -1,4 +1,5 @@
-"""TS-CAN configs: `get_config("reference" | "toolbox" | "tiny")` → locked ConfigDict.
+"""TS-CAN configs: `get_config("reference" | "toolbox" | "open_rppg" | "tiny")` → a locked
+ConfigDict.
 
 Variants of the `model` section (`model_config(variant)`):
 - `reference`: MTTS-CAN as published: 36×36 frames, segments of 10 frames, 32/64 filters,
@@ -7,6 +8,9 @@ Variants of the `model` section (`model_config(variant)`):
   same weights accept (any multiple of `frame_depth`).
 - `toolbox`: rPPG-Toolbox's TS-CAN: 72×72 frames, otherwise as `reference` (Dense input
   64·16·16).
+- `open_rppg`: open-rppg 0.1.1's TS-CAN (Keras weights trained on PURE / RLAP): 160-frame
+  clips, segments of 20 frames, the edge-replicating temporal shift and its input prep
+  (per-frame standardised differences, the clip's mean frame as appearance).
 - `tiny`: 12×12 frames, segments of 4, 8-frame clips, 4/8 filters, Dense 16: for tests and
   smoke runs.
 
@@ -23,6 +27,7 @@ import ml_collections
 VARIANTS = {
     "reference": {},
     "toolbox": dict(frame_size=72),
+    "open_rppg": dict(clip_length=160, frame_depth=20, shift_fill="edge", input_prep="open_rppg"),
     "tiny": dict(frame_size=12, frame_depth=4, clip_length=8, filters=(4, 8), hidden=16),
 }
 
@@ -41,6 +46,8 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
     cfg.pool = 2
     cfg.dtype = "float32"  # compute dtype; params stay float32
     cfg.conv_impl = "auto"  # "taps" on CPU, "xla" elsewhere
+    cfg.shift_fill = "zeros"  # temporal shift's segment-end fill: "zeros" (MTTS-CAN) or "edge"
+    cfg.input_prep = "toolbox"  # raw frames → inputs: "toolbox" (MTTS-CAN) or "open_rppg"
     if variant not in VARIANTS:
         raise ValueError(f"configs/tscan.py: variant must be one of {tuple(VARIANTS)}, got "
                          f"{variant!r}")

@@ -1,4 +1,5 @@
-"""TS-CAN reference converter: golden parity, bfloat16 compute, key/shape errors."""
+"""TS-CAN converters: PyTorch reference and open-rppg Keras weights: golden parity, bfloat16
+compute, key/shape errors."""
 
 import json
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 
 from configs import tscan as tscan_configs
-from ienet_jax.convert.tscan import tscan_variables
+from ienet_jax import convert
+from ienet_jax.convert.tscan import keras_tscan_variables, tscan_variables
+from ienet_jax.eval.inference import ClipModel
 from ienet_jax.models.tscan import TSCAN
 
 SECTION = 'tscan (keys prefixed "tscan." for det_init)'
@@ -83,3 +86,66 @@ def test_missing_and_misshapen_keys(state_dict):
         tscan_variables(dict(state_dict, **{"fc3.weight": np.zeros((1, 1), np.float32)}), _config())
     with pytest.raises(ValueError, match="model.clip_length"):
         tscan_variables(state_dict, _config(clip_length=15))
+
+
+# --- open-rppg 0.1.1's Keras TS-CAN (real-data weights, golden outputs of the Keras model) ---
+
+
+def _read_h5(path):
+    """`{h5 path: float32 array}` of a Keras `.weights.h5` file."""
+    import h5py
+
+    weights = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: weights.__setitem__(name, np.asarray(obj, np.float32))
+                     if isinstance(obj, h5py.Dataset) else None)
+    return weights
+
+
+@pytest.fixture(scope="module", params=["pure", "rlap"])
+def open_rppg(request, golden_dir):
+    """`(weights, golden npz)` of TSCAN.pure / TSCAN.rlap."""
+    root = golden_dir / "open_rppg"
+    weights = _read_h5(root / "weights" / f"TSCAN.{request.param}.weights.h5")
+    return weights, dict(np.load(root / f"tscan_{request.param}.npz"))
+
+
+def test_open_rppg_golden_parity(open_rppg):
+    """uint8 clips through the evaluator's path (`ClipModel`: contract inputs → model) with the
+    `open_rppg` variant reproduce the Keras model's float32 per-frame outputs."""
+    weights, golden = open_rppg
+    cfg = tscan_configs.model_config("open_rppg")
+    variables = convert.from_reference_state_dict(weights, cfg)  # dispatched on `/vars/`
+    frames, ref = golden["frames_u8"], golden["output"]
+    assert frames.shape == (4, 160, 36, 36, 3)
+    out = ClipModel(cfg, variables, batch_size=len(frames))(frames)["rppg"]
+    err = rel_err(out, ref)
+    print(f"open-rppg TS-CAN max|d|/max|ref| = {err:.2e}")
+    assert err < 1e-4, err
+    if str(golden["weights_file"]) != "TSCAN.pure.weights.h5":
+        return
+    # MTTS-CAN's zero fill is a different model: it changes the outputs within 4 frames of
+    # every segment's ends (two shifts in each of two blocks), and only there.
+    cfg.shift_fill = "zeros"
+    zeros = ClipModel(cfg, variables, batch_size=len(frames))(frames)["rppg"]
+    pos = np.arange(160) % cfg.frame_depth
+    inner = (pos >= 4) & (pos < cfg.frame_depth - 4)
+    assert rel_err(zeros[:, inner], out[:, inner]) < 1e-5
+    assert rel_err(zeros[:, ~inner], out[:, ~inner]) > 0.1
+
+
+def test_keras_key_errors(open_rppg):
+    weights, _ = open_rppg
+    cfg = tscan_configs.model_config("open_rppg")
+    kernel = "inner/g2/layers/conv2d_1/vars/0"
+    missing = {k: v for k, v in weights.items() if k != kernel}
+    with pytest.raises(ValueError, match=f"no key '{kernel}'.*\\(3, 3, 64, 64\\)"):
+        keras_tscan_variables(missing, cfg)
+    with pytest.raises(ValueError, match="unexpected keys.*inner/d/layers/dense_2/vars/0"):
+        keras_tscan_variables(dict(weights, **{"inner/d/layers/dense_2/vars/0": np.zeros(1)}), cfg)
+    bad = dict(weights, **{"inner/attn1/layers/conv2d/vars/0": np.zeros((1, 1, 64, 1))})
+    with pytest.raises(ValueError, match="inner/attn1/layers/conv2d/vars/0.*\\(1, 1, 32, 1\\)"):
+        keras_tscan_variables(bad, cfg)
+    cfg.frame_size = 72
+    with pytest.raises(ValueError, match="inner/d/layers/dense/vars/0.*model.frame_size=72"):
+        keras_tscan_variables(weights, cfg)

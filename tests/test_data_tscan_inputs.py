@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
+from ienet_jax.data.tscan_inputs import INPUT_PREPS, open_rppg_inputs, tscan_inputs, tscan_label
 
 
 def _frames(shape=(2, 9, 4, 5, 3), seed=0):
@@ -55,3 +55,30 @@ def test_label():
     np.testing.assert_allclose(lab.std(axis=-1), 1.0, rtol=1e-4)
     padded = tscan_label(jnp.asarray(bvp), num_samples=61)
     assert padded.shape == (2, 61) and float(jnp.abs(padded[:, -1]).max()) == 0.0
+
+
+def test_open_rppg_inputs_definition_and_paths():
+    u8 = _frames((2, 7, 4, 5, 3), seed=2)
+    x = u8.astype(np.float64) / 255
+    out = open_rppg_inputs(u8, num_frames=7)
+    assert out.shape == (2, 7, 4, 5, 6) and out.dtype == np.float32
+    d = x[:, 1:] - x[:, :-1]
+    d = (d - d.mean(axis=(2, 3), keepdims=True)) / (d.std(axis=(2, 3), keepdims=True) + 1e-6)
+    np.testing.assert_allclose(out[:, :6, ..., :3], d, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(out[:, 6, ..., :3], out[:, 5, ..., :3])  # last one repeated
+    np.testing.assert_allclose(out[..., 3:], np.broadcast_to(x.mean(axis=1, keepdims=True),
+                                                             x.shape), rtol=1e-5, atol=1e-6)
+    short = open_rppg_inputs(u8)
+    assert short.shape == (2, 6, 4, 5, 6)
+    np.testing.assert_allclose(short, out[:, :6], rtol=1e-6)
+    # A repeated frame (zero difference) gives zeros, not NaN (the float16 bug of the package).
+    still = u8.copy()
+    still[:, 1] = still[:, 0]
+    np.testing.assert_array_equal(open_rppg_inputs(still)[:, 0, ..., :3], 0.0)
+    jitted = jax.jit(lambda f: open_rppg_inputs(f, num_frames=7))(jnp.asarray(u8))
+    np.testing.assert_allclose(np.asarray(jitted), out, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="num_frames"):
+        open_rppg_inputs(u8, num_frames=5)
+    with pytest.raises(ValueError, match=r"open_rppg_inputs.*\[..., N, H, W, 3\]"):
+        open_rppg_inputs(u8[..., :2])
+    assert INPUT_PREPS == {"toolbox": tscan_inputs, "open_rppg": open_rppg_inputs}

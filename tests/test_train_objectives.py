@@ -48,8 +48,11 @@ def test_model_inputs_normalise_uint8_and_tscan_labels():
     rgb, nir = contract.get("ienet").inputs(bt)
     np.testing.assert_allclose(rgb, (np.asarray(bt["rgb"]) / 255 - 0.5) / 0.25, atol=1e-6)
     assert nir.shape[-1] == 1
-    (frames,) = contract.get("tscan").inputs(bt)
-    assert frames.shape == bt["rgb"].shape[:-1] + (6,)
+    (frames,) = contract.get("tscan").inputs(bt)  # raw: the module applies model.input_prep
+    np.testing.assert_array_equal(frames, bt["rgb"])
+    prepared = jnp.zeros(bt["rgb"].shape[:-1] + (6,), jnp.bfloat16)  # data.normalize="tscan"
+    (frames,) = contract.get("tscan").inputs(dict(bt, rgb=prepared))
+    assert frames.shape == prepared.shape and frames.dtype == jnp.float32
     label = contract.get("tscan").label(bt)
     np.testing.assert_allclose(np.std(np.asarray(label)[:, :-1], axis=-1), 1.0, rtol=1e-3)
 

@@ -12,7 +12,13 @@ avg-pool, dropout), then Dense 128 tanh, dropout, Dense 1: one value per frame, 
 derivative of the BVP. Batch and time are folded into one axis `[B·T, H, W, C]`; the temporal
 shift unfolds segments with a reshape, so nothing loops over frames.
 
-Inputs come from `ienet_jax.data.tscan_inputs.tscan_inputs`.
+Two options reproduce open-rppg 0.1.1's TS-CAN (Keras, trained on PURE / RLAP): `shift_fill`
+("zeros": MTTS-CAN and rPPG-Toolbox fill the frame shifted out at a segment's end with zeros;
+"edge": open-rppg repeats the edge frame) and `input_prep` ("toolbox" / "open_rppg": the
+function of `ienet_jax.data.tscan_inputs.INPUT_PREPS` the model applies to raw frames).
+The module takes raw 3-channel frames and prepares them itself, so the prep a checkpoint was
+trained with travels in its `model` config; 6-channel inputs prepared beforehand
+(`data.normalize="tscan"`, i.e. `tscan_inputs`) are used as they are.
 """
 
 from __future__ import annotations
@@ -22,27 +28,37 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
-from ienet_jax.data.tscan_inputs import tscan_inputs, tscan_label
+from ienet_jax.data.tscan_inputs import INPUT_PREPS, tscan_label
 from ienet_jax.models.contract import POSITIVE, ModelContract, check, choice, ints, register
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
 
 INPUT_CHANNELS = 6  # 3 motion + 3 appearance
+RAW_CHANNELS = 3  # RGB frames, prepared by the module (`input_prep`)
+SHIFT_FILLS = ("zeros", "edge")
 
 
-def temporal_shift(x: jnp.ndarray, frame_depth: int) -> jnp.ndarray:
+def temporal_shift(x: jnp.ndarray, frame_depth: int, fill: str = "zeros") -> jnp.ndarray:
     """TSM on `[N·D, H, W, C]` (segments of `D = frame_depth` consecutive frames).
 
     Within each segment, channels `[0, C//3)` take the next frame's values, `[C//3, 2·(C//3))`
-    the previous frame's, the rest stay; the missing end frames are zeros.
+    the previous frame's, the rest stay. The frame missing at the segment's end (start) is
+    zeros (`fill="zeros"`, MTTS-CAN) or a copy of the segment's own last (first) frame
+    (`fill="edge"`, open-rppg).
     """
     nd, h, w, c = x.shape
     if nd % frame_depth:
         raise ValueError(f"temporal_shift: {nd} frames are not a multiple of {frame_depth}")
+    if fill not in SHIFT_FILLS:
+        raise ValueError(f"temporal_shift: fill must be one of {SHIFT_FILLS}, got {fill!r}")
     fold = c // 3
     x = x.reshape(nd // frame_depth, frame_depth, h, w, c)
-    zeros = jnp.zeros_like(x[:, :1, ..., :fold])
-    left = jnp.concatenate([x[:, 1:, ..., :fold], zeros], axis=1)
-    right = jnp.concatenate([zeros, x[:, :-1, ..., fold:2 * fold]], axis=1)
+    nxt, prev = x[..., :fold], x[..., fold:2 * fold]
+    if fill == "zeros":
+        last, first = jnp.zeros_like(nxt[:, :1]), jnp.zeros_like(prev[:, :1])
+    else:
+        last, first = nxt[:, -1:], prev[:, :1]
+    left = jnp.concatenate([nxt[:, 1:], last], axis=1)
+    right = jnp.concatenate([first, prev[:, :-1]], axis=1)
     out = jnp.concatenate([left, right, x[..., 2 * fold:]], axis=-1)
     return out.reshape(nd, h, w, c)
 
@@ -89,6 +105,7 @@ class CANBlock(nn.Module):
     pool: int
     dropout: float
     conv_impl: str
+    shift_fill: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
@@ -102,9 +119,9 @@ class CANBlock(nn.Module):
     def __call__(self, motion, appearance, *, train: bool):
         k, f = self.kernel_size, self.filters
         m = jnp.tanh(self._conv(f, k, "SAME", "motion_same")(
-            temporal_shift(motion, self.frame_depth)))
+            temporal_shift(motion, self.frame_depth, self.shift_fill)))
         m = jnp.tanh(self._conv(f, k, "VALID", "motion_valid")(
-            temporal_shift(m, self.frame_depth)))
+            temporal_shift(m, self.frame_depth, self.shift_fill)))
         a = jnp.tanh(self._conv(f, k, "SAME", "appearance_same")(appearance))
         a = jnp.tanh(self._conv(f, k, "VALID", "appearance_valid")(a))
         gate = nn.sigmoid(self._conv(1, 1, "VALID", "gate")(a))
@@ -115,10 +132,12 @@ class CANBlock(nn.Module):
 
 
 class TSCAN(nn.Module):
-    """TS-CAN: `frames [B, T, H, W, 6]` → `{"rppg": [B, T]}` (BVP first derivative, float32).
+    """TS-CAN: `frames [B, T, H, W, 3 or 6]` → `{"rppg": [B, T]}` (BVP first derivative, f32).
 
-    `frames[..., :3]` are the difference-normalised motion frames and `frames[..., 3:]` the
-    standardised appearance frames (`tscan_inputs`); `T` must be a multiple of `frame_depth`
+    3 channels: raw RGB frames (uint8, or float on the 0–255 scale), prepared by the
+    `input_prep` function (motion ‖ appearance, `T` frames kept). 6 channels: inputs prepared
+    beforehand, `frames[..., :3]` the motion and `frames[..., 3:]` the appearance frames
+    (`tscan_inputs`, whatever `input_prep` says). `T` must be a multiple of `frame_depth`
     (the temporal shift works within consecutive segments of `frame_depth` frames). Apply as
     `model.apply(variables, frames, train=False)`; training needs a `dropout` rng.
 
@@ -130,6 +149,8 @@ class TSCAN(nn.Module):
       kernel_size: spatial conv kernel.
       pool: avg-pool size.
       conv_impl: `ienet_jax.models.conv.conv` implementation.
+      shift_fill: the temporal shift's fill at segment ends, "zeros" or "edge".
+      input_prep: `INPUT_PREPS` key preparing raw frames, "toolbox" or "open_rppg".
       dtype: compute dtype (None: the input's); params in `param_dtype`.
     """
 
@@ -140,6 +161,8 @@ class TSCAN(nn.Module):
     kernel_size: int
     pool: int
     conv_impl: str
+    shift_fill: str
+    input_prep: str
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
@@ -161,25 +184,33 @@ class TSCAN(nn.Module):
 
     @nn.compact
     def __call__(self, frames: jnp.ndarray, *, train: bool = False) -> dict[str, jnp.ndarray]:
-        if frames.ndim != 5 or frames.shape[-1] != INPUT_CHANNELS:
+        if frames.ndim != 5 or frames.shape[-1] not in (RAW_CHANNELS, INPUT_CHANNELS):
             raise ValueError(
-                f"TSCAN expects frames [B, T, H, W, {INPUT_CHANNELS}] (motion ++ appearance), "
-                f"got shape {frames.shape}"
+                f"TSCAN expects frames [B, T, H, W, {RAW_CHANNELS}] (raw RGB) or "
+                f"[B, T, H, W, {INPUT_CHANNELS}] (motion ++ appearance), got shape {frames.shape}"
             )
         b, t, h, w, _ = frames.shape
         if t % self.frame_depth:
             raise ValueError(
                 f"TSCAN: clip length {t} is not a multiple of frame_depth={self.frame_depth}"
             )
-        dtype = self.dtype or frames.dtype
         # Shard clips over the batch axis; folding (B, T) keeps each clip's frames together.
         frames = nn.with_logical_constraint(frames, ("batch", "time", "height", "width", None))
+        if frames.shape[-1] == RAW_CHANNELS:  # per-clip statistics, in float32
+            frames = INPUT_PREPS[self.input_prep](frames, num_frames=t)
+        elif self.input_prep != "toolbox":
+            raise ValueError(
+                f"TSCAN with model.input_prep={self.input_prep!r} takes raw RGB frames "
+                f"[B, T, H, W, {RAW_CHANNELS}]; 6-channel inputs are MTTS-CAN's "
+                "(data.normalize='tscan'): use data.normalize='none'")
+        dtype = self.dtype or frames.dtype
         x = frames.astype(dtype).reshape(b * t, h, w, INPUT_CHANNELS)
         motion, appearance = x[..., :3], x[..., 3:]
         for i, filters in enumerate(self.filters):
             motion, appearance = CANBlock(
                 filters, self.frame_depth, self.kernel_size, self.pool, self.dropout[0],
-                self.conv_impl, dtype=dtype, param_dtype=self.param_dtype, name=f"block{i + 1}",
+                self.conv_impl, self.shift_fill, dtype=dtype, param_dtype=self.param_dtype,
+                name=f"block{i + 1}",
             )(motion, appearance, train=train)
         y = motion.reshape(b * t, -1)  # flattened in (H, W, C) order
         y = nn.Dense(
@@ -215,24 +246,27 @@ FIELDS = {
     "pool": (int, lambda v: v >= 1, "an int >= 1"),
     "dtype": (jnp.dtype, lambda v: jnp.issubdtype(v, jnp.floating), "a float dtype"),
     "conv_impl": choice(*IMPLEMENTATIONS),
+    "shift_fill": choice(*SHIFT_FILLS),
+    "input_prep": choice(*INPUT_PREPS),
 }
 
 
 class TSCANContract(ModelContract):
-    """TS-CAN: RGB only, motion ‖ appearance inputs, the BVP's first derivative out."""
+    """TS-CAN: RGB only (raw frames, or motion ‖ appearance from `data.normalize="tscan"`),
+    the BVP's first derivative out."""
 
     name = "tscan"
     derivative = True
     module = TSCAN
 
     def channels(self, model_config) -> tuple[int, ...]:
-        return (INPUT_CHANNELS,)
+        return (RAW_CHANNELS,)  # raw RGB (the parameters do not depend on it)
 
     def inputs(self, batch: dict) -> tuple:
         frames = batch["rgb"]
         if frames.shape[-1] == INPUT_CHANNELS:  # already TS-CAN inputs (data.normalize="tscan")
             return (frames.astype(jnp.float32),)
-        return (tscan_inputs(frames, num_frames=frames.shape[1]),)
+        return (frames,)  # raw frames: the module applies its `model.input_prep`
 
     def label(self, batch: dict):
         bvp = batch["bvp"].astype(jnp.float32)
@@ -242,8 +276,12 @@ class TSCANContract(ModelContract):
         return tscan_label(bvp, num_samples=bvp.shape[-1])
 
     def convert(self, state_dict: dict, model_config) -> dict:
-        from ienet_jax.convert.tscan import tscan_variables
+        """Flax variables from a PyTorch reference state dict or open-rppg's Keras weights
+        (`{h5 path: array}`, recognised by their `…/vars/N` paths)."""
+        from ienet_jax.convert.tscan import is_keras, keras_tscan_variables, tscan_variables
 
+        if is_keras(state_dict):
+            return keras_tscan_variables(state_dict, model_config)
         return tscan_variables(state_dict, model_config)
 
 
