@@ -27,7 +27,8 @@ import ml_collections
 VARIANTS = {
     "reference": {},
     "toolbox": dict(frame_size=72),
-    "open_rppg": dict(clip_length=160, frame_depth=20, shift_fill="edge", input_prep="open_rppg"),
+    "open_rppg": dict(clip_length=160, frame_depth=20, shift_fill="edge", input_prep="open_rppg",
+                      input_fps=30.0),
     "tiny": dict(frame_size=12, frame_depth=4, clip_length=8, filters=(4, 8), hidden=16),
 }
 
@@ -48,6 +49,7 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
     cfg.conv_impl = "auto"  # "taps" on CPU, "xla" elsewhere
     cfg.shift_fill = "zeros"  # temporal shift's segment-end fill: "zeros" (MTTS-CAN) or "edge"
     cfg.input_prep = "toolbox"  # raw frames → inputs: "toolbox" (MTTS-CAN) or "open_rppg"
+    cfg.input_fps = 0.0  # rate the weights were trained at (evaluate/predict resample); 0: data's
     if variant not in VARIANTS:
         raise ValueError(f"configs/tscan.py: variant must be one of {tuple(VARIANTS)}, got "
                          f"{variant!r}")

@@ -10,6 +10,7 @@ import pytest
 
 from configs import tscan as tscan_configs
 from ienet_jax import convert
+from ienet_jax.convert.keras_h5 import read_weights_h5
 from ienet_jax.convert.tscan import keras_tscan_variables, tscan_variables
 from ienet_jax.eval.inference import ClipModel
 from ienet_jax.models.tscan import TSCAN
@@ -91,22 +92,11 @@ def test_missing_and_misshapen_keys(state_dict):
 # --- open-rppg 0.1.1's Keras TS-CAN (real-data weights, golden outputs of the Keras model) ---
 
 
-def _read_h5(path):
-    """`{h5 path: float32 array}` of a Keras `.weights.h5` file."""
-    import h5py
-
-    weights = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: weights.__setitem__(name, np.asarray(obj, np.float32))
-                     if isinstance(obj, h5py.Dataset) else None)
-    return weights
-
-
 @pytest.fixture(scope="module", params=["pure", "rlap"])
 def open_rppg(request, golden_dir):
     """`(weights, golden npz)` of TSCAN.pure / TSCAN.rlap."""
     root = golden_dir / "open_rppg"
-    weights = _read_h5(root / "weights" / f"TSCAN.{request.param}.weights.h5")
+    weights = read_weights_h5(root / "weights" / f"TSCAN.{request.param}.weights.h5")
     return weights, dict(np.load(root / f"tscan_{request.param}.npz"))
 
 
@@ -149,3 +139,22 @@ def test_keras_key_errors(open_rppg):
     cfg.frame_size = 72
     with pytest.raises(ValueError, match="inner/d/layers/dense/vars/0.*model.frame_size=72"):
         keras_tscan_variables(weights, cfg)
+
+
+def test_a_converted_dir_from_before_the_new_keys_loads_as_before(state_dict, tmp_path):
+    """A `model_config.json` written before `shift_fill` / `input_prep` / `input_fps`
+    existed loads with the values that reproduce it (zeros, toolbox, the data's rate)."""
+    from ienet_jax.eval import inference
+
+    cfg = _config()
+    convert.save_converted(tmp_path, tscan_variables(state_dict, cfg), cfg)
+    saved = json.loads((tmp_path / "model_config.json").read_text())
+    for key in ("shift_fill", "input_prep", "input_fps"):
+        del saved[key]
+    (tmp_path / "model_config.json").write_text(json.dumps(saved))
+    loaded = inference.load_model_config(tmp_path)
+    assert (loaded.shift_fill, loaded.input_prep, loaded.input_fps) == ("zeros", "toolbox", 0.0)
+    frames = np.random.default_rng(0).integers(0, 256, (1, 20, 36, 36, 3), np.uint8)
+    np.testing.assert_array_equal(inference.load(tmp_path)(frames, raw=True),
+                                  ClipModel(cfg, tscan_variables(state_dict, cfg))(frames,
+                                                                                    raw=True))

@@ -36,12 +36,13 @@ def load_model_config(checkpoint: str | Path,
     from ienet_jax.convert.checkpoint import MODEL_CONFIG, restore_model_config
 
     if (path / MODEL_CONFIG).is_file():
-        return restore_model_config(path)
+        return contract.upgrade(restore_model_config(path), str(path / MODEL_CONFIG))
     found = find_workdir_config(path)
     if found is None:
         raise ValueError(f"checkpoint {str(path)!r}: no config.json (trainer workdir) or "
                          f"{MODEL_CONFIG} (converted checkpoint) found; pass --config")
-    return ml_collections.ConfigDict(json.loads(found.read_text())["model"])
+    return contract.upgrade(ml_collections.ConfigDict(json.loads(found.read_text())["model"]),
+                            str(found))
 
 
 def load(checkpoint: str | Path, config: ml_collections.ConfigDict | None = None,

@@ -35,6 +35,9 @@ class ModelContract:
     losses: tuple[str, ...] = ("neg_pearson", "spectral", "mse")
 
     module = None  # the flax module class: `build` is its `from_config`
+    # `model` keys added after checkpoints were written, with the value that reproduces
+    # those checkpoints (filled in by `upgrade` when a saved config lacks them)
+    added_keys: dict = {}
 
     def build(self, model_config):
         """The flax module for a `model` section (validated; errors name the key)."""
@@ -97,6 +100,20 @@ def get(model) -> ModelContract:
         names = tuple(dict.fromkeys([*FAMILIES, *_REGISTRY]))
         raise ValueError(f"config key model.name must be one of {names}, got {name!r}")
     return _REGISTRY[name]
+
+
+def upgrade(model_config, where: str):
+    """A saved `model` section with the keys its family added since (`added_keys`) filled
+    in at the values that reproduce older checkpoints; one log line names them."""
+    from absl import logging
+
+    missing = {k: v for k, v in get(model_config).added_keys.items() if k not in model_config}
+    if missing:
+        with model_config.unlocked():
+            model_config.update(missing)
+        logging.info("%s: model config written before %s existed: using %s", where,
+                     ", ".join(missing), missing)
+    return model_config
 
 
 def check(section, table: dict, prefix: str = "model") -> dict:

@@ -29,7 +29,15 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from ienet_jax.data.tscan_inputs import INPUT_PREPS, tscan_label
-from ienet_jax.models.contract import POSITIVE, ModelContract, check, choice, ints, register
+from ienet_jax.models.contract import (
+    INPUT_FPS,
+    POSITIVE,
+    ModelContract,
+    check,
+    choice,
+    ints,
+    register,
+)
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
 
 INPUT_CHANNELS = 6  # 3 motion + 3 appearance
@@ -178,7 +186,7 @@ class TSCAN(nn.Module):
             raise ValueError(f"config key model.frame_size must be large enough for two "
                              f"conv+pool blocks (kernel {c['kernel_size']}, pool {c['pool']}), "
                              f"got {c['frame_size']}")
-        for key in ("name", "clip_length", "frame_size"):
+        for key in ("name", "clip_length", "frame_size", "input_fps"):
             del c[key]
         return cls(**c)
 
@@ -248,6 +256,7 @@ FIELDS = {
     "conv_impl": choice(*IMPLEMENTATIONS),
     "shift_fill": choice(*SHIFT_FILLS),
     "input_prep": choice(*INPUT_PREPS),
+    "input_fps": INPUT_FPS,
 }
 
 
@@ -258,6 +267,7 @@ class TSCANContract(ModelContract):
     name = "tscan"
     derivative = True
     module = TSCAN
+    added_keys = {"shift_fill": "zeros", "input_prep": "toolbox", "input_fps": 0.0}
 
     def channels(self, model_config) -> tuple[int, ...]:
         return (RAW_CHANNELS,)  # raw RGB (the parameters do not depend on it)
