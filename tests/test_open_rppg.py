@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +123,36 @@ def test_a_mismatched_file_is_named(open_rppg_dir, tmp_path):
                 folder / "physnet.pure.weights.h5")
     with pytest.raises(ValueError, match=r"physnet\.pure\.weights\.h5: .*ConvBlock1"):
         open_rppg.import_weights("physnet.pure", folder, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_converted_weights(open_rppg_dir, tmp_path):
+    """`train.init_from` takes a converted open-rppg directory: one step of the real
+    trainer moves the weights by at most the learning rate's reach, not from scratch."""
+    import os
+    import subprocess
+    import sys
+
+    from ienet_jax.convert.checkpoint import restore_converted
+    from ienet_jax.train.checkpoint import load_variables
+
+    converted = open_rppg.import_weights("physnet.pure", open_rppg_dir / "weights",
+                                         tmp_path / "physnet_pure")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "ienet_jax.main", "--config=configs/physnet.py:open_rppg",
+         f"--workdir={tmp_path / 'run'}", f"--config.train.init_from={converted}",
+         "--config.train.num_steps=1", "--config.train.batch_size=1",
+         "--config.checkpoint.every_steps=1", "--config.eval.every_steps=0",
+         "--config.logging.tensorboard=False"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    before = restore_converted(converted)["params"]
+    after = load_variables(tmp_path / "run")["params"]
+    import jax
+
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))),
+                                         before, after))
+    assert 0 < max(diffs) <= 1.5e-3, max(diffs)  # Adam, lr 1e-3: one step moves ≤ lr
