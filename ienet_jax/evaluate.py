@@ -135,7 +135,8 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
             if model is not None:
                 times = np.arange(len(sub["rgb"])) / float(sub["fps"])
                 pending.append(dict(index=len(records) - 1, series=series.Series(
-                    sub["rgb"], times, sub.get("nir") if model.needs_nir else None, where)))
+                    sub["rgb"], times, sub.get("nir") if model.needs_nir else None, where,
+                    box_scale)))
                 if len(pending) == model.batch_size:
                     flush()
     flush()

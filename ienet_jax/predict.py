@@ -182,7 +182,8 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
             raise ValueError("the model (IENet) needs a NIR video: pass --nir, or use "
                              "--method pos|chrom")
     if box_scale is None:
-        box_scale = training_box_scale(checkpoint) if model is not None else DEFAULT_BOX_SCALE
+        box_scale = ((model.box_scale or training_box_scale(checkpoint)) if model is not None
+                     else DEFAULT_BOX_SCALE)
     if box_scale < 1.0:
         raise ValueError(f"--box_scale must be >= 1 (crop side / face box side), got {box_scale}")
     fv = read_face_video(video, nir, size, box_scale, fps=fps, timestamps=timestamps,

@@ -12,8 +12,9 @@ class FrameMeanModel:
     """A stand-in ClipModel whose 'pulse' is each frame's mean value: windows, resizing and
     resampling must give back the frames' own means at their own times."""
 
-    def __init__(self, clip_length=16, frame_size=8, input_fps=None):
+    def __init__(self, clip_length=16, frame_size=8, input_fps=None, box_scale=None):
         self.clip_length, self.frame_size, self.input_fps = clip_length, frame_size, input_fps
+        self.box_scale = box_scale
         self.needs_nir = False
         self.calls = []
 
@@ -81,3 +82,16 @@ def test_a_series_shorter_than_the_clip_is_an_error_naming_the_key():
     model = FrameMeanModel()
     with pytest.raises(ValueError, match=r"video: 10 frames .* model.clip_length=16"):
         series.run_series(model, [series.Series(_frames(np.arange(10), 8), np.arange(10) / 30)])
+
+
+def test_wider_crops_are_cut_to_the_models_box_scale():
+    """Crops of 1.5 × the face box, a model trained on 1.0 ×: it sees the central 2/3."""
+    model = FrameMeanModel(clip_length=16, frame_size=8, box_scale=1.0)
+    frames = np.zeros((16, 24, 24, 3), np.uint8)
+    frames[:, 4:20, 4:20] = 200  # the central 16 px of 24: the face box
+    (out,) = series.run_series(model, [series.Series(frames, np.arange(16) / 30,
+                                                     box_scale=1.5)])
+    np.testing.assert_allclose(out.pulse, 200)
+    (wide,) = series.run_series(FrameMeanModel(), [series.Series(frames, np.arange(16) / 30,
+                                                                 box_scale=1.5)])
+    assert np.all(wide.pulse < 100)  # no model scale: the whole crop

@@ -69,6 +69,7 @@ class ClipModel:
         self.has_fee = self.contract.has_hr(model_config)
         self.derivative = self.contract.derivative  # e.g. TS-CAN: the BVP's derivative
         self.input_fps = self.contract.input_fps(model_config)  # None: the data's own rate
+        self.box_scale = self.contract.box_scale(model_config)  # None: as the data's crops
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

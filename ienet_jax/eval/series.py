@@ -2,7 +2,10 @@
 
 `run_series(model, series)` runs a `ClipModel` on each `Series` (uint8 frames `[N, H, W, C]`
 and their times in seconds) and gives the model's pulse at the series' own frame times:
-1. frames of another size than `model.frame_size` are resized (area interpolation);
+1. frames cut wider around the face than the model's own crops (`model.box_scale`, e.g.
+   open-rppg's networks: about the face box itself; the converter cuts 1.5 × the box) are
+   cropped to the model's scale about their centre; frames of another size than
+   `model.frame_size` are resized (area interpolation);
 2. a model with its own input rate (`model.input_fps`, e.g. open-rppg's networks, trained
    at 30 fps) gets frames on a uniform grid at that rate over the series' span, each
    interpolated linearly between its two neighbours in time; otherwise the frames are used
@@ -35,6 +38,7 @@ class Series:
     times: np.ndarray               # [N] s, increasing
     nir: np.ndarray | None = None   # [N, H, W, 1] uint8 (paired with rgb)
     where: str = "video"
+    box_scale: float | None = None  # crop side / face box side of the frames, if known
 
 
 @dataclasses.dataclass
@@ -72,18 +76,37 @@ def resample_frames(frames: np.ndarray, times: np.ndarray, new_times: np.ndarray
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
+def centre_crop(frames: np.ndarray, fraction: float) -> np.ndarray:
+    """The central `fraction` of each frame's side, `[N, H, W, C]`."""
+    h, w = frames.shape[1:3]
+    ch, cw = max(1, int(round(h * fraction))), max(1, int(round(w * fraction)))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return frames[:, top:top + ch, left:left + cw]
+
+
 def _model_frames(model, s: Series) -> tuple:
     """(rgb, nir, their times, rate, resampled) as the model takes them (steps 1-2)."""
     times = np.asarray(s.times, np.float64)
     if len(times) != len(s.rgb):
         raise ValueError(f"{s.where}: {len(s.rgb)} frames but {len(times)} frame times")
-    if s.rgb.shape[1:3] != (model.frame_size,) * 2:
+    rgb, nir = s.rgb, s.nir if model.needs_nir else None
+    want = model.box_scale
+    if want and s.box_scale and abs(want / s.box_scale - 1) > 1e-3:
+        if want > s.box_scale:
+            logging.log_first_n(logging.WARNING, "%s: crops of %.2f × the face box are "
+                                "tighter than the model's model.box_scale=%.2f", 1, s.where,
+                                s.box_scale, want)
+        else:
+            logging.log_first_n(logging.INFO, "%s: crops of %.2f × the face box cut to the "
+                                "model's model.box_scale=%.2f", 1, s.where, s.box_scale, want)
+            rgb = centre_crop(rgb, want / s.box_scale)
+            nir = None if nir is None else centre_crop(nir, want / s.box_scale)
+    if rgb.shape[1:3] != (model.frame_size,) * 2:
         logging.log_first_n(logging.INFO, "%s: frames of %s px resized to the model's "
-                            "model.frame_size=%d", 1, s.where, s.rgb.shape[1:3],
+                            "model.frame_size=%d", 1, s.where, rgb.shape[1:3],
                             model.frame_size)
-    rgb = resize_frames(s.rgb, model.frame_size)
-    nir = None if s.nir is None or not model.needs_nir else resize_frames(s.nir,
-                                                                          model.frame_size)
+    rgb = resize_frames(rgb, model.frame_size)
+    nir = None if nir is None else resize_frames(nir, model.frame_size)
     fps = mean_rate(times)
     target = model.input_fps
     if target and abs(fps / target - 1) > RATE_TOLERANCE:

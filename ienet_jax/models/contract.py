@@ -78,6 +78,12 @@ class ModelContract:
         rate = float(model_config.input_fps) if "input_fps" in model_config else 0.0
         return rate or None
 
+    def box_scale(self, model_config) -> float | None:
+        """Crop side / face box side of the model's training crops (`model.box_scale`; 0
+        or no such key: None, as the data). Evaluate and predict crop frames to it."""
+        scale = float(model_config.box_scale) if "box_scale" in model_config else 0.0
+        return scale or None
+
     def has_hr(self, model_config) -> bool:  # outputs hold an `hr` `[B]` bpm (FEE head)
         return False
 
@@ -156,3 +162,5 @@ POSITIVE = (int, lambda v: v > 0, "a positive int")
 FLAG = (bool, lambda v: True, "a bool")
 # model.input_fps: the rate the model was trained at (evaluate/predict resample to it)
 INPUT_FPS = (float, lambda v: v >= 0, "a frame rate in Hz (0: the data's own rate)")
+# model.box_scale: crop side / face box side of its training crops (evaluate/predict crop)
+BOX_SCALE = (float, lambda v: v == 0 or v >= 0.5, "0 (as the data) or a crop/box ratio >= 0.5")

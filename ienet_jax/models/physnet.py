@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from ienet_jax.models.contract import (
+    BOX_SCALE,
     INPUT_FPS,
     POSITIVE,
     ModelContract,
@@ -81,7 +82,8 @@ class PhysNet(nn.Module):
         if c["frame_size"] < 2 ** SPACE_POOLS:
             raise ValueError(f"config key model.frame_size must be at least {2 ** SPACE_POOLS} "
                              f"(four spatial pools leave 1 pixel), got {c['frame_size']}")
-        for key in ("name", "clip_length", "frame_size", "input_fps"):
+        for key in ("name", "clip_length", "frame_size", "input_fps",
+                    "box_scale"):
             del c[key]
         return cls(**c)
 
@@ -144,6 +146,7 @@ FIELDS = {
     "dtype": (jnp.dtype, lambda v: jnp.issubdtype(v, jnp.floating), "a float dtype"),
     "conv_impl": choice(*IMPLEMENTATIONS),
     "input_fps": INPUT_FPS,
+    "box_scale": BOX_SCALE,
 }
 
 

@@ -30,6 +30,7 @@ from flax import linen as nn
 
 from ienet_jax.data.tscan_inputs import INPUT_PREPS, tscan_label
 from ienet_jax.models.contract import (
+    BOX_SCALE,
     INPUT_FPS,
     POSITIVE,
     ModelContract,
@@ -186,7 +187,8 @@ class TSCAN(nn.Module):
             raise ValueError(f"config key model.frame_size must be large enough for two "
                              f"conv+pool blocks (kernel {c['kernel_size']}, pool {c['pool']}), "
                              f"got {c['frame_size']}")
-        for key in ("name", "clip_length", "frame_size", "input_fps"):
+        for key in ("name", "clip_length", "frame_size", "input_fps",
+                    "box_scale"):
             del c[key]
         return cls(**c)
 
@@ -257,6 +259,7 @@ FIELDS = {
     "shift_fill": choice(*SHIFT_FILLS),
     "input_prep": choice(*INPUT_PREPS),
     "input_fps": INPUT_FPS,
+    "box_scale": BOX_SCALE,
 }
 
 
@@ -267,7 +270,8 @@ class TSCANContract(ModelContract):
     name = "tscan"
     derivative = True
     module = TSCAN
-    added_keys = {"shift_fill": "zeros", "input_prep": "toolbox", "input_fps": 0.0}
+    added_keys = {"shift_fill": "zeros", "input_prep": "toolbox", "input_fps": 0.0,
+                  "box_scale": 0.0}
 
     def channels(self, model_config) -> tuple[int, ...]:
         return (RAW_CHANNELS,)  # raw RGB (the parameters do not depend on it)
