@@ -247,7 +247,7 @@ def test_readme_chain_runs_as_written(tmp_path, request):
             continue
         argv = with_flags(command.split(), entry.flags)
         argv = [*argv, *entry.extra]
-        if "ienet_jax.convert" in command:
+        if "ienet_jax.convert --checkpoint" in command:  # a reference PyTorch checkpoint
             state_dict = reference_state_dict(request.getfixturevalue("golden_dir"),
                                               request.getfixturevalue("det_init"))
             if importlib.util.find_spec("torch") is not None:
@@ -264,7 +264,7 @@ def test_readme_chain_runs_as_written(tmp_path, request):
                 tmp_path, request.getfixturevalue("golden_dir")))])
         out = run(argv, tmp_path)
         assert (tmp_path / entry.done).exists(), (command, out.stdout[-2000:])
-        if "ienet_jax.evaluate" in command:
+        if "ienet_jax.evaluate --config" in command:
             metrics = json.loads((tmp_path / entry.done).read_text())
             assert metrics["evaluation"]["data_dir"] == "clips"  # the run's own clips
         if "data_prep convert" in command:
