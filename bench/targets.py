@@ -19,6 +19,7 @@ try to open a local GPU or TPU.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 # "v5e:4x4", "v5p:2x4x4", "h100:1x2x8"
@@ -105,6 +106,11 @@ dnn_version_info { major: 9 minor: 8 patch: 0 }
 device_description_str: "NVIDIA H100 80GB HBM3"
 """
 GPU_TARGET_CONFIGS = {"h100": H100_TARGET_CONFIG}
+# XLA:GPU 0.10.2 compiling without a GPU fails on the IENet step ("Couldn't find output tile
+# sizes that satisfy hlo: dot …" for Triton GEMM fusions of small f32 attention matmuls; no
+# autotuner can run): its GEMMs go to cuBLAS instead. FLOPs are the same; the fusions (and
+# so the temporaries) may differ a little from a compile on a real H100.
+GPU_COMPILER_OPTIONS = {"xla_gpu_enable_triton_gemm": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +125,11 @@ class Target:
     def hosts(self) -> int:
         """Hosts the topology spans (GPU: slices × hosts; TPU: not modelled, 1)."""
         return self.shape[0] * self.shape[1] if self.chip.platform == "gpu" else 1
+
+    @property
+    def compiler_options(self) -> dict:
+        """XLA options for compiling on this machine for the target (see above)."""
+        return dict(GPU_COMPILER_OPTIONS) if self.chip.platform == "gpu" else {}
 
     @property
     def interconnect_bytes_per_s(self) -> float:
@@ -151,6 +162,8 @@ def devices(target: Target) -> list:
     key = target.name.split(":")[0]
     shape = "x".join(map(str, target.shape))
     if target.chip.platform == "tpu":
+        # compile-only: several processes may load libtpu at once (else /tmp/libtpu_lockfile)
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
         extra = {"chip_config_name": "megacore"} if key == "v4" else {}
         topo = topologies.get_topology_desc(topology_name=target.name, platform="tpu",
                                             **extra)

@@ -22,8 +22,11 @@ bytes / HBM bandwidth, collective wire bytes / interconnect bandwidth) with the 
 figures of `bench.targets.CHIPS`, the bound that sets it, and the clips/s and model-FLOP
 utilisation it implies. On GPUs XLA's cost analysis of the compiled step is unavailable or
 counts cuDNN convolutions as 0 FLOPs: FLOPs there are those of the unpartitioned step
-divided by the device count (`flops_source` says which). The roofline is a lower bound on
-the step time: it ignores overlap limits, kernel efficiency and input feeding.
+divided by the device count (`flops_source` says which), and GEMMs are compiled for
+cuBLAS (`bench.targets.GPU_COMPILER_OPTIONS`: XLA's Triton GEMMs fail without a GPU).
+The roofline is a lower bound on the step time: it ignores overlap limits, kernel
+efficiency and input feeding. A preset batch the data-parallel devices do not divide is
+raised to their next multiple (logged; `global_batch` is what was compiled).
 """
 
 from __future__ import annotations
@@ -63,6 +66,23 @@ def abstract_batch(config: ml_collections.ConfigDict, sharding: NamedSharding) -
             for k, v in clip.items() if k in inputs.DEVICE_FIELDS}
 
 
+def fit_batch(config: ml_collections.ConfigDict, mesh) -> ml_collections.ConfigDict:
+    """`config`, or a copy whose `train.batch_size` is raised to the next multiple of the
+    mesh's data-parallel ways (logged): a preset's batch (IENet stage 1: 2) cannot be split
+    over a pod; pass `--config.train.batch_size` to choose."""
+    from ienet_jax.parallel.strategies import data_axes
+
+    ways = int(np.prod([mesh.shape[a] for a in data_axes(mesh)]))
+    batch = int(config.train.batch_size)
+    if batch % ways == 0:
+        return config
+    fitted = ml_collections.ConfigDict(config.to_dict())  # train.batch_size drives the rest
+    fitted.train.batch_size = -(-batch // ways) * ways
+    logging.warning("train.batch_size=%d is not a multiple of the %d data-parallel devices: "
+                    "compiling global batch %d", batch, ways, fitted.train.batch_size)
+    return fitted
+
+
 @dataclasses.dataclass
 class Lowered:
     """The trainer's train step lowered for a device list, with what sizes it."""
@@ -98,6 +118,7 @@ def lower_train_step(config: ml_collections.ConfigDict, devices) -> Lowered:
     mesh = create_mesh(config.mesh, devices)
     rules = param_rules(config.mesh, mesh)
     act_rules = activation_rules(config.mesh, mesh, axes.ALL)
+    config = fit_batch(config, mesh)
     data_sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.train.batch_size)))
     model = build(config.model)
     weights = check_weights(config.train.loss, config.model)
@@ -128,7 +149,7 @@ def unpartitioned_cost(lowered) -> dict:
     """XLA's cost analysis of the whole (unpartitioned) step, as the CPU counts it."""
     from jax._src.lib import _jax
 
-    module = lowered.compiler_ir("hlo")
+    module = lowered.compiler_ir("hlo").get_hlo_module()
     cpu = jax.devices("cpu")[0].client
     return dict(_jax.hlo_module_cost_analysis(cpu, module))
 
@@ -152,7 +173,7 @@ def analyse(config: ml_collections.ConfigDict, name: str) -> tuple[dict, str]:
     devices = targets.devices(target)
     low = lower_train_step(config, devices)
     start = time.perf_counter()
-    compiled = low.lowered.compile()
+    compiled = low.lowered.compile(compiler_options=target.compiler_options or None)
     compile_s = time.perf_counter() - start
     n = len(devices)
     mem = compiled.memory_analysis()
