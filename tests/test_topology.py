@@ -1,8 +1,8 @@
 """bench.topology: the trainer's train step compiled for a TPU and a GPU topology, no hardware.
 
 Needs the `aot` extra (libtpu, jax-cuda12-plugin); skipped with the reason without it.
-Four compiles of the tiny IENet (v5e:2x2 and h100:1x1x2, dp and fsdp), 20-300 s each on a
-2-core machine.
+Four compiles of the tiny IENet (v5e:2x2 and h100:1x1x2, dp and fsdp): 20-60 s each on an
+idle 2-core machine, minutes when it is loaded.
 """
 
 import importlib.util
@@ -111,10 +111,8 @@ def test_accelerator_step_uses_native_convolutions(compiled, name):
     config = ienet.get_config("tiny")
     config.train.batch_size = 4
     accelerator = topology.lower_train_step(config, targets.devices(targets.parse(name)))
-    assert "stablehlo.convolution" in accelerator.lowered.as_text()
-    config.mesh.num_devices = 4
-    cpu = topology.lower_train_step(config, jax.devices("cpu"))
-    assert "stablehlo.convolution" not in cpu.lowered.as_text()
+    assert jax.default_backend() == "cpu"
+    assert "stablehlo.convolution" in accelerator.lowered.as_text()  # (CPU: tests/test_models_conv)
     _, text = compiled(name, "dp")
     assert " while(" not in text
     if name == GPU:
