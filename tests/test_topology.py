@@ -72,6 +72,25 @@ ENTRY %main (p: f32[8,4], q: bf16[2,16]) -> f32[2,4] {
     assert hlo.wire_bytes(found) == 128 + 384 + 2 * 128
 
 
+def test_roofline_and_batch_fitting():
+    import jax
+
+    from bench import topology
+    from configs import ienet
+    from ienet_jax.parallel.mesh import create_mesh
+
+    v5e = targets.parse("v5e:4x4")
+    roof = topology.roofline(197e12, 819e9 * 2, 400e9 * 0.5, v5e, "float32")
+    assert roof["bound"] == "memory" and roof["step_time_estimate_s"] == pytest.approx(2.0)
+    assert roof["compute_time_s"] == pytest.approx(1.0)
+    config = ienet.get_config("tiny")  # stage-1 preset: global batch 2
+    mesh = create_mesh(config.mesh, jax.devices("cpu")[:8])
+    assert topology.fit_batch(config, mesh).train.batch_size == 8
+    assert config.train.batch_size == 2  # the caller's config is left alone
+    config.train.batch_size = 16
+    assert topology.fit_batch(config, mesh) is config
+
+
 @needs_aot
 @pytest.mark.parametrize("name, fsdp_ways", [(TPU, 4), (GPU, 2)])
 def test_fsdp_divides_state_and_gathers(compiled, name, fsdp_ways):
