@@ -257,13 +257,13 @@ def main(argv) -> None:
         rows.append(analyse(config, name)[0])
         print(format_table(rows[-1:]).splitlines()[-1] if len(rows) > 1
               else format_table(rows), flush=True)
+        if _JSON.value:  # after each row: a long run keeps what it has compiled
+            Path(_JSON.value).write_text(json.dumps(rows, indent=2) + "\n")
     for r in rows:
         if not r["flops_source"].startswith("compiled"):
             print(f"{r['topology']}: FLOPs and bytes accessed from the {r['flops_source']} "
                   "(XLA:GPU's compiled cost analysis is unavailable)")
     print("chip figures: " + "; ".join(sorted({r["chip_source"] for r in rows})))
-    if _JSON.value:
-        Path(_JSON.value).write_text(json.dumps(rows, indent=2) + "\n")
 
 
 def run() -> None:
