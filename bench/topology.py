@@ -22,8 +22,10 @@ bytes / HBM bandwidth, collective wire bytes / interconnect bandwidth) with the 
 figures of `bench.targets.CHIPS`, the bound that sets it, and the clips/s and model-FLOP
 utilisation it implies. On GPUs XLA's cost analysis of the compiled step is unavailable or
 counts cuDNN convolutions as 0 FLOPs: FLOPs there are those of the unpartitioned step
-divided by the device count (`flops_source` says which), and GEMMs are compiled for
-cuBLAS (`bench.targets.GPU_COMPILER_OPTIONS`: XLA's Triton GEMMs fail without a GPU).
+divided by the device count (`flops_source` says which; its bytes accessed, counted before
+fusion, over-estimate the HBM traffic, so a GPU "memory" bound is pessimistic), and GEMMs
+are compiled for cuBLAS (`bench.targets.GPU_COMPILER_OPTIONS`: XLA's Triton GEMMs fail
+without a GPU).
 The roofline is a lower bound on the step time: it ignores overlap limits, kernel
 efficiency and input feeding. A preset batch the data-parallel devices do not divide is
 raised to their next multiple (logged; `global_batch` is what was compiled).
