@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import linen as nn
 from jax.sharding import NamedSharding
 
 
@@ -76,13 +75,12 @@ def measure(name: str, step, args: tuple, repeats: int, count_step=None) -> dict
     from `count_step` (the same step over unrolled "taps" convolutions, lowered but not
     compiled) if given: XLA counts a `lax.scan` body once.
     """
-    with jax.set_mesh(step.mesh), nn.logical_axis_rules(step.activation_rules):
-        start = time.perf_counter()
-        compiled = step.jitted.lower(*args).compile()
-        compile_s = time.perf_counter() - start
-        flops = flops_of(compiled)
-        if count_step is not None:
-            flops = flops_of(count_step.jitted.lower(*args))
+    start = time.perf_counter()
+    compiled = step.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    flops = flops_of(compiled)
+    if count_step is not None:
+        flops = flops_of(count_step.lower(*args))
     donates = name == "train step"
     args = list(args)
 

@@ -20,7 +20,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ienet_jax.models import contract
+from ienet_jax.models import contract, conv
 from ienet_jax.parallel import distributed
 from ienet_jax.train import objectives
 from ienet_jax.train.state import TrainState
@@ -84,22 +84,39 @@ def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
 
 
 class Compiled:
-    """A step function jitted once with shardings, called under the mesh and the activation
-    rules (so that `nn.with_logical_constraint` in the models takes effect)."""
+    """A step function jitted once with shardings, traced under the mesh, the activation
+    rules (so that `nn.with_logical_constraint` in the models takes effect) and the mesh's
+    platform as the convolutions' target (`ienet_jax.models.conv.target_platform`: a mesh of
+    TPU or GPU devices gets XLA's convolutions even in a CPU-only process).
+
+    `lower(*args)` lowers for `args` (arrays or `ShapeDtypeStruct`s with shardings) without
+    running: `.compile()` it for ahead-of-time analysis (`bench.topology`)."""
 
     def __init__(self, fn, mesh: Mesh, activation_rules, *, in_shardings, out_shardings,
                  donate_argnums=()):
         self.mesh = mesh
         self.activation_rules = activation_rules
+        self.platform = mesh.devices.flat[0].platform
         self.jitted = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
                               donate_argnums=donate_argnums)
         self._name = getattr(fn, "__name__", "step")
         self._aligned = False
 
-    def __call__(self, *args):
+    @contextlib.contextmanager
+    def context(self):
+        """The mesh, activation rules and convolution target the step is traced under."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(jax.set_mesh(self.mesh))
             stack.enter_context(nn.logical_axis_rules(self.activation_rules))
+            stack.enter_context(conv.target_platform(self.platform))
+            yield
+
+    def lower(self, *args):
+        with self.context():
+            return self.jitted.lower(*args)
+
+    def __call__(self, *args):
+        with self.context():
             if not self._aligned and jax.process_count() > 1:
                 # Compile, then wait for the other processes before the first run: their
                 # compile times differ, and on CPU (gloo) all processes must reach a new

@@ -1,0 +1,105 @@
+"""Collectives in an optimised HLO module (`compiled.as_text()`): count and bytes by kind.
+
+Kinds: `all-gather`, `reduce-scatter`, `all-reduce`, `all-to-all`, `collective-permute`.
+Spellings by back-end: plain ops (`all-reduce(`), async pairs on GPU (`all-gather-start(`
+… `-done`: the `-start` is counted, once), and on TPU reduce-scatters appear as fusions
+calling a computation named `all-reduce-scatter…` (counted as `reduce-scatter`; the
+`all-reduce` ops inside such a computation are its body, not separate collectives).
+Bytes of one collective: its larger side, i.e. the gathered result of an all-gather, the
+reduced input of a reduce-scatter, the buffer of an all-reduce / all-to-all / permute.
+
+The counts are static (instructions in the module): a collective inside a loop body
+counts once whatever the trip count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+KINDS = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
+# Wire bytes per byte of a collective, ring algorithm on n → ∞ devices: an all-reduce is a
+# reduce-scatter then an all-gather (2×); the others move each byte once.
+WIRE_FACTOR = {"all-gather": 1.0, "reduce-scatter": 1.0, "all-reduce": 2.0,
+               "all-to-all": 1.0, "collective-permute": 1.0}
+
+_ITEMSIZE = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4,
+             "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16,
+             "f8e4m3fn": 1, "f8e5m2": 1, "s4": 1, "u4": 1}
+_SHAPE = re.compile(r"\b(" + "|".join(_ITEMSIZE) + r")\[([0-9,]*)\]")
+# `[ROOT] %name = TYPE op(operands), attributes`; TYPE may be a tuple `(f32[..], f32[..])`
+_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%(?P<name>[\w.\-]+)\s*=\s*(?P<type>.+?)\s+"
+                    r"(?P<op>[a-z][\w\-]*)\((?P<rest>.*)$")
+# `%name (params) -> type {` or `ENTRY %name ...{`
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%(?P<name>[\w.\-]+)\s*[({]")
+_OPERAND = re.compile(r"%([\w.\-]+)")
+
+
+@dataclasses.dataclass
+class Collective:
+    count: int = 0
+    bytes: int = 0
+
+
+def _bytes(text: str) -> int:
+    total = 0
+    for dtype, dims in _SHAPE.findall(text):
+        size = 1
+        for d in filter(None, dims.split(",")):
+            size *= int(d)
+        total += size * _ITEMSIZE[dtype]
+    return total
+
+
+def _kind(op: str, rest: str) -> str | None:
+    base = op[:-len("-start")] if op.endswith("-start") else op
+    if base in KINDS:
+        return base
+    if op == "fusion" and re.search(r"calls=%all-reduce-scatter", rest):
+        return "reduce-scatter"
+    return None
+
+
+def _operands(rest: str) -> list[str]:
+    depth, end = 1, len(rest)
+    for i, ch in enumerate(rest):  # the operand list ends at the matching parenthesis
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            end = i
+            break
+    return _OPERAND.findall(rest[:end])
+
+
+def collectives(hlo_text: str) -> dict[str, Collective]:
+    """`{kind: Collective(count, bytes)}` for every kind in `KINDS` (zeros included)."""
+    lines = hlo_text.splitlines()
+    types = {}
+    for line in lines:
+        m = _INSTR.match(line)
+        if m:
+            types[m.group("name")] = _bytes(m.group("type"))
+    out = {k: Collective() for k in KINDS}
+    computation = ""
+    for line in lines:
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group("name")
+            continue
+        m = _INSTR.match(line)
+        if not m or computation.startswith("all-reduce-scatter"):
+            continue  # (the body of a TPU reduce-scatter fusion: counted at its call)
+        kind = _kind(m.group("op"), m.group("rest"))
+        if kind is None:
+            continue
+        result = types[m.group("name")]
+        inputs = sum(types.get(o, 0) for o in _operands(m.group("rest")))
+        if m.group("op").endswith("-start"):  # its type holds the operands and the results
+            result = max(result - inputs, 0)
+        out[kind].count += 1
+        out[kind].bytes += max(result, inputs)
+    return out
+
+
+def wire_bytes(found: dict[str, Collective]) -> float:
+    """Bytes each device sends for `found`'s collectives (ring estimate, `WIRE_FACTOR`)."""
+    return sum(WIRE_FACTOR[k] * c.bytes for k, c in found.items())

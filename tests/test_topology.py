@@ -1,0 +1,138 @@
+"""bench.topology: the trainer's train step compiled for a TPU and a GPU topology, no hardware.
+
+Needs the `aot` extra (libtpu, jax-cuda12-plugin); skipped with the reason without it.
+Four compiles of the tiny IENet (v5e:2x2 and h100:1x1x2, dp and fsdp): 20-60 s each on an
+idle 2-core machine, minutes when it is loaded.
+"""
+
+import importlib.util
+
+import pytest
+
+from bench import hlo, targets
+
+pytestmark = pytest.mark.slow
+
+_MISSING = [name for name in ("libtpu", "jax_cuda12_plugin")
+            if importlib.util.find_spec(name) is None]
+needs_aot = pytest.mark.skipif(bool(_MISSING), reason=f"the aot extra is not installed "
+                               f"(missing {', '.join(_MISSING)}): pip install -e '.[aot]'")
+
+TPU, GPU = "v5e:2x2", "h100:1x1x2"
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """`{(topology, strategy): (row, hlo_text)}`, compiled on first use."""
+    from bench import topology
+    from configs import ienet
+
+    cache = {}
+
+    def get(name, strategy):
+        if (name, strategy) not in cache:
+            config = ienet.get_config("tiny")
+            config.mesh.strategy = strategy
+            config.train.batch_size = 4
+            cache[name, strategy] = topology.analyse(config, name)
+        return cache[name, strategy]
+
+    return get
+
+
+def test_parse_names_and_errors():
+    assert targets.parse("v5p:2x4x4").shape == (2, 4, 4)
+    gpu = targets.parse("H100:1x2x8")
+    assert gpu.name == "h100:1x2x8" and gpu.hosts == 2
+    assert gpu.interconnect_bytes_per_s < gpu.chip.interconnect_bytes_per_s  # InfiniBand
+    for bad in ("v5p-64", "a100:1x8", "h100:8"):
+        with pytest.raises(ValueError, match="--topology"):
+            targets.parse(bad)
+
+
+def test_collectives_parse_tpu_and_gpu_spellings():
+    text = """
+%all-reduce-scatter.1 (input_0: f32[8,4]) -> f32[2,4] {
+  %all-reduce.9 = f32[8,4]{1,0} all-reduce(%input_0), to_apply=%add
+}
+ENTRY %main (p: f32[8,4], q: bf16[2,16]) -> f32[2,4] {
+  %p = f32[8,4]{1,0} parameter(0)
+  %q = bf16[2,16]{1,0} parameter(1)
+  %fusion.3 = f32[2,4]{1,0} fusion(%p), kind=kOutput, calls=%all-reduce-scatter.1
+  %all-gather.2 = bf16[8,16]{1,0} all-gather(%q), dimensions={0}
+  %ags = (f32[2,4]{1,0}, f32[8,4]{1,0}) all-gather-start(%fusion.3), dimensions={0}
+  %agd = f32[8,4]{1,0} all-gather-done(%ags)
+  ROOT %ar = f32[8,4]{1,0} all-reduce-start(%agd), to_apply=%add
+}
+"""
+    found = hlo.collectives(text)
+    assert (found["reduce-scatter"].count, found["reduce-scatter"].bytes) == (1, 128)
+    assert (found["all-gather"].count, found["all-gather"].bytes) == (2, 256 + 128)
+    assert (found["all-reduce"].count, found["all-reduce"].bytes) == (1, 128)
+    assert hlo.wire_bytes(found) == 128 + 384 + 2 * 128
+
+
+def test_roofline_and_batch_fitting():
+    import jax
+
+    from bench import topology
+    from configs import ienet
+    from ienet_jax.parallel.mesh import create_mesh
+
+    v5e = targets.parse("v5e:4x4")
+    roof = topology.roofline(197e12, 819e9 * 2, 400e9 * 0.5, v5e, "float32")
+    assert roof["bound"] == "memory" and roof["step_time_estimate_s"] == pytest.approx(2.0)
+    assert roof["compute_time_s"] == pytest.approx(1.0)
+    config = ienet.get_config("tiny")  # stage-1 preset: global batch 2
+    mesh = create_mesh(config.mesh, jax.devices("cpu")[:8])
+    assert topology.fit_batch(config, mesh).train.batch_size == 8
+    assert config.train.batch_size == 2  # the caller's config is left alone
+    config.train.batch_size = 16
+    assert topology.fit_batch(config, mesh) is config
+
+
+@needs_aot
+@pytest.mark.parametrize("name, fsdp_ways", [(TPU, 4), (GPU, 2)])
+def test_fsdp_divides_state_and_gathers(compiled, name, fsdp_ways):
+    dp, dp_text = compiled(name, "dp")
+    fsdp, fsdp_text = compiled(name, "fsdp")
+    for row in (dp, fsdp):
+        assert row["devices"] == fsdp_ways and row["global_batch"] == 4
+        assert 0 < row["bytes_per_device"] < row["device_memory_bytes"]
+        assert row["flops_per_device"] > 0 and row["step_time_estimate_s"] > 0
+    # parameters (and Adam moments) per device fall by the fsdp factor, up to the few
+    # replicated arrays; the compiled program's arguments (state + batch shard) with them
+    ratio = dp["state_bytes_per_device"]["params"] / fsdp["state_bytes_per_device"]["params"]
+    assert 0.85 * fsdp_ways < ratio <= fsdp_ways
+    assert dp["argument_bytes"] / fsdp["argument_bytes"] > 0.75 * fsdp_ways
+    # dp: gradients all-reduced, nothing gathered; fsdp: weights gathered, grads scattered
+    assert dp["collectives"]["all-reduce"] > 0
+    assert dp["collectives"]["all-gather"] == 0 and dp["collectives"]["reduce-scatter"] == 0
+    assert fsdp["collectives"]["all-gather"] > 0 and fsdp["collectives"]["reduce-scatter"] > 0
+    if name == TPU:
+        assert "calls=%all-reduce-scatter" in fsdp_text
+        assert fsdp["flops_source"].startswith("compiled")
+    else:
+        assert "all-gather-start" in fsdp_text and "reduce-scatter" in fsdp_text
+        assert fsdp["flops_source"] == f"unpartitioned step / {fsdp_ways} devices"
+
+
+@needs_aot
+@pytest.mark.parametrize("name", [TPU, GPU])
+def test_accelerator_step_uses_native_convolutions(compiled, name):
+    """Lowered and compiled in this CPU process, the step gets XLA's native convolutions
+    (cuDNN's on GPU), not the CPU tap sum (a `lax.scan` over taps: a while loop)."""
+    import jax
+
+    from bench import topology
+    from configs import ienet
+
+    config = ienet.get_config("tiny")
+    config.train.batch_size = 4
+    accelerator = topology.lower_train_step(config, targets.devices(targets.parse(name)))
+    assert jax.default_backend() == "cpu"
+    assert "stablehlo.convolution" in accelerator.lowered.as_text()  # (CPU: tests/test_models_conv)
+    _, text = compiled(name, "dp")
+    assert " while(" not in text
+    if name == GPU:
+        assert text.count("__cudnn$conv") >= 4
