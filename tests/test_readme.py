@@ -179,6 +179,14 @@ COMMANDS: dict[str, Chain | Check] = {
     "eval_physnet": Chain(done="eval_physnet/metrics.json"),
     "python -m ienet_jax.predict --video raw/p1/v1/source1/video.avi --checkpoint physnet_pure "
     "--output out_physnet": Chain(done="out_physnet/prediction.json"),
+    "pip install -e .[aot]": Check(
+        "installs packages (.ci/run does it). Here: the extra exists, pinned exactly.",
+        lambda argv: _aot_extra_pinned()),
+    "python -m bench.topology --config=configs/ienet.py:reference --topology v5p:2x4x4 "
+    "--topology h100:1x2x8 --json plan.json": Check(
+        "compiles the reference IENet for 32 TPU and 16 GPU devices (tens of minutes here); "
+        "tests/test_topology.py compiles the tiny config. Here: the flags and config parse.",
+        parses("bench.topology", ("--only_check_args",))),
     "python -m bench --json runs/bench.json": Check(
         "4 min and more (the whole benchmark table); tests/test_bench.py runs "
         "`python -m bench --short --json`. Here: the flags parse.", parses("bench")),
@@ -201,6 +209,14 @@ COMMANDS: dict[str, Chain | Check] = {
         "needs a SLURM cluster with GPUs. Here: syntax and the trainer arguments.",
         trainer_args("launch/slurm_gpu.sbatch", 3, "--distributed")),
 }
+
+
+def _aot_extra_pinned() -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert extras["aot"] and all("==" in r for r in extras["aot"]), extras.get("aot")
 
 
 def _open_rppg_version(argv: list[str]) -> None:
