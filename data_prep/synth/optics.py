@@ -4,8 +4,10 @@ Skin colour is modulated along the blood-absorption direction `BLOOD_RGB` (the
 pulsatile part of normalised RGB, as in the POS paper): more blood → less light,
 strongest in green. The scene light has a static spatial field (so moving the head
 changes its brightness), a slow drift in level and white balance, mains flicker
-sampled (aliased) by the frame clock, and occasional steps. The sensor adds read and
-shot noise and quantises to 8 bits.
+sampled (aliased) by the frame clock, and occasional steps. The NIR camera is lit by
+its own emitter only (see `OpticsConfig`): its gain drifts on its own and falls with
+distance, and none of the ambient changes reach it. The sensors add read and shot noise
+and quantise to 8 bits.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def make_lighting(
         [smooth_noise(rng, t, cfg.drift_s * 2) for _ in range(3)], axis=-1
     )
     gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
-    gain_nir = np.clip(1.0 + 0.3 * cfg.drift * smooth_noise(rng, t, cfg.drift_s), 0.2, 3.0)
+    # The NIR emitter's own drift: an independent draw, whatever the room light does.
+    gain_nir = np.clip(1.0 + cfg.nir_drift * smooth_noise(rng, t, cfg.nir_drift_s), 0.2, 3.0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     u, v = (xx - width / 2) / height, (yy - height / 2) / height
     direction = rng.uniform(0, 2 * np.pi)
