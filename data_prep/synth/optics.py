@@ -75,13 +75,10 @@ def make_lighting(
     """Light and optics for frames of `size` = (W, H) covering [start - 1, end + 1] s."""
     width, height = size
     t = np.arange(start - 1.0, end + 1.0, 1.0 / GRID_HZ)
-    level = (1.0 + cfg.drift * smooth_noise(rng, t, cfg.drift_s)) * _steps(
-        rng, t, cfg.steps_per_min, cfg.step_size
-    )
+    drift = 1.0 + cfg.drift * smooth_noise(rng, t, cfg.drift_s)
     colour = 1.0 + cfg.colour_drift * np.stack(
         [smooth_noise(rng, t, cfg.drift_s * 2) for _ in range(3)], axis=-1
     )
-    gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
     # The NIR emitter's own drift: an independent draw, whatever the room light does.
     gain_nir = np.clip(1.0 + cfg.nir_drift * smooth_noise(rng, t, cfg.nir_drift_s), 0.2, 3.0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -92,17 +89,23 @@ def make_lighting(
     cx, cy = rng.uniform(-0.2, 0.2, 2)
     field_nir = 1.0 / (1.0 + 0.8 * ((u - cx) ** 2 + (v - cy) ** 2))
     ac_dc = rng.uniform(*cfg.ac_dc)
+    mains_hz = float(rng.choice([100.0, 120.0]))
+    flicker_phase = rng.uniform(0, 2 * np.pi)
+    ac_dc_nir = float(ac_dc * rng.uniform(*cfg.nir_ratio))
+    # Steps are drawn last, so switching them leaves every other draw (and NIR) unchanged.
+    level = drift * _steps(rng, t, cfg.steps_per_min, cfg.step_size)
+    gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
     return Lighting(
         t=t,
         gain_rgb=gain_rgb.astype(np.float32),
         gain_nir=gain_nir.astype(np.float32),
         field_rgb=np.clip(field * vignette, 0.3, 2.0).astype(np.float32),
         field_nir=(field_nir * vignette).astype(np.float32),
-        mains_hz=float(rng.choice([100.0, 120.0])),
+        mains_hz=mains_hz,
         flicker=cfg.flicker,
-        flicker_phase=rng.uniform(0, 2 * np.pi),
+        flicker_phase=flicker_phase,
         ac_dc=float(ac_dc),
-        ac_dc_nir=float(ac_dc * rng.uniform(*cfg.nir_ratio)),
+        ac_dc_nir=ac_dc_nir,
         specular=cfg.specular,
     )
 
