@@ -193,6 +193,8 @@ def tables(results: dict, presets: list[str]) -> str:
     lines += [f"| {m} | " + " | ".join(cell(p, m, w) for p in presets for w in WINDOWS) + " |"
               for m in methods]
     scen = [s for s in SCENARIOS if any(k.split("/")[1] == s for k in results)]
+    if not scen:
+        return "\n".join(lines)
     head = [f"{p} {s}" for p in presets for s in scen]
     lines += ["", "10 s windows, VIPL-HR layout (RGB + NIR) per scenario:", "",
               "| method | " + " | ".join(head) + " |", "|---" * (1 + len(head)) + "|"]
