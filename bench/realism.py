@@ -1,8 +1,8 @@
 """How hard each synthetic preset is: hand-made RGB and NIR methods and real-trained networks.
 
     python -m bench.realism [--presets easy realistic hard] [--subjects 4] [--seconds 30] \
-        [--size 320x240] [--from WHEEL_OR_DIR] [--models physnet.pure tscan.pure] \
-        [--output runs/realism]
+        [--size 640x480] [--from WHEEL_OR_DIR] [--models physnet.pure tscan.pure] \
+        [--models-on rgb still dark light] [--output runs/realism]
 
 Per preset (seed 0, every subject in the test split, 72 px crops, 160-frame clips):
 - `rgb`: a UBFC-rPPG-layout corpus (30 fps, RGB; `bench.real_models.corpus`);
@@ -127,13 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["easy", "realistic", "hard"])
     parser.add_argument("--subjects", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--size", default="320x240", help="frame size WxH of the raw videos")
+    parser.add_argument("--size", default="640x480",
+                        help="frame size WxH of the raw videos (open-rppg's networks, trained "
+                             "on 640x480 PURE, fail on 320x240 faces)")
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS),
                         choices=list(SCENARIOS), help="VIPL-layout scenarios (RGB + NIR)")
     parser.add_argument("--from", dest="from_", default=None,
                         help="open-rppg wheel or folder of .weights.h5 files (the networks "
                              "are skipped without it)")
     parser.add_argument("--models", nargs="+", default=["physnet.pure", "tscan.pure"])
+    parser.add_argument("--models-on", nargs="+", default=["rgb"],
+                        help="corpora the networks run on: rgb and/or scenario names")
     parser.add_argument("--output", type=Path, default=Path("runs/realism"))
     args = parser.parse_args(argv)
 
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             if not done(f"{prefix}/pos"):
                 record(prefix, baseline_maes(clips, nir=layout == "vipl_hr"))
             for model, checkpoint in checkpoints.items():
-                if not done(f"{prefix}/{model}"):
+                if name in args.models_on and not done(f"{prefix}/{model}"):
                     record(prefix, model_maes(model, checkpoint, clips,
                                               out / "eval" / preset / name / model))
             print(f"{prefix} done", file=sys.stderr, flush=True)
