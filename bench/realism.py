@@ -15,9 +15,9 @@ the same pipeline (`ienet_jax.eval.table`, rPPG-Toolbox: detrend, band-pass, per
 `pos`, `chrom` (mean RGB of the face box), `nir` (mean of the central half of the NIR
 face box, VIPL corpora only), `constant` (the mean label HR of the corpus' windows: an
 oracle constant), and with `--from` the converted open-rppg networks
-(`ienet_jax.convert.open_rppg`) through `ienet_jax.evaluate`. Finished steps are kept under `--output` (a re-run resumes);
-`OUTPUT/results.json` holds `{preset/corpus/method/window: MAE bpm}` and the tables are
-printed (Markdown).
+(`ienet_jax.convert.open_rppg`) through `ienet_jax.evaluate`. Finished steps are kept
+under `--output` (a re-run resumes); `OUTPUT/results.json` holds
+`{preset/corpus/method/window: MAE bpm}` and the tables are printed (Markdown).
 """
 
 from __future__ import annotations
