@@ -36,15 +36,20 @@ def _run(argv: list[str]) -> None:
         raise SystemExit(f"{' '.join(argv)} failed:\n{out.stderr[-3000:]}")
 
 
-def corpus(out: Path, preset: str, subjects: int, seconds: float) -> tuple[Path, Path]:
-    raw, clips = out / f"raw_{preset}", out / f"clips_{preset}"
-    _run(["-m", "data_prep", "synthesize", "--layout", "ubfc_rppg", "--output", str(raw),
+def corpus(out: Path, preset: str, subjects: int, seconds: float, *, layout: str = "ubfc_rppg",
+           tag: str = "", synth_args: tuple[str, ...] = (),
+           convert_args: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """`out/raw_<preset><tag>` synthesized (seed 0, `synth_args` appended, e.g. `--size`,
+    `--set`) and `out/clips_<preset><tag>` converted (every subject in the test split;
+    `convert_args` appended, e.g. `--box-scale`)."""
+    raw, clips = out / f"raw_{preset}{tag}", out / f"clips_{preset}{tag}"
+    _run(["-m", "data_prep", "synthesize", "--layout", layout, "--output", str(raw),
           "--subjects", str(subjects), "--seconds", str(seconds), "--preset", preset,
-          "--seed", "0", "--workers", "2"])
+          "--seed", "0", "--workers", "2", *synth_args])
     if not (clips / "manifest.json").is_file():
-        _run(["-m", "data_prep", "convert", "--dataset", "ubfc_rppg", "--input", str(raw),
+        _run(["-m", "data_prep", "convert", "--dataset", layout, "--input", str(raw),
               "--output", str(clips), "--size", "72", "--clip-length", "160",
-              "--split-fractions", "0,0,1", "--workers", "2"])
+              "--split-fractions", "0,0,1", "--workers", "2", *convert_args])
     return raw, clips
 
 

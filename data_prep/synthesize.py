@@ -40,7 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=1, help="sessions (VIPL vN) per subject")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each recording")
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="easy", help="realism knobs (easy|hard)"
+        "--preset",
+        choices=sorted(PRESETS),
+        default="easy",
+        help="realism knobs (easy|realistic|hard, data_prep/synth/config.py)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="SECTION.KNOB=VALUE",
+        help="knobs set on top of the preset, e.g. optics.flicker=0 motion.events_per_min=0",
     )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
     parser.add_argument("--size", type=_size, default=(640, 480), help="WxH pixels")
@@ -74,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
         args.fps,
         args.size,
         args.preset,
+        args.overrides,
     )
     root = Path(args.output)
     root.mkdir(parents=True, exist_ok=True)

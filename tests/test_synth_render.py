@@ -63,6 +63,7 @@ def test_pulse_is_only_on_skin_and_weaker_in_nir():
             shot_noise=0.0,
             nir_noise=0.0,
             drift=0.0,
+            nir_drift=0.0,
             colour_drift=0.0,
             flicker=0.0,
             specular=0.0,

@@ -1,14 +1,17 @@
 """Every realism knob of the synthetic recordings, grouped by concept, with presets.
 
 `easy` is a cooperative subject in a lit lab with a good camera (the quickstart
-default); `hard` adds darker and weaker pulses, stronger head motion, light steps,
-flicker, sensor noise and a lossy inter-frame codec. Ranges `(lo, hi)` are sampled
+default); `realistic` is what published benchmarks look like (some motion, light drift,
+noise, MJPG compression); `hard` adds darker and weaker pulses, stronger head motion,
+light steps, flicker, sensor noise and a lossy inter-frame codec. Every knob can be set
+alone (`override`, `data_prep synthesize --set section.knob=value`). Ranges `(lo, hi)` are sampled
 uniformly per subject or per session.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 Range = tuple[float, float]
 
@@ -48,9 +51,8 @@ class AppearanceConfig:
 class OpticsConfig:
     """Skin optics, illumination and the sensor (RGB and NIR)."""
 
-    level: float = 1.0  # scene light level (relative; VIPL's dark/bright scenarios)
+    level: float = 1.0  # ambient light level (relative; VIPL's dark/bright scenarios)
     ac_dc: Range = (0.008, 0.016)  # pulsatile |ΔI|/I along the blood direction, peak-to-peak
-    nir_ratio: Range = (0.4, 0.6)  # NIR pulsatility / RGB (green) pulsatility
     shading: float = 0.15  # strength of the static spatial light gradient
     specular: float = 0.06  # peak specular highlight (fraction of white)
     drift: float = 0.03  # std of slow illumination drift (relative)
@@ -61,7 +63,21 @@ class OpticsConfig:
     step_size: float = 0.08  # std of a light step (relative)
     read_noise: float = 1.0  # sensor noise std in 8-bit levels …
     shot_noise: float = 0.02  # … plus this × intensity (variance)
-    nir_noise: float = 1.5  # NIR sensor noise std in 8-bit levels
+    # The NIR camera has its own illuminator (an LED beside the lens) behind a band-pass
+    # filter matched to it, as MR-NIRP's 940 nm set-up (Nowara et al., CVPRW 2018): its
+    # brightness and pulse follow the emitter and the distance, never the ambient light
+    # (`level`, `drift`, `steps_per_min`, `flicker` act on RGB only). NIR is one intensity
+    # channel, so only the brightness carries the pulse; its pulsatility is a fraction of
+    # green's ("much lower in NIR": Wang, den Brinker, de Haan, IEEE TBME 67(5), 2020; no
+    # remote per-wavelength AC/DC was found, so the fraction is calibrated: NIR alone a
+    # little weaker than RGB in a lit lab, J. Electron. Imaging 33(6) 063058).
+    nir_ratio: Range = (0.4, 0.6)  # NIR pulsatility / green pulsatility, per session
+    nir_drift: float = 0.009  # std of the emitter's slow power drift (relative)
+    nir_drift_s: float = 15.0  # its timescale (s)
+    nir_falloff: float = 0.0  # NIR ∝ (face width / reference)^this; 2 = inverse-square law
+    nir_reference_face: float = 0.48  # face width / frame height where the NIR gain is 1
+    nir_noise: float = 1.5  # NIR sensor read noise std in 8-bit levels …
+    nir_shot_noise: float = 0.02  # … plus this × intensity (variance)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,20 +120,67 @@ class SynthConfig:
     motion: MotionConfig = MotionConfig()
     timing: TimingConfig = TimingConfig()
     codec: CodecConfig = CodecConfig()
+    nir_codec: CodecConfig = CodecConfig()  # the NIR camera's own compression
 
 
 PRESETS: dict[str, SynthConfig] = {
     "easy": SynthConfig(),
+    # What published benchmarks look like (UBFC-rPPG / PURE / VIPL-HR's still sessions):
+    # a real-trained network reads it well (PhysNet cross-dataset 1.7-1.9 bpm, Kim et al.,
+    # arXiv 2307.12644), hand-made methods are mediocre (POS 3.7-4.0 bpm on PURE/UBFC,
+    # rPPG-Toolbox); compressed like VIPL-HR's MJPG videos. Measured: `python -m
+    # bench.realism` (tables in the README).
+    "realistic": SynthConfig(
+        pulse=PulseConfig(hr_bpm=(55.0, 115.0)),
+        appearance=AppearanceConfig(
+            face_frac=(0.38, 0.55), center_x=(0.40, 0.60), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7)
+        ),
+        optics=OpticsConfig(
+            ac_dc=(0.007, 0.016),
+            nir_ratio=(0.5, 0.7),
+            shading=0.18,
+            specular=0.07,
+            drift=0.04,
+            drift_s=12.0,
+            colour_drift=0.015,
+            flicker=0.003,
+            steps_per_min=0.3,
+            read_noise=1.5,
+            shot_noise=0.03,
+            nir_drift=0.01,
+            nir_falloff=2.0,
+            nir_noise=2.0,
+            nir_shot_noise=0.03,
+        ),
+        motion=MotionConfig(
+            translate=0.011,
+            rotate_deg=2.0,
+            scale=0.02,
+            tau_s=2.0,
+            events_per_min=1.0,
+            event_translate=0.05,
+            event_rotate_deg=5.0,
+            event_scale=0.04,
+            event_s=(0.6, 1.8),
+        ),
+        timing=TimingConfig(jitter_ms=1.0, drop_prob=0.001),
+        codec=CodecConfig(quality=85),
+        nir_codec=CodecConfig(quality=85),
+    ),
+    # Hard for hand-made methods and real-trained RGB models (MMPD-like: POS 12.3, PhysNet
+    # 10.2 bpm, MMPD README) but learnable: the pulse is in every video (the HR moves less
+    # within a window than the old `hard`), and the NIR camera, lit by its emitter, reads
+    # it through the light steps and flicker.
     "hard": SynthConfig(
         pulse=PulseConfig(
-            hr_bpm=(50.0, 130.0), drift_bpm=8.0, drift_s=15.0, mayer_bpm=2.5, beat_jitter=0.05
+            hr_bpm=(50.0, 130.0), drift_bpm=6.0, drift_s=20.0, mayer_bpm=2.0, beat_jitter=0.05
         ),
         appearance=AppearanceConfig(
             face_frac=(0.34, 0.5), center_x=(0.38, 0.62), skin_tones=(0, 1, 2, 3, 4, 5, 6, 7, 8)
         ),
         optics=OpticsConfig(
             ac_dc=(0.005, 0.012),
-            nir_ratio=(0.25, 0.45),
+            nir_ratio=(0.3, 0.5),
             shading=0.25,
             specular=0.08,
             drift=0.08,
@@ -127,7 +190,10 @@ PRESETS: dict[str, SynthConfig] = {
             steps_per_min=1.5,
             read_noise=2.5,
             shot_noise=0.05,
-            nir_noise=4.0,
+            nir_drift=0.015,
+            nir_falloff=2.0,
+            nir_noise=3.0,
+            nir_shot_noise=0.04,
         ),
         motion=MotionConfig(
             translate=0.02,
@@ -142,12 +208,40 @@ PRESETS: dict[str, SynthConfig] = {
         ),
         timing=TimingConfig(jitter_ms=2.0, drop_prob=0.005),
         codec=CodecConfig(fourcc="XVID"),
+        nir_codec=CodecConfig(fourcc="XVID"),
     ),
 }
 
 
+def override(cfg: SynthConfig, items: Sequence[str]) -> SynthConfig:
+    """`cfg` with knobs set from `section.knob=value` strings (e.g. `optics.flicker=0`,
+    `optics.ac_dc=0.01,0.02`, `codec.fourcc=XVID`): one effect can be switched alone."""
+    for item in items:
+        key, sep, text = item.partition("=")
+        section, _, knob = key.strip().partition(".")
+        group = getattr(cfg, section, None) if sep else None
+        if group is None or knob not in {f.name for f in dataclasses.fields(group)}:
+            raise ValueError(
+                f"synth override {item!r}: expected section.knob=value, a knob of a section "
+                f"{[f.name for f in dataclasses.fields(SynthConfig)]} in data_prep/synth/config.py"
+            )
+        old = getattr(group, knob)
+        try:
+            if isinstance(old, tuple):
+                kind = type(old[0]) if old else float
+                value = tuple(kind(v) for v in text.split(","))
+            else:
+                value = type(old)(text)
+        except ValueError:
+            raise ValueError(
+                f"synth override {item!r}: {text!r} is not a {type(old).__name__}"
+            ) from None
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(group, **{knob: value})})
+    return cfg
+
+
 def get_preset(name: str) -> SynthConfig:
-    """The `SynthConfig` named `name` (`easy` or `hard`)."""
+    """The `SynthConfig` named `name` (`easy`, `realistic` or `hard`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown synth preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]

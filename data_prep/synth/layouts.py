@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from data_prep.synth.config import SynthConfig, get_preset
+from data_prep.synth.config import SynthConfig, get_preset, override
 from data_prep.synth.render import Session, make_session
 from data_prep.synth.video import AviWriter
 
@@ -49,6 +49,7 @@ class Job:
     fps: float
     size: tuple[int, int]
     preset: str
+    overrides: tuple[str, ...] = ()  # `section.knob=value` on top of the preset
 
 
 def scenario(cfg: SynthConfig, session: int) -> tuple[SynthConfig, float]:
@@ -78,13 +79,16 @@ def plan(
     fps: float | None,
     size: tuple[int, int],
     preset: str,
+    overrides: Sequence[str] = (),
 ) -> list[Job]:
-    """All recordings of a synthetic dataset, in writing order."""
+    """All recordings of a synthetic dataset, in writing order (`overrides`: knobs set on
+    top of the preset, `config.override`)."""
     if layout not in WRITERS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(WRITERS)}")
     if subjects < 1 or sessions < 1:
         raise ValueError(f"need subjects >= 1 and sessions >= 1, got {subjects}, {sessions}")
-    get_preset(preset)  # validate early
+    overrides = tuple(overrides)
+    override(get_preset(preset), overrides)  # validate early
     fps = float(fps or DEFAULT_FPS[layout])
     jobs = []
     for k in range(1, subjects + 1):
@@ -102,6 +106,7 @@ def plan(
                         fps,
                         size,
                         preset,
+                        overrides,
                     )
                 )
         else:
@@ -119,6 +124,7 @@ def plan(
                         fps,
                         size,
                         preset,
+                        overrides,
                     )
                 )
     return jobs
@@ -151,10 +157,10 @@ def _write_vipl(folder: Path, session: Session, job: Job) -> None:
     sources = [folder / "source1", folder / "source4"]
     for src in sources:
         src.mkdir(parents=True)
-    codec = session.cfg.codec
+    cfg = session.cfg
     with (
-        AviWriter(sources[0] / "video.avi", codec, session.fps, session.size) as rgb_out,
-        AviWriter(sources[1] / "video.avi", codec, session.fps, session.size) as nir_out,
+        AviWriter(sources[0] / "video.avi", cfg.codec, session.fps, session.size) as rgb_out,
+        AviWriter(sources[1] / "video.avi", cfg.nir_codec, session.fps, session.size) as nir_out,
     ):
         for rgb, nir in session.frames(nir=True):
             rgb_out.write(rgb)
@@ -206,7 +212,7 @@ def write_job(root: Path, job: Job) -> int:
     temp = final.parent / f".{final.name}.partial"
     if temp.exists():
         shutil.rmtree(temp)  # left over from an interrupted run
-    cfg, hr_offset = get_preset(job.preset), 0.0
+    cfg, hr_offset = override(get_preset(job.preset), job.overrides), 0.0
     if job.layout == "vipl_hr":
         cfg, hr_offset = scenario(cfg, job.session)
         timing = dataclasses.replace(

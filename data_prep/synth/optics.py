@@ -4,8 +4,10 @@ Skin colour is modulated along the blood-absorption direction `BLOOD_RGB` (the
 pulsatile part of normalised RGB, as in the POS paper): more blood → less light,
 strongest in green. The scene light has a static spatial field (so moving the head
 changes its brightness), a slow drift in level and white balance, mains flicker
-sampled (aliased) by the frame clock, and occasional steps. The sensor adds read and
-shot noise and quantises to 8 bits.
+sampled (aliased) by the frame clock, and occasional steps. The NIR camera is lit by
+its own emitter only (see `OpticsConfig`): its gain drifts on its own and falls with
+distance, and none of the ambient changes reach it. The sensors add read and shot noise
+and quantise to 8 bits.
 """
 
 from __future__ import annotations
@@ -73,14 +75,12 @@ def make_lighting(
     """Light and optics for frames of `size` = (W, H) covering [start - 1, end + 1] s."""
     width, height = size
     t = np.arange(start - 1.0, end + 1.0, 1.0 / GRID_HZ)
-    level = (1.0 + cfg.drift * smooth_noise(rng, t, cfg.drift_s)) * _steps(
-        rng, t, cfg.steps_per_min, cfg.step_size
-    )
+    drift = 1.0 + cfg.drift * smooth_noise(rng, t, cfg.drift_s)
     colour = 1.0 + cfg.colour_drift * np.stack(
         [smooth_noise(rng, t, cfg.drift_s * 2) for _ in range(3)], axis=-1
     )
-    gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
-    gain_nir = np.clip(1.0 + 0.3 * cfg.drift * smooth_noise(rng, t, cfg.drift_s), 0.2, 3.0)
+    # The NIR emitter's own drift: an independent draw, whatever the room light does.
+    gain_nir = np.clip(1.0 + cfg.nir_drift * smooth_noise(rng, t, cfg.nir_drift_s), 0.2, 3.0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     u, v = (xx - width / 2) / height, (yy - height / 2) / height
     direction = rng.uniform(0, 2 * np.pi)
@@ -89,17 +89,23 @@ def make_lighting(
     cx, cy = rng.uniform(-0.2, 0.2, 2)
     field_nir = 1.0 / (1.0 + 0.8 * ((u - cx) ** 2 + (v - cy) ** 2))
     ac_dc = rng.uniform(*cfg.ac_dc)
+    mains_hz = float(rng.choice([100.0, 120.0]))
+    flicker_phase = rng.uniform(0, 2 * np.pi)
+    ac_dc_nir = float(ac_dc * rng.uniform(*cfg.nir_ratio))
+    # Steps are drawn last, so switching them leaves every other draw (and NIR) unchanged.
+    level = drift * _steps(rng, t, cfg.steps_per_min, cfg.step_size)
+    gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
     return Lighting(
         t=t,
         gain_rgb=gain_rgb.astype(np.float32),
         gain_nir=gain_nir.astype(np.float32),
         field_rgb=np.clip(field * vignette, 0.3, 2.0).astype(np.float32),
         field_nir=(field_nir * vignette).astype(np.float32),
-        mains_hz=float(rng.choice([100.0, 120.0])),
+        mains_hz=mains_hz,
         flicker=cfg.flicker,
-        flicker_phase=rng.uniform(0, 2 * np.pi),
+        flicker_phase=flicker_phase,
         ac_dc=float(ac_dc),
-        ac_dc_nir=float(ac_dc * rng.uniform(*cfg.nir_ratio)),
+        ac_dc_nir=ac_dc_nir,
         specular=cfg.specular,
     )
 

@@ -98,6 +98,9 @@ class Session:
         poses = self.motion.pose_at(self.frame_times)
         # One noise seed per frame (RGB) and one more (NIR), drawn up front.
         seeds = _rng(self.noise_key, _NOISE).integers(1, 2**31 - 1, (len(self.frame_times), 2))
+        # The emitter sits by the camera: irradiance ∝ 1/distance² ∝ face width².
+        near = subj.face_width / (optics.nir_reference_face * height)
+        distance_gain = np.float32(near**optics.nir_falloff)
         for i, t in enumerate(self.frame_times):
             dx, dy, rot, log_scale = poses[i]
             # Specular glints follow the pose (the head turns relative to the lamp).
@@ -115,8 +118,10 @@ class Session:
             rgb_u8 = sensor(rgb, seeds[i, 0], optics.read_noise, optics.shot_noise)
             nir_u8 = None
             if nir:
-                grey = (warped[..., 3] + cover * self.background_nir) * (light.field_nir * g_nir)
-                nir_u8 = sensor(grey, seeds[i, 1], optics.nir_noise, optics.shot_noise)
+                grey = (warped[..., 3] + cover * self.background_nir) * (
+                    light.field_nir * (g_nir * distance_gain)
+                )
+                nir_u8 = sensor(grey, seeds[i, 1], optics.nir_noise, optics.nir_shot_noise)
             yield rgb_u8, nir_u8
 
 
