@@ -26,10 +26,42 @@ from ienet_jax.train import objectives
 from ienet_jax.train.state import TrainState
 
 
+def trainable_grad(loss_fn, params: Any, frozen_mask: Any = None):
+    """`jax.value_and_grad(loss_fn, has_aux=True)(params)`, differentiated only with respect
+    to the leaves where `frozen_mask` is False; the frozen leaves' gradients are zeros.
+
+    The frozen leaves enter `loss_fn` as constants: XLA computes no backward pass for the
+    parts of the model that only they feed (stage 2 without the stage-1 network's backward).
+    """
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if frozen_mask is None:
+        return grad_fn(params)
+    leaves, treedef = jax.tree.flatten(params)
+    frozen = treedef.flatten_up_to(frozen_mask)
+    trained = [x for x, f in zip(leaves, frozen) if not f]
+
+    def merge(subset):
+        it = iter(subset)
+        return treedef.unflatten([x if f else next(it) for x, f in zip(leaves, frozen)])
+
+    value, grads = jax.value_and_grad(lambda t: loss_fn(merge(t)), has_aux=True)(trained)
+    it = iter(grads)
+    full = [jnp.zeros_like(x) if f else next(it) for x, f in zip(leaves, frozen)]
+    return value, treedef.unflatten(full)
+
+
 def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransformation,
-                    weights: dict[str, float], pearson_band_hz=()):
+                    weights: dict[str, float], pearson_band_hz=(), frozen_mask: Any = None):
     """The pure train step for `model` (see the module docstring; `pearson_band_hz` as in
-    `objectives.weighted_loss`)."""
+    `objectives.weighted_loss`).
+
+    `frozen_mask` (bools shaped like the params, `optim.frozen_mask`): the step of the frozen
+    phase, valid while the optimiser freezes those leaves (`optim.frozen_train_steps`). It
+    takes gradients only of the other leaves and gives the frozen ones zero gradients, which
+    `optim.freeze_for` would zero anyway: same updates, no backward pass through the frozen
+    network. Its `grad_norm` metric is then the norm of the trained leaves' gradient (the one
+    that `grad_clip_norm` clips).
+    """
     model_contract = contract.get(model_name)
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
@@ -45,8 +77,8 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
                                                      pearson_band_hz)
             return loss, (metrics, updates.get("batch_stats", state.batch_stats))
 
-        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params)
+        (loss, (metrics, batch_stats)), grads = trainable_grad(loss_fn, state.params,
+                                                              frozen_mask)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
@@ -120,13 +152,26 @@ def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shar
     eval batches; `pearson_band_hz` is `train.loss.pearson_band_hz`.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
-    batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
     eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
                                   else eval_batch_spec)
-    train = Compiled(make_train_step(model, model_name, tx, weights, pearson_band_hz), mesh,
-                     activation_rules, in_shardings=(state_shardings, batch_sharding, replicated),
-                     out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+    train = compile_train_step(model=model, model_name=model_name, tx=tx, weights=weights,
+                               mesh=mesh, state_shardings=state_shardings,
+                               batch_spec=batch_spec, activation_rules=activation_rules,
+                               pearson_band_hz=pearson_band_hz)
     evaluate = Compiled(make_eval_step(model, model_name, weights, pearson_band_hz), mesh,
                         activation_rules, in_shardings=(state_shardings, eval_sharding),
                         out_shardings=replicated)
     return train, evaluate
+
+
+def compile_train_step(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
+                       batch_spec: PartitionSpec, activation_rules, pearson_band_hz=(),
+                       frozen_mask: Any = None) -> Compiled:
+    """The train step of `compile_steps` (same keywords); with `frozen_mask`, the frozen
+    phase's step (`make_train_step`)."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
+    fn = make_train_step(model, model_name, tx, weights, pearson_band_hz, frozen_mask)
+    return Compiled(fn, mesh, activation_rules,
+                    in_shardings=(state_shardings, batch_sharding, replicated),
+                    out_shardings=(state_shardings, replicated), donate_argnums=(0,))
