@@ -145,7 +145,7 @@ def trainer_steps(config: ml_collections.ConfigDict) -> dict:
     from ienet_jax.train import inputs
     from ienet_jax.train.objectives import check_weights
     from ienet_jax.train.optim import frozen_mask, make_optimizer
-    from ienet_jax.train.state import abstract_params, create_train_state
+    from ienet_jax.train.state import abstract_params, create_train_state, trace_init
     from ienet_jax.train.step import compile_steps, compile_train_step
 
     mesh = create_mesh(config.mesh)
@@ -154,10 +154,12 @@ def trainer_steps(config: ml_collections.ConfigDict) -> dict:
     sharding = NamedSharding(mesh, batch_spec(rules, mesh, int(config.train.batch_size)))
     model = build(config.model)
     weights = check_weights(config.train.loss, config.model)
-    params_shape = abstract_params(model, config.model)
+    init = trace_init(model, config.model)
+    params_shape = abstract_params(model, config.model, init)
     tx = make_optimizer(config.train, params_shape)
     mask = frozen_mask(config.train, params_shape)
-    state, shardings = create_train_state(model, config.model, tx, mesh, rules, int(config.seed))
+    state, shardings = create_train_state(model, config.model, tx, mesh, rules, int(config.seed),
+                                          init)
 
     band = tuple(config.train.loss.pearson_band_hz)
 

@@ -58,6 +58,7 @@ from ienet_jax.train.state import (
     abstract_state,
     count_params,
     create_train_state,
+    trace_init,
 )
 from ienet_jax.train.step import Compiled, compile_steps, compile_train_step
 
@@ -265,7 +266,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     if stage not in (1, 2) or (stage == 2 and not contract.get(config.model).has_hr(config.model)):
         raise ValueError(f"config key train.stage={stage}: expected 1, or 2 with an IENet whose "
                          "model.fee.enabled=True (preset reference_stage2)")
-    params_shape = abstract_params(model, config.model)
+    init = trace_init(model, config.model)  # the model's one trace before the train step
+    params_shape = abstract_params(model, config.model, init)
     tx = make_optimizer(config.train, params_shape)
     learning_rate = schedule(config.train)  # of optimiser updates (train steps / grad_accum)
     accum = max(int(config.train.grad_accum), 1)
@@ -278,7 +280,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     logging.info("initialising the train state (model %s)", config.model.name)
     t0 = time.perf_counter()
     state, shardings = create_train_state(model, config.model, tx, mesh, rules,
-                                          int(config.seed))
+                                          int(config.seed), init)
     if jax.process_index() == 0:
         logging.info("model %s: %d parameters; %s (initialised in %.1f s)", config.model.name,
                      count_params(state.params), state_bytes_per_device(state).line(),
@@ -287,7 +289,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     latest = ckpt.latest_step()
     if latest is not None:
         state, train_it = ckpt.restore(
-            latest, abstract_state(shardings, model, config.model, tx), train_it)
+            latest, abstract_state(shardings, model, config.model, tx, init=init), train_it)
     elif config.train.init_from:
         state = _initialise_from(state, shardings, config.train.init_from)
 
