@@ -111,6 +111,7 @@ class HloModule:
                                  trips=int(trips.group(1)) if trips else 1))
         self.instr = {i["name"]: i for c in self.comps.values() for i in c}
         self.comp_of = {i["name"]: c for c, instrs in self.comps.items() for i in instrs}
+        self._callers = {c: i for i in self.instr.values() for c in i["calls"]}
         self._flops: dict[str, float] = {}
 
     def executions(self, name: str) -> int:
@@ -118,12 +119,11 @@ class HloModule:
         whose bodies hold it, multiplied."""
         comp, n = self.comp_of.get(name), 1
         while comp is not None:
-            loop = next((i for i in self.instr.values()
-                         if i["opcode"] == "while" and comp in i["calls"]), None)
-            if loop is None:
+            caller = self._callers.get(comp)  # a loop, a fusion, a call
+            if caller is None:
                 break
-            n *= loop["trips"]
-            comp = self.comp_of.get(loop["name"])
+            n *= caller["trips"] if caller["opcode"] == "while" else 1
+            comp = self.comp_of.get(caller["name"])
         return n
 
     def flops(self, name: str) -> float:
