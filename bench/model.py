@@ -21,6 +21,7 @@ inflate the times: note the load average printed at the start.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -108,7 +109,8 @@ def measure(name: str, step, args: tuple, repeats: int, count_step=None) -> dict
 
 def trainer_config(variant: str = "reference", batch: int = 1, conv_impl: str = "auto",
                    attention: str = "einsum", dtype: str = "float32", remat: bool = False,
-                   context: str | None = None, stage: int = 1) -> ml_collections.ConfigDict:
+                   context: str | None = None, stage: int = 1,
+                   cpu_ynn_fusion: str = "default") -> ml_collections.ConfigDict:
     """`configs/ienet.py:VARIANT` (stage 1: the reference's loss and optimiser; stage 2: the
     `reference_stage2` preset, FEE on and the stage-1 network frozen) at global batch
     `batch`, on synthetic clips, with the model options given.
@@ -126,6 +128,7 @@ def trainer_config(variant: str = "reference", batch: int = 1, conv_impl: str = 
     if context is not None:
         model.context.enabled = context == "on"
     config.train.batch_size = batch
+    config.train.cpu_ynn_fusion = cpu_ynn_fusion
     config.data.synthetic.num_clips = batch
     return config
 
@@ -146,7 +149,7 @@ def trainer_steps(config: ml_collections.ConfigDict) -> dict:
     from ienet_jax.train.objectives import check_weights
     from ienet_jax.train.optim import frozen_mask, make_optimizer
     from ienet_jax.train.state import abstract_params, create_train_state, trace_init
-    from ienet_jax.train.step import compile_steps, compile_train_step
+    from ienet_jax.train.step import compile_steps, compile_train_step, compiler_options
 
     mesh = create_mesh(config.mesh)
     rules = param_rules(config.mesh, mesh)
@@ -162,16 +165,17 @@ def trainer_steps(config: ml_collections.ConfigDict) -> dict:
                                           init)
 
     band = tuple(config.train.loss.pearson_band_hz)
+    options = compiler_options(config.train)
 
     def steps(module):
         train, evaluate = compile_steps(
             model=module, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
             state_shardings=shardings, batch_spec=sharding.spec, activation_rules=act_rules,
-            eval_batch_spec=sharding.spec, pearson_band_hz=band)
+            eval_batch_spec=sharding.spec, pearson_band_hz=band, compiler_options=options)
         frozen = None if mask is None else compile_train_step(
             model=module, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
             state_shardings=shardings, batch_spec=sharding.spec, activation_rules=act_rules,
-            pearson_band_hz=band, frozen_mask=mask)
+            pearson_band_hz=band, frozen_mask=mask, compiler_options=options)
         return train, evaluate, frozen
 
     train_step, eval_step, frozen_step = steps(model)
@@ -221,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", choices=("on", "off"), default=None,
                         help="override model.context.enabled (default: the variant's, on)")
     parser.add_argument("--remat", action="store_true")
+    parser.add_argument("--cpu-ynn-fusion", nargs="+", default=["default"],
+                        choices=("default", "dots"),
+                        help="train.cpu_ynn_fusion; several: each timed in turn, same run")
     parser.add_argument("--stage", type=int, choices=(1, 2), default=1,
                         help="2: the reference_stage2 preset (FEE on, stage-1 network frozen "
                         "for 80%% of the run): also times the frozen phase's train step")
@@ -244,13 +251,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{'GFLOP/s':>9}{'% matmul':>9}{'XLA MiB':>9}{'RSS MiB':>9}")
     print(header)
     results = []
-    for batch in args.batch:
+    for batch, ynn in itertools.product(args.batch, args.cpu_ynn_fusion):
         config = trainer_config(args.variant, batch, args.conv_impl, args.attention,
-                                args.dtype, args.remat, args.context, args.stage)
+                                args.dtype, args.remat, args.context, args.stage, ynn)
         for row in run_batch(trainer_steps(config), args.repeats):
             row["pct_of_matmul"] = 100 * row["gflops_per_s"] / reference
+            row["cpu_ynn_fusion"] = ynn
             results.append(row)
-            print(f"{row['what']:<12}{batch:>6}{row['compile_s']:>11.1f}{row['median_s']:>10.3f}"
+            what = row["what"] + (f" [ynn {ynn}]" if len(args.cpu_ynn_fusion) > 1 else "")
+            print(f"{what:<12}{batch:>6}{row['compile_s']:>11.1f}{row['median_s']:>10.3f}"
                   f"{row['gflop']:>9.1f}{row['gflops_per_s']:>9.1f}{row['pct_of_matmul']:>9.0f}"
                   f"{row['xla_peak_mib']:>9.0f}{row['max_rss_mib']:>9.0f}", flush=True)
     if args.json:

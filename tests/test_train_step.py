@@ -91,3 +91,27 @@ def test_frozen_phase_step_equals_full_step(tmp_path):
         return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
     assert flops(run_.frozen_step) < 0.6 * flops(run_.train_step)
+
+
+def test_cpu_ynn_fusion_dots_keeps_library_fusions_to_matmuls():
+    """`train.cpu_ynn_fusion="dots"` reaches XLA: no YNNPACK reduce/elementwise fusions."""
+    import jax.numpy as jnp
+
+    from ienet_jax.train.step import Compiled, compiler_options
+
+    config = tscan_config()
+
+    def f(x):
+        return jnp.sum(jnp.tanh(x), axis=0)
+
+    x = jnp.ones((64, 256))
+    texts = {}
+    for value in ("default", "dots"):
+        config.train.cpu_ynn_fusion = value
+        step = Compiled(f, None, (), in_shardings=None, out_shardings=None,
+                        compiler_options=compiler_options(config.train))
+        texts[value] = step.jitted.lower(x).compile().as_text()
+    assert "__ynn_fusion" in texts["default"] and "__ynn_fusion" not in texts["dots"]
+    config.train.cpu_ynn_fusion = "all"
+    with pytest.raises(ValueError, match="train.cpu_ynn_fusion"):
+        compiler_options(config.train)

@@ -60,7 +60,7 @@ from ienet_jax.train.state import (
     create_train_state,
     trace_init,
 )
-from ienet_jax.train.step import Compiled, compile_steps, compile_train_step
+from ienet_jax.train.step import Compiled, compile_steps, compile_train_step, compiler_options
 
 
 class Interrupted(Exception):
@@ -294,16 +294,18 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
         state = _initialise_from(state, shardings, config.train.init_from)
 
     # ---------------------------------------------------------------- compiled steps
+    options = compiler_options(config.train)
     train_step, eval_step = compile_steps(
         model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
         state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
         eval_batch_spec=eval_sharding.spec,
-        pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
+        pearson_band_hz=tuple(config.train.loss.pearson_band_hz), compiler_options=options)
     mask = frozen_mask(config.train, params_shape)
     frozen_step = None if mask is None else compile_train_step(
         model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
         state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
-        pearson_band_hz=tuple(config.train.loss.pearson_band_hz), frozen_mask=mask)
+        pearson_band_hz=tuple(config.train.loss.pearson_band_hz), frozen_mask=mask,
+        compiler_options=options)
 
     # ---------------------------------------------------------------- log
     # a resumed run drops the rows (and TensorBoard events) of steps after its checkpoint

@@ -115,16 +115,30 @@ def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
     return eval_step
 
 
+CPU_YNN_FUSION = {"default": None, "dots": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def compiler_options(train_config) -> dict | None:
+    """XLA compiler options of the steps from `train.cpu_ynn_fusion` (CPU back-end only)."""
+    value = train_config.cpu_ynn_fusion
+    if value not in CPU_YNN_FUSION:
+        raise ValueError(f"config key train.cpu_ynn_fusion={value!r}: expected one of "
+                         f"{tuple(CPU_YNN_FUSION)}")
+    if CPU_YNN_FUSION[value] is None or jax.default_backend() != "cpu":
+        return None
+    return {"xla_cpu_experimental_ynn_fusion_type": CPU_YNN_FUSION[value]}
+
+
 class Compiled:
     """A step function jitted once with shardings, called under the mesh and the activation
     rules (so that `nn.with_logical_constraint` in the models takes effect)."""
 
     def __init__(self, fn, mesh: Mesh, activation_rules, *, in_shardings, out_shardings,
-                 donate_argnums=()):
+                 donate_argnums=(), compiler_options: dict | None = None):
         self.mesh = mesh
         self.activation_rules = activation_rules
         self.jitted = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
-                              donate_argnums=donate_argnums)
+                              donate_argnums=donate_argnums, compiler_options=compiler_options)
         self._name = getattr(fn, "__name__", "step")
         self._aligned = False
 
@@ -145,11 +159,13 @@ class Compiled:
 def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
                   batch_spec: PartitionSpec, activation_rules,
                   eval_batch_spec: PartitionSpec | None = None,
-                  pearson_band_hz=()) -> tuple[Compiled, Compiled]:
+                  pearson_band_hz=(), compiler_options: dict | None = None,
+                  ) -> tuple[Compiled, Compiled]:
     """`(train_step, eval_step)` jitted with the state's shardings and batch shardings.
 
     Keyword-only: `batch_spec` shards train batches, `eval_batch_spec` (default: the same)
-    eval batches; `pearson_band_hz` is `train.loss.pearson_band_hz`.
+    eval batches; `pearson_band_hz` is `train.loss.pearson_band_hz`; `compiler_options`
+    XLA's (`compiler_options(config.train)`).
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
@@ -157,16 +173,18 @@ def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shar
     train = compile_train_step(model=model, model_name=model_name, tx=tx, weights=weights,
                                mesh=mesh, state_shardings=state_shardings,
                                batch_spec=batch_spec, activation_rules=activation_rules,
-                               pearson_band_hz=pearson_band_hz)
+                               pearson_band_hz=pearson_band_hz,
+                               compiler_options=compiler_options)
     evaluate = Compiled(make_eval_step(model, model_name, weights, pearson_band_hz), mesh,
                         activation_rules, in_shardings=(state_shardings, eval_sharding),
-                        out_shardings=replicated)
+                        out_shardings=replicated, compiler_options=compiler_options)
     return train, evaluate
 
 
 def compile_train_step(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
                        batch_spec: PartitionSpec, activation_rules, pearson_band_hz=(),
-                       frozen_mask: Any = None) -> Compiled:
+                       frozen_mask: Any = None, compiler_options: dict | None = None,
+                       ) -> Compiled:
     """The train step of `compile_steps` (same keywords); with `frozen_mask`, the frozen
     phase's step (`make_train_step`)."""
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -174,4 +192,5 @@ def compile_train_step(*, model, model_name: str, tx, weights, mesh: Mesh, state
     fn = make_train_step(model, model_name, tx, weights, pearson_band_hz, frozen_mask)
     return Compiled(fn, mesh, activation_rules,
                     in_shardings=(state_shardings, batch_sharding, replicated),
-                    out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+                    out_shardings=(state_shardings, replicated), donate_argnums=(0,),
+                    compiler_options=compiler_options)
