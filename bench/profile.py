@@ -1,7 +1,8 @@
 """Where the trainer's IENet train step spends its time: XLA's per-op profile by op class.
 
     python -m bench.profile [--variant reference] [--batch 1] [--context off|on]
-        [--stage 1|2] [--frozen] [--repeats 3] [--top 15] [--json out.json]
+        [--stage 1|2] [--frozen] [--cpu-ynn-fusion default|dots] [--repeats 3]
+        [--top 15] [--json out.json]
 
 The step is the trainer's own (`bench.model.trainer_steps`, as `python -m bench.model`).
 It runs `--repeats` times under `jax.profiler`; every HLO op that XLA's CPU runtime
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model.context.enabled (default off: the published code)")
     parser.add_argument("--conv-impl", default="auto", choices=("auto", "taps", "scan", "xla"))
     parser.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--cpu-ynn-fusion", default="default", choices=("default", "dots"),
+                        help="train.cpu_ynn_fusion")
     parser.add_argument("--frozen", action="store_true",
                         help="with --stage 2: profile the frozen phase's step")
     parser.add_argument("--repeats", type=int, default=3)
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPUs, load "
           f"average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     config = bm.trainer_config(args.variant, args.batch, args.conv_impl, context=args.context,
-                               stage=args.stage)
+                               stage=args.stage, cpu_ynn_fusion=args.cpu_ynn_fusion)
     steps = bm.trainer_steps(config)
     step = steps["frozen_step" if args.frozen else "train_step"]
     if step is None:
@@ -267,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     model = config.model
     print(f"IENet {args.variant} stage {args.stage}{' (frozen phase)' if args.frozen else ''}: "
           f"batch {args.batch}, clip {model.clip_length}×{model.frame_size}², context "
-          f"{args.context}, conv {model.conv_impl}; compile {compile_s:.1f} s; wall "
+          f"{args.context}, conv {model.conv_impl}, ynn {args.cpu_ynn_fusion}; compile "
+          f"{compile_s:.1f} s; wall "
           f"{wall:.3f} s/step, op time {total:.3f} s/step ({len(seconds)} ops); load "
           f"average now {os.getloadavg()[0]:.1f}")
     header = f"{'op class':<38}{'pass':<9}{'s/step':>9}{'%':>6}{'GFLOP':>9}{'GFLOP/s':>9}"
