@@ -77,6 +77,11 @@ def train_section() -> ml_collections.ConfigDict:
         grad_clip_norm=0.0,       # 0 = off
         grad_accum=1,             # batches per optimiser update
         freeze_pattern="^(?!fee/)",  # regex over param paths frozen for freeze_steps
+        # CPU only: ops XLA hands to YNNPACK, "default" (XLA's choice) or "dots" (matmuls
+        # only). "dots" helped only on an oversubscribed CPU (load 12 on 2 cores: reference
+        # train step 10.2 vs 16.7 s); on a quiet one it was slower (3.69 vs 3.33 s), so
+        # compare both with `python -m bench.model --cpu-ynn-fusion default dots`
+        cpu_ynn_fusion="default",
         init_from="",             # stage-1 workdir / checkpoint, or converted reference dir
         loss=ml_collections.ConfigDict(dict(neg_pearson=0.0, spectral=0.0, l1_hr=0.0,
                                             mse=0.0,

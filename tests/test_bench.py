@@ -93,3 +93,29 @@ def test_short_run_writes_every_column(tmp_path):
     assert [(t[0], t[1]) for t in table if t[0] in ("tiny", "small", "reference")] == \
         [("tiny", "1")]
     print(f"python -m bench --short: {seconds:.0f} s")  # shown with -s
+
+
+def test_profile_counts_dot_flops_and_classes_ops():
+    """`bench.profile`: FLOPs from the compiled HLO (a dot is 2·M·N·K, once per loop trip)
+    and op classes from op_name paths (backward = `transpose(`)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bench import profile
+
+    def f(a, b):
+        def body(x, _):
+            return x @ b, None
+
+        return jnp.tanh(jax.lax.scan(body, a, None, length=3)[0]).sum()
+
+    a, b = jnp.ones((8, 16)), jnp.ones((16, 16))
+    module = profile.HloModule(jax.jit(f).lower(a, b).compile().as_text())
+    dots = [n for n, i in module.instr.items() if i["opcode"] == "dot"]
+    assert dots and {module.flops(n) * module.executions(n) for n in dots} == {3 * 2 * 8 * 16 * 16}
+    assert profile.classify("jit(s)/transpose(jvp(IENet))/rgb/stage_1/block_0/attn/qk/dot") == (
+        "attention QK", "backward")
+    assert profile.classify("jit(s)/jvp(IENet)/nir/stage_0/block_1/mlp/fc1/dot") == (
+        "MLP matmuls (+GELU)", "forward")
+    assert profile.classify("jit(s)/jvp(IENet)/rgb/stage_0/block_0/norm1/mul")[0] == "layer norms"
+    assert profile.classify("jit(s)/add")[0] == profile.OPTIMISER

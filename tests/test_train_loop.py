@@ -363,3 +363,32 @@ def test_workdir_config_differences_name_only_what_changes_the_checkpoint():
     assert differences(old, json.loads(new.to_json_best_effort())) == [
         "data.modalities: ['rgb'] → ['rgb', 'nir']", "train.grad_accum: 1 → 2",
         "train.grad_clip_norm: 0.0 → 0.5"]
+
+
+def test_setup_traces_the_model_once_and_inits_as_model_init(tmp_path, monkeypatch):
+    """Start-up traces the model once before the train step (shapes, optimiser, shardings,
+    init and the restore target share `trace_init`), and the state's variables are
+    `model.init`'s for the run's init key."""
+    from ienet_jax.models import build
+    from ienet_jax.models import ienet as ienet_module
+    from ienet_jax.train.loop import setup
+    from ienet_jax.train.state import _init_variables
+
+    traces = []
+    real = ienet_module.mdef
+
+    def counting(*args, **kwargs):
+        traces.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ienet_module, "mdef", counting)
+    config = ienet_config("reference_stage2", steps=1)
+    config.train.freeze_steps = 1
+    run = setup(config, tmp_path / "fresh")
+    assert len(traces) == 1
+    init_rng, _ = jax.random.split(jax.random.PRNGKey(int(config.seed)))
+    expected = _init_variables(build(config.model), config.model, init_rng)
+    got = {"params": run.state.params, "batch_stats": run.state.batch_stats}
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(jax.device_get(got)),
+                            jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))

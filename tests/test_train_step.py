@@ -55,3 +55,63 @@ def test_tscan_sharded_equals_single_device(tmp_path):
 @pytest.mark.slow
 def test_ienet_sharded_equals_single_device(tmp_path):
     check_equal(lambda: ienet_config(steps=2), tmp_path)
+
+
+def test_frozen_phase_step_equals_full_step(tmp_path):
+    """Stage 2's frozen-phase step (gradients of the FEE head only) makes the same update as
+    the full step under the freezing optimiser, with far fewer FLOPs."""
+    import jax.numpy as jnp
+
+    from ienet_jax.train import inputs
+    from ienet_jax.train.loop import setup
+
+    config = ienet_config("reference_stage2", steps=3)
+    config.train.freeze_steps = 2
+    config.train.grad_clip_norm = 0.5  # the clip's global norm sees zeros for frozen leaves
+    run_ = setup(config, tmp_path)
+    assert run_.frozen_until == 2 and run_.frozen_step is not None
+    assert run_.step_fn(1) is run_.frozen_step and run_.step_fn(2) is run_.train_step
+    batch = inputs.to_device(next(run_.train_it), run_.data_sharding)
+    rng = jax.random.PRNGKey(3)
+    copy = lambda: jax.tree.map(jnp.copy, run_.state)  # noqa: E731 (steps donate the state)
+    full, full_metrics = jax.device_get(run_.train_step(copy(), batch, rng))
+    frozen, frozen_metrics = jax.device_get(run_.frozen_step(copy(), batch, rng))
+    for k in ("loss", "l1_hr"):
+        np.testing.assert_allclose(frozen_metrics[k], full_metrics[k], rtol=1e-6)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(full), jax.tree.leaves(frozen)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7,
+                                   err_msg=jax.tree_util.keystr(path))
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(full.params["fee"]),
+                                                   jax.tree.leaves(run_.state.params["fee"]))]
+    assert any(moved)  # the FEE head trained in both
+
+    def flops(step):
+        with jax.set_mesh(step.mesh):
+            cost = step.jitted.lower(run_.state, batch, rng).cost_analysis()
+        return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+    assert flops(run_.frozen_step) < 0.6 * flops(run_.train_step)
+
+
+def test_cpu_ynn_fusion_dots_keeps_library_fusions_to_matmuls():
+    """`train.cpu_ynn_fusion="dots"` reaches XLA: no YNNPACK reduce/elementwise fusions."""
+    import jax.numpy as jnp
+
+    from ienet_jax.train.step import Compiled, compiler_options
+
+    config = tscan_config()
+
+    def f(x):
+        return jnp.sum(jnp.tanh(x), axis=0)
+
+    x = jnp.ones((64, 256))
+    texts = {}
+    for value in ("default", "dots"):
+        config.train.cpu_ynn_fusion = value
+        step = Compiled(f, None, (), in_shardings=None, out_shardings=None,
+                        compiler_options=compiler_options(config.train))
+        texts[value] = step.jitted.lower(x).compile().as_text()
+    assert "__ynn_fusion" in texts["default"] and "__ynn_fusion" not in texts["dots"]
+    config.train.cpu_ynn_fusion = "all"
+    with pytest.raises(ValueError, match="train.cpu_ynn_fusion"):
+        compiler_options(config.train)

@@ -180,20 +180,25 @@ class WindowAttention(nn.Module):
             self.param_dtype,
         )
         index = relative_position_index(self.window)[:n, :n]
-        bias = jnp.asarray(table)[index.reshape(-1)].reshape(n, n, self.heads)
-        bias = bias.transpose(2, 0, 1).astype(jnp.float32)  # [h, N, N]
+        with jax.named_scope("bias"):  # scopes name the ops for bench.profile
+            bias = jnp.asarray(table)[index.reshape(-1)].reshape(n, n, self.heads)
+            bias = bias.transpose(2, 0, 1).astype(jnp.float32)  # [h, N, N]
         scale = hd**-0.5
 
         if self.impl == "einsum":
-            logits = jnp.einsum("bnhd,bmhd->bhnm", q * jnp.asarray(scale, q.dtype), k)
-            logits = logits.astype(jnp.float32) + bias
-            if mask is not None:
-                nw = mask.shape[0]
-                logits = logits.reshape(bw // nw, nw, self.heads, n, n) + mask[None, :, None]
-                logits = logits.reshape(bw, self.heads, n, n)
-            probs = jax.nn.softmax(logits, axis=-1)
+            with jax.named_scope("qk"):
+                logits = jnp.einsum("bnhd,bmhd->bhnm", q * jnp.asarray(scale, q.dtype), k)
+            with jax.named_scope("softmax"):
+                logits = logits.astype(jnp.float32) + bias
+                if mask is not None:
+                    nw = mask.shape[0]
+                    logits = (logits.reshape(bw // nw, nw, self.heads, n, n)
+                              + mask[None, :, None])
+                    logits = logits.reshape(bw, self.heads, n, n)
+                probs = jax.nn.softmax(logits, axis=-1)
             probs = nn.Dropout(self.attn_dropout)(probs, deterministic=not train)
-            out = jnp.einsum("bhnm,bmhd->bnhd", probs.astype(self.dtype), v)
+            with jax.named_scope("av"):
+                out = jnp.einsum("bhnm,bmhd->bnhd", probs.astype(self.dtype), v)
         elif self.impl == "dot_product":
             full = bias[None]
             if mask is not None:

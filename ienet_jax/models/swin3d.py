@@ -133,23 +133,26 @@ class SwinBlock(nn.Module):
             )(y, train=train)
         y = layer_norm(self.opts, "norm1")(y)
         pads = [(-size) % win for size, win in zip((d, h, w), window)]
-        y = jnp.pad(y, ((0, 0), *((0, p) for p in pads), (0, 0)))
         padded = (d + pads[0], h + pads[1], w + pads[2])
         mask = None
-        if any(shift):
-            y = jnp.roll(y, tuple(-s for s in shift), axis=(1, 2, 3))
-            mask = shift_mask(padded, window, shift)
-        windows = nn.with_logical_constraint(window_partition(y, window), axes.WINDOW_TOKENS)
+        with jax.named_scope("window_partition"):  # pad, shift, partition (bench.profile)
+            y = jnp.pad(y, ((0, 0), *((0, p) for p in pads), (0, 0)))
+            if any(shift):
+                y = jnp.roll(y, tuple(-s for s in shift), axis=(1, 2, 3))
+                mask = shift_mask(padded, window, shift)
+            windows = nn.with_logical_constraint(window_partition(y, window),
+                                                 axes.WINDOW_TOKENS)
         windows = WindowAttention(
             c, self.heads, self.opts.window, qkv_bias=self.opts.qkv_bias,
             attn_dropout=self.opts.attn_dropout, dropout=self.opts.dropout,
             impl=self.opts.attention, dtype=self.opts.dtype, param_dtype=self.opts.param_dtype,
             name="attn",
         )(windows, mask, train=train)
-        y = window_reverse(windows, window, (b, *padded))
-        if any(shift):
-            y = jnp.roll(y, shift, axis=(1, 2, 3))
-        y = y[:, :d, :h, :w]
+        with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
+            y = window_reverse(windows, window, (b, *padded))
+            if any(shift):
+                y = jnp.roll(y, shift, axis=(1, 2, 3))
+            y = y[:, :d, :h, :w]
         drop = DropPath(self.drop_path)
         x = x + drop(y, train=train).astype(x.dtype)
         y = Mlp(c, self.opts, name="mlp")(layer_norm(self.opts, "norm2")(x), train=train)

@@ -51,15 +51,16 @@ from ienet_jax.train import workdir as workdir_lib
 from ienet_jax.train.checkpoint import Checkpointer, load_variables, merge_variables
 from ienet_jax.train.metrics_log import MetricsLog, Progress
 from ienet_jax.train.objectives import check_weights
-from ienet_jax.train.optim import make_optimizer, schedule
+from ienet_jax.train.optim import frozen_mask, frozen_train_steps, make_optimizer, schedule
 from ienet_jax.train.state import (
     TrainState,
     abstract_params,
     abstract_state,
     count_params,
     create_train_state,
+    trace_init,
 )
-from ienet_jax.train.step import Compiled, compile_steps
+from ienet_jax.train.step import Compiled, compile_steps, compile_train_step, compiler_options
 
 
 class Interrupted(Exception):
@@ -222,6 +223,13 @@ class Run:
     train_step: Compiled
     eval_step: Compiled
     log: MetricsLog
+    # steps < frozen_until run frozen_step (gradients of the trained subset only), if set
+    frozen_step: Compiled | None = None
+    frozen_until: int = 0
+
+    def step_fn(self, step: int) -> Compiled:
+        """The compiled train step for train step `step`."""
+        return self.frozen_step if step < self.frozen_until else self.train_step
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=None) -> Run:
@@ -258,7 +266,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     if stage not in (1, 2) or (stage == 2 and not contract.get(config.model).has_hr(config.model)):
         raise ValueError(f"config key train.stage={stage}: expected 1, or 2 with an IENet whose "
                          "model.fee.enabled=True (preset reference_stage2)")
-    tx = make_optimizer(config.train, abstract_params(model, config.model))
+    init = trace_init(model, config.model)  # the model's one trace before the train step
+    params_shape = abstract_params(model, config.model, init)
+    tx = make_optimizer(config.train, params_shape)
     learning_rate = schedule(config.train)  # of optimiser updates (train steps / grad_accum)
     accum = max(int(config.train.grad_accum), 1)
 
@@ -270,7 +280,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     logging.info("initialising the train state (model %s)", config.model.name)
     t0 = time.perf_counter()
     state, shardings = create_train_state(model, config.model, tx, mesh, rules,
-                                          int(config.seed))
+                                          int(config.seed), init)
     if jax.process_index() == 0:
         logging.info("model %s: %d parameters; %s (initialised in %.1f s)", config.model.name,
                      count_params(state.params), state_bytes_per_device(state).line(),
@@ -279,16 +289,23 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     latest = ckpt.latest_step()
     if latest is not None:
         state, train_it = ckpt.restore(
-            latest, abstract_state(shardings, model, config.model, tx), train_it)
+            latest, abstract_state(shardings, model, config.model, tx, init=init), train_it)
     elif config.train.init_from:
         state = _initialise_from(state, shardings, config.train.init_from)
 
     # ---------------------------------------------------------------- compiled steps
+    options = compiler_options(config.train)
     train_step, eval_step = compile_steps(
         model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
         state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
         eval_batch_spec=eval_sharding.spec,
-        pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
+        pearson_band_hz=tuple(config.train.loss.pearson_band_hz), compiler_options=options)
+    mask = frozen_mask(config.train, params_shape)
+    frozen_step = None if mask is None else compile_train_step(
+        model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+        state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
+        pearson_band_hz=tuple(config.train.loss.pearson_band_hz), frozen_mask=mask,
+        compiler_options=options)
 
     # ---------------------------------------------------------------- log
     # a resumed run drops the rows (and TensorBoard events) of steps after its checkpoint
@@ -298,7 +315,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
                eval_sharding=eval_sharding, model=model, tx=tx,
                learning_rate=learning_rate, accum=accum, state=state, shardings=shardings,
                train_it=train_it, checkpointable=checkpointable, ckpt=ckpt, latest=latest,
-               train_step=train_step, eval_step=eval_step, log=log)
+               train_step=train_step, eval_step=eval_step, log=log, frozen_step=frozen_step,
+               frozen_until=frozen_train_steps(config.train) if mask is not None else 0)
 
 
 def _save(run: Run, step: int, state: TrainState, metrics=None, position=None) -> int:
@@ -347,16 +365,20 @@ def loop(run: Run, preemption: _Preemption) -> TrainState:
             _stop_on_data_error(run, _DataError(e, f"training split {config.data.split!r}"),
                                 position, step, state, saved_at)
         batch = inputs.to_device(numpy_batch, run.data_sharding)
-        if step == start:
-            logging.info("compiling the train step (the first step includes it)")
+        # the frozen phase's step (stage 2), then at `frozen_until` the full step: each
+        # compiles on its first call
+        compiles = step == start or (step == run.frozen_until and run.frozen_step is not None)
+        phase = "frozen-phase train step" if step < run.frozen_until else "train step"
+        if compiles:
+            logging.info("compiling the %s (the first step includes it)", phase)
         t0 = time.perf_counter()
-        state, metrics = run.train_step(state, batch, jax.random.fold_in(base_rng, step))
+        state, metrics = run.step_fn(step)(state, batch, jax.random.fold_in(base_rng, step))
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - t0
-        progress.add(seconds, first=step == start)
-        if step == start:
-            logging.info("train step compiled: the first step took %.1f s, compilation "
-                         "included", seconds)
+        progress.add(seconds, first=compiles)
+        if compiles:
+            logging.info("%s compiled: the first step took %.1f s, compilation included",
+                         phase, seconds)
         if not bool(metrics["finite"]):
             ckpt.wait()
             bad = {k: float(v) for k, v in metrics.items() if k != "finite"}

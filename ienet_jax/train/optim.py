@@ -85,6 +85,28 @@ def path_mask(params: Any, pattern: str) -> Any:
     return jax.tree_util.tree_map_with_path(one, params)
 
 
+def frozen_mask(train_config, params: Any) -> Any:
+    """Bools shaped like `params`: True for the leaves `train.freeze_pattern` freezes for the
+    first `train.freeze_steps` steps; None when nothing is frozen (`freeze_steps` = 0)."""
+    if int(train_config.freeze_steps) <= 0:
+        return None
+    pattern = train_config.freeze_pattern
+    mask = path_mask(params, pattern)
+    if not any(jax.tree.leaves(mask)):
+        raise ValueError(
+            f"config key train.freeze_pattern={pattern!r} matches no parameter path "
+            "(paths look like 'rgb/stage0/block0/attn/qkv/kernel')"
+        )
+    return mask
+
+
+def frozen_train_steps(train_config) -> int:
+    """Train steps `0 … n-1` whose optimiser updates keep the `frozen_mask` leaves frozen:
+    `freeze_steps` rounded up to whole optimiser updates of `grad_accum` steps."""
+    accum = max(int(train_config.grad_accum), 1)
+    return -(-max(int(train_config.freeze_steps), 0) // accum) * accum
+
+
 def make_optimizer(train_config, params: Any) -> optax.GradientTransformation:
     """The optimiser of `train_config` for parameters shaped like `params` (unboxed)."""
     name = train_config.optimizer
@@ -107,16 +129,9 @@ def make_optimizer(train_config, params: Any) -> optax.GradientTransformation:
     accum = int(train_config.grad_accum)
     if accum < 1:
         raise ValueError(f"config key train.grad_accum must be >= 1, got {accum}")
-    freeze_steps = int(train_config.freeze_steps)
-    if freeze_steps > 0:
-        pattern = train_config.freeze_pattern
-        mask = path_mask(params, pattern)
-        if not any(jax.tree.leaves(mask)):
-            raise ValueError(
-                f"config key train.freeze_pattern={pattern!r} matches no parameter path "
-                "(paths look like 'rgb/stage0/block0/attn/qkv/kernel')"
-            )
-        tx = freeze_for(tx, mask, -(-freeze_steps // accum))
+    mask = frozen_mask(train_config, params)
+    if mask is not None:
+        tx = freeze_for(tx, mask, frozen_train_steps(train_config) // accum)
     if accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
     return tx

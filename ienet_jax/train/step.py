@@ -26,10 +26,42 @@ from ienet_jax.train import objectives
 from ienet_jax.train.state import TrainState
 
 
+def trainable_grad(loss_fn, params: Any, frozen_mask: Any = None):
+    """`jax.value_and_grad(loss_fn, has_aux=True)(params)`, differentiated only with respect
+    to the leaves where `frozen_mask` is False; the frozen leaves' gradients are zeros.
+
+    The frozen leaves enter `loss_fn` as constants: XLA computes no backward pass for the
+    parts of the model that only they feed (stage 2 without the stage-1 network's backward).
+    """
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if frozen_mask is None:
+        return grad_fn(params)
+    leaves, treedef = jax.tree.flatten(params)
+    frozen = treedef.flatten_up_to(frozen_mask)
+    trained = [x for x, f in zip(leaves, frozen) if not f]
+
+    def merge(subset):
+        it = iter(subset)
+        return treedef.unflatten([x if f else next(it) for x, f in zip(leaves, frozen)])
+
+    value, grads = jax.value_and_grad(lambda t: loss_fn(merge(t)), has_aux=True)(trained)
+    it = iter(grads)
+    full = [jnp.zeros_like(x) if f else next(it) for x, f in zip(leaves, frozen)]
+    return value, treedef.unflatten(full)
+
+
 def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransformation,
-                    weights: dict[str, float], pearson_band_hz=()):
+                    weights: dict[str, float], pearson_band_hz=(), frozen_mask: Any = None):
     """The pure train step for `model` (see the module docstring; `pearson_band_hz` as in
-    `objectives.weighted_loss`)."""
+    `objectives.weighted_loss`).
+
+    `frozen_mask` (bools shaped like the params, `optim.frozen_mask`): the step of the frozen
+    phase, valid while the optimiser freezes those leaves (`optim.frozen_train_steps`). It
+    takes gradients only of the other leaves and gives the frozen ones zero gradients, which
+    `optim.freeze_for` would zero anyway: same updates, no backward pass through the frozen
+    network. Its `grad_norm` metric is then the norm of the trained leaves' gradient (the one
+    that `grad_clip_norm` clips).
+    """
     model_contract = contract.get(model_name)
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
@@ -45,8 +77,8 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
                                                      pearson_band_hz)
             return loss, (metrics, updates.get("batch_stats", state.batch_stats))
 
-        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params)
+        (loss, (metrics, batch_stats)), grads = trainable_grad(loss_fn, state.params,
+                                                              frozen_mask)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
@@ -83,6 +115,20 @@ def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
     return eval_step
 
 
+CPU_YNN_FUSION = {"default": None, "dots": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def compiler_options(train_config) -> dict | None:
+    """XLA compiler options of the steps from `train.cpu_ynn_fusion` (CPU back-end only)."""
+    value = train_config.cpu_ynn_fusion
+    if value not in CPU_YNN_FUSION:
+        raise ValueError(f"config key train.cpu_ynn_fusion={value!r}: expected one of "
+                         f"{tuple(CPU_YNN_FUSION)}")
+    if CPU_YNN_FUSION[value] is None or jax.default_backend() != "cpu":
+        return None
+    return {"xla_cpu_experimental_ynn_fusion_type": CPU_YNN_FUSION[value]}
+
+
 class Compiled:
     """A step function jitted once with shardings, traced under the mesh, the activation
     rules (so that `nn.with_logical_constraint` in the models takes effect) and the mesh's
@@ -93,12 +139,12 @@ class Compiled:
     running: `.compile()` it for ahead-of-time analysis (`bench.topology`)."""
 
     def __init__(self, fn, mesh: Mesh, activation_rules, *, in_shardings, out_shardings,
-                 donate_argnums=()):
+                 donate_argnums=(), compiler_options: dict | None = None):
         self.mesh = mesh
         self.activation_rules = activation_rules
         self.platform = mesh.devices.flat[0].platform
         self.jitted = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
-                              donate_argnums=donate_argnums)
+                              donate_argnums=donate_argnums, compiler_options=compiler_options)
         self._name = getattr(fn, "__name__", "step")
         self._aligned = False
 
@@ -130,20 +176,38 @@ class Compiled:
 def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
                   batch_spec: PartitionSpec, activation_rules,
                   eval_batch_spec: PartitionSpec | None = None,
-                  pearson_band_hz=()) -> tuple[Compiled, Compiled]:
+                  pearson_band_hz=(), compiler_options: dict | None = None,
+                  ) -> tuple[Compiled, Compiled]:
     """`(train_step, eval_step)` jitted with the state's shardings and batch shardings.
 
     Keyword-only: `batch_spec` shards train batches, `eval_batch_spec` (default: the same)
-    eval batches; `pearson_band_hz` is `train.loss.pearson_band_hz`.
+    eval batches; `pearson_band_hz` is `train.loss.pearson_band_hz`; `compiler_options`
+    XLA's (`compiler_options(config.train)`).
     """
     replicated = NamedSharding(mesh, PartitionSpec())
-    batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
     eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
                                   else eval_batch_spec)
-    train = Compiled(make_train_step(model, model_name, tx, weights, pearson_band_hz), mesh,
-                     activation_rules, in_shardings=(state_shardings, batch_sharding, replicated),
-                     out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+    train = compile_train_step(model=model, model_name=model_name, tx=tx, weights=weights,
+                               mesh=mesh, state_shardings=state_shardings,
+                               batch_spec=batch_spec, activation_rules=activation_rules,
+                               pearson_band_hz=pearson_band_hz,
+                               compiler_options=compiler_options)
     evaluate = Compiled(make_eval_step(model, model_name, weights, pearson_band_hz), mesh,
                         activation_rules, in_shardings=(state_shardings, eval_sharding),
-                        out_shardings=replicated)
+                        out_shardings=replicated, compiler_options=compiler_options)
     return train, evaluate
+
+
+def compile_train_step(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
+                       batch_spec: PartitionSpec, activation_rules, pearson_band_hz=(),
+                       frozen_mask: Any = None, compiler_options: dict | None = None,
+                       ) -> Compiled:
+    """The train step of `compile_steps` (same keywords); with `frozen_mask`, the frozen
+    phase's step (`make_train_step`)."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
+    fn = make_train_step(model, model_name, tx, weights, pearson_band_hz, frozen_mask)
+    return Compiled(fn, mesh, activation_rules,
+                    in_shardings=(state_shardings, batch_sharding, replicated),
+                    out_shardings=(state_shardings, replicated), donate_argnums=(0,),
+                    compiler_options=compiler_options)
