@@ -61,7 +61,7 @@ def abstract_batch(config: ml_collections.ConfigDict, sharding: NamedSharding) -
     the devices: `ienet_jax.train.inputs.DEVICE_FIELDS` of its synthetic clips)."""
     from ienet_jax.train import inputs
 
-    clip = inputs.SyntheticClips(config.model, 1, 0)[0]
+    clip = inputs.SyntheticClips(config.model, 1, 0, config.data.synthetic.fps)[0]
     batch = int(config.train.batch_size)
     return {k: jax.ShapeDtypeStruct((batch, *np.shape(v)), np.asarray(v).dtype,
                                     sharding=sharding)

@@ -97,6 +97,7 @@ def test_cpu_ynn_fusion_dots_keeps_library_fusions_to_matmuls():
     """`train.cpu_ynn_fusion="dots"` reaches XLA: no YNNPACK reduce/elementwise fusions."""
     import jax.numpy as jnp
 
+    from ienet_jax.parallel.mesh import single_device_mesh
     from ienet_jax.train.step import Compiled, compiler_options
 
     config = tscan_config()
@@ -108,7 +109,8 @@ def test_cpu_ynn_fusion_dots_keeps_library_fusions_to_matmuls():
     texts = {}
     for value in ("default", "dots"):
         config.train.cpu_ynn_fusion = value
-        step = Compiled(f, None, (), in_shardings=None, out_shardings=None,
+        step = Compiled(f, single_device_mesh(("data",)), (), in_shardings=None,
+                        out_shardings=None,
                         compiler_options=compiler_options(config.train))
         texts[value] = step.jitted.lower(x).compile().as_text()
     assert "__ynn_fusion" in texts["default"] and "__ynn_fusion" not in texts["dots"]
