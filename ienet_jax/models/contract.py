@@ -148,6 +148,16 @@ def check(section, table: dict, prefix: str = "model") -> dict:
     return out
 
 
+# `model` keys that describe the model's data (read by the contract, evaluate and predict),
+# not fields of its flax module
+DATA_KEYS = ("name", "clip_length", "frame_size", "input_fps", "box_scale")
+
+
+def module_fields(checked: dict) -> dict:
+    """The checked `model` section (`check`) without `DATA_KEYS`: the module's fields."""
+    return {k: v for k, v in checked.items() if k not in DATA_KEYS}
+
+
 def ints(value) -> tuple[int, ...]:
     """An int or a sequence of ints → a tuple of ints."""
     return (int(value),) if isinstance(value, int) else tuple(int(v) for v in value)

@@ -30,6 +30,7 @@ from ienet_jax.models.contract import (
     check,
     choice,
     ints,
+    module_fields,
     register,
 )
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
@@ -82,10 +83,7 @@ class PhysNet(nn.Module):
         if c["frame_size"] < 2 ** SPACE_POOLS:
             raise ValueError(f"config key model.frame_size must be at least {2 ** SPACE_POOLS} "
                              f"(four spatial pools leave 1 pixel), got {c['frame_size']}")
-        for key in ("name", "clip_length", "frame_size", "input_fps",
-                    "box_scale"):
-            del c[key]
-        return cls(**c)
+        return cls(**module_fields(c))
 
     def _norm(self, x, train: bool, name: str):
         return nn.BatchNorm(

@@ -37,6 +37,7 @@ from ienet_jax.models.contract import (
     check,
     choice,
     ints,
+    module_fields,
     register,
 )
 from ienet_jax.models.conv import IMPLEMENTATIONS, Conv
@@ -187,10 +188,7 @@ class TSCAN(nn.Module):
             raise ValueError(f"config key model.frame_size must be large enough for two "
                              f"conv+pool blocks (kernel {c['kernel_size']}, pool {c['pool']}), "
                              f"got {c['frame_size']}")
-        for key in ("name", "clip_length", "frame_size", "input_fps",
-                    "box_scale"):
-            del c[key]
-        return cls(**c)
+        return cls(**module_fields(c))
 
     @nn.compact
     def __call__(self, frames: jnp.ndarray, *, train: bool = False) -> dict[str, jnp.ndarray]:
