@@ -54,7 +54,11 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
             drop_path=size["drop_path"],
             dropout=0.0,
             attn_dropout=0.0,
-            context=ml_collections.ConfigDict(dict(enabled=True, dilations=(1, 3, 5))),
+            # residual: x + CE(x) with zero-initialised BN scales (this port's option; the
+            # reference replaces the attention branch's input by CE(x)): README, "Context
+            # enhancement"
+            context=ml_collections.ConfigDict(dict(enabled=True, dilations=(1, 3, 5),
+                                                   residual=False)),
             fusion="l1_mean",
             fee=ml_collections.ConfigDict(
                 # temperature: soft-gate (training) temperature on the max-normalised PSD

@@ -145,8 +145,9 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
     return records
 
 
-def video_series(records: list[dict]) -> list[table.VideoSeries]:
-    """Clip records (`run_clips`) stitched into one `table.VideoSeries` per video."""
+def video_series(records: list[dict], series_hr=None) -> list[table.VideoSeries]:
+    """Clip records (`run_clips`) stitched into one `table.VideoSeries` per video
+    (`series_hr`: the model's HR head on a series, `ClipModel.series_hr`)."""
     values = {"bvp": [r["bvp"] for r in records], "means": [r["means"] for r in records]}
     if "rppg" in records[0]:
         values["rppg"] = [r["rppg"] for r in records]
@@ -163,7 +164,7 @@ def video_series(records: list[dict]) -> list[table.VideoSeries]:
             rppg=s.values.get("rppg"), bvp=s.values["bvp"], means=s.values["means"],
             clip_starts=np.searchsorted(s.frames, [c["start"] for c in clips]),
             clip_length=len(clips[0]["bvp"]), clip_hr=np.array([c["hr"] for c in clips]),
-            clip_fee=None if fee is None else np.array(fee)))
+            clip_fee=None if fee is None else np.array(fee), series_hr=series_hr))
     return videos
 
 
@@ -196,14 +197,16 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str | Path | Non
             raise
         const, const_source = None, f"not scored: {e}"
         logging.warning("constant predictor %s", const_source)
-    videos = video_series(run_clips(model, data_dir, split))
+    videos = video_series(run_clips(model, data_dir, split),
+                          model.series_hr if model.has_fee else None)
 
     rows: dict[str, list[dict]] = {}
     for v in videos:
         for name, r in table.video_rows(v, model.name, window=window, method=hr_method,
                                         constant_hr=const).items():
             rows.setdefault(name, []).extend(r)
-    order = [model.name, f"{model.name}_fee", "pos", "chrom", "constant"]
+    order = [model.name, f"{model.name}_fee", f"{model.name}_fee_clips", "pos", "chrom",
+             "constant"]
     result: dict = {name: table.summarize_rows(rows[name]) for name in order if name in rows}
     result["evaluation"] = {
         "mode": table.MODE,
@@ -213,7 +216,7 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str | Path | Non
         "fps": float(np.mean([v.fps for v in videos])),
         "fft_resolution_bpm": table.fft_resolution(videos, window),
         "label_hr": "the stitched label BVP through the same pipeline"
-                    + ("; FEE row: mean clip label HR" if model.has_fee else ""),
+                    + ("; FEE per-clip row: mean clip label HR" if model.has_fee else ""),
         "constant_hr": const,
         "constant_hr_from": const_source,
         "model": model.name,

@@ -65,7 +65,7 @@ def test_rows_and_metrics_match_hand_computed_values():
     for v in videos:
         for k, r in table.video_rows(v, "ienet", window=None, constant_hr=80.0).items():
             rows.setdefault(k, []).extend(r)
-    assert set(rows) == {"ienet", "ienet_fee", "pos", "chrom", "constant"}
+    assert set(rows) == {"ienet", "ienet_fee_clips", "pos", "chrom", "constant"}
     label = np.array([17 * BIN, 27 * BIN])
     np.testing.assert_allclose([r["hr_label"] for r in rows["ienet"]], label)
     np.testing.assert_allclose([r["hr_pred"] for r in rows["ienet"]], [17 * BIN, 30 * BIN])
@@ -75,11 +75,31 @@ def test_rows_and_metrics_match_hand_computed_values():
     c = table.summarize_rows(rows["constant"])
     assert c["mae"] == pytest.approx(np.mean(np.abs(80.0 - label)))
     assert c["ba_bias"] == pytest.approx(np.mean(80.0 - label))
-    fee = table.summarize_rows(rows["ienet_fee"])
+    fee = table.summarize_rows(rows["ienet_fee_clips"])
     assert fee["mae"] == pytest.approx(2.0)
     assert table.summarize_rows(rows["pos"])["mae"] < BIN  # a clean pulse: POS on the bin
     text = table.format_table({"ienet": m, "constant": c, "evaluation": {}})
     assert "ienet" in text and "constant" in text and f"{m['mae']:.2f}" in text
+
+
+def test_fee_row_runs_the_head_on_each_windows_stitched_rppg():
+    """`<model>_fee`: the HR head on exactly the model row's window of the stitched rPPG,
+    scored against that row's label; the per-clip mean stays as `<model>_fee_clips`."""
+    seen = []
+
+    def series_hr(x, fs):
+        seen.append((len(x), fs, float(x[0])))
+        return 100.0 + len(seen)
+
+    video = _video(("s", "v"), 20, 20, rppg=np.arange(N, dtype=np.float64))
+    video.series_hr = series_hr
+    rows = table.video_rows(video, "ienet", window=N / FPS / 2, constant_hr=70.0)
+    assert [(r["start"], r["frames"]) for r in rows["ienet_fee"]] == [
+        (r["start"], r["frames"]) for r in rows["ienet"]]
+    assert seen == [(N // 2, FPS, 0.0), (N // 2, FPS, float(N // 2))]
+    assert [r["hr_pred"] for r in rows["ienet_fee"]] == [101.0, 102.0]
+    assert [r["hr_label"] for r in rows["ienet_fee"]] == [r["hr_label"] for r in rows["ienet"]]
+    assert len(rows["ienet_fee_clips"]) == 2
 
 
 def test_table_prints_n_a_for_statistics_undefined_at_n_1():
@@ -98,7 +118,7 @@ def test_windows_give_one_row_per_window():
     rows = table.video_rows(_video(("s", "v"), 20, 20), "ienet", window=N / FPS / 2,
                             constant_hr=70.0)
     assert [r["start"] for r in rows["ienet"]] == [0, N // 2]
-    assert len(rows["ienet_fee"]) == 2 and len(rows["constant"]) == 2
+    assert len(rows["ienet_fee_clips"]) == 2 and len(rows["constant"]) == 2
     res = table.fft_resolution([_video(("s", "v"), 20, 20)], N / FPS / 2)
     assert res["min"] == pytest.approx(2 * BIN)
 
@@ -175,6 +195,7 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
     from train_configs import micro_ienet_model
 
     from ienet_jax.convert.checkpoint import save_converted
+    from ienet_jax.eval.inference import load
     from ienet_jax.evaluate import evaluate
     from ienet_jax.models import build, contract
     from ienet_jax.train.workdir import write_train_stats
@@ -195,7 +216,15 @@ def test_evaluate_end_to_end_on_a_converted_tiny_ienet(tmp_path):
 
     result = evaluate(config, tmp_path / "run", checkpoint=tmp_path / "converted",
                       data_dir=tmp_path / "clips", batch_size=3)
-    assert {"ienet", "ienet_fee", "pos", "chrom", "constant", "evaluation"} <= set(result)
+    assert {"ienet", "ienet_fee", "ienet_fee_clips", "pos", "chrom", "constant",
+            "evaluation"} <= set(result)
+    assert result["ienet_fee"]["n"] == result["ienet"]["n"] == 2
+    # the head on one model clip's pulse = the model's own per-clip FEE output
+    model = load(tmp_path / "converted")
+    rgb = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 16, 3), np.uint8)
+    nir = rgb[..., :1]
+    out = model(rgb, nir, fps=FPS)
+    assert model.series_hr(out["rppg"][0], FPS) == pytest.approx(float(out["hr"][0]), abs=1e-3)
     ev = result["evaluation"]
     # 2 videos of 4 stored clips of 32 frames, each cut into 2 model clips of 16
     assert ev["num_videos"] == 2 and ev["num_clips"] == 16

@@ -53,3 +53,21 @@ def test_train_mode_updates_batch_stats_and_checks_groups():
     assert not np.allclose(updates["batch_stats"]["bn_0"]["mean"], 0.0)
     with pytest.raises(ValueError, match="context.dilations"):
         module.init(jax.random.PRNGKey(1), jnp.zeros((1, 4, 5, 5, 7)), train=False)
+
+
+def test_residual_option_starts_as_identity_and_adds_the_context():
+    """`residual=True`: x + CE(x) with zero BN scales, so the initialised module is the
+    identity; with trained (non-zero) parameters it adds exactly the plain module's output."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 6, 7, 7, 9))
+    plain = ContextEnhancement((1, 3, 5), conv_impl="taps")
+    res = ContextEnhancement((1, 3, 5), conv_impl="taps", residual=True)
+    variables = nn.unbox(res.init(jax.random.PRNGKey(1), x, train=False))
+    np.testing.assert_array_equal(res.apply(variables, x, train=False), x)
+    assert all(float(jnp.abs(v["scale"]).max()) == 0 for k, v in variables["params"].items()
+               if k.startswith("bn_"))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape).astype(np.float32),
+                          variables["params"])
+    trained = {"params": params, "batch_stats": variables["batch_stats"]}
+    np.testing.assert_allclose(res.apply(trained, x, train=False),
+                               x + plain.apply(trained, x, train=False), rtol=1e-5, atol=1e-5)

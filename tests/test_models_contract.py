@@ -113,3 +113,19 @@ def test_modules_take_every_value_from_the_config():
     for module in (IENet, TSCAN, PhysNet, FEEHead):  # no field defaults duplicating configs/*.py
         with pytest.raises(TypeError, match="missing"):
             module()
+
+
+def test_upgrade_fills_nested_added_keys_of_old_ienet_configs():
+    """A config saved before `model.context.residual` existed gets the value that reproduces
+    its checkpoints (False); a saved value is kept."""
+    from configs import ienet
+    from ienet_jax.models import contract
+
+    old = ienet.model_config("tiny")
+    with old.unlocked():
+        del old.context["residual"]
+    assert "residual" not in old.context
+    assert contract.upgrade(old, "old.json").context.residual is False
+    new = ienet.model_config("tiny")
+    new.context.residual = True
+    assert contract.upgrade(new, "new.json").context.residual is True

@@ -77,6 +77,12 @@ class ClipModel:
         self.variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")
                           and len(jax.tree.leaves(v))}
         self._forward = jax.jit(self._apply)
+        head = self.contract.hr_head(model_config)
+        self._hr_head = None
+        if head is not None:
+            module, name = head
+            head_vars = {k: v[name] for k, v in self.variables.items() if name in v}
+            self._hr_head = jax.jit(lambda x, fs: module.apply(head_vars, x, fs, train=False)["hr"])
 
     def _apply(self, variables, batch):
         outputs = self.model.apply(variables, *self.contract.inputs(batch), train=False,
@@ -85,6 +91,14 @@ class ClipModel:
         if "hr" in outputs:
             out["hr"] = outputs["hr"].astype(jnp.float32)
         return out
+
+    def series_hr(self, pulse: np.ndarray, fps: float) -> float | None:
+        """The model's heart-rate head (IENet: FEE) on one pulse series `[N]` of any length at
+        `fps` Hz, e.g. a window's stitched output (bpm); None for a model without one."""
+        if self._hr_head is None:
+            return None
+        x = jnp.asarray(np.asarray(pulse, np.float32)[None])
+        return float(self._hr_head(x, jnp.float32(fps))[0])
 
     def check_clips(self, rgb: np.ndarray, nir: np.ndarray | None, where: str) -> None:
         t, s = self.clip_length, self.frame_size

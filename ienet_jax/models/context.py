@@ -7,6 +7,12 @@ convolution returns T + 1 frames (odd d_g), of which the first T are kept (the r
 drops the last frame); the groups are concatenated back. With the reference dilations
 (1, 3, 5) the paddings are (1, 1, 1), (2, 3, 3), (3, 5, 5), as published.
 
+`residual=True` (`model.context.residual`, an option of this port, off by default so that
+reference checkpoints keep their outputs) returns `x + CE(x)` with the BatchNorm scales
+initialised to zero: the block starts as the context-free block and learns how much context
+to add, instead of feeding the attention branch a randomly initialised convolution of its
+input (measurements: README, "Context enhancement").
+
 The reference defines three copies of this module per block (for 96, 192 and 384
 channels) and uses the one whose width matches the block; here it is one module
 parameterised by the channel count.
@@ -34,6 +40,7 @@ class ContextEnhancement(nn.Module):
 
     dilations: Sequence[int]
     conv_impl: str
+    residual: bool = False
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
@@ -59,8 +66,11 @@ class ContextEnhancement(nn.Module):
             y = nn.BatchNorm(
                 use_running_average=not train, momentum=0.9, epsilon=1e-5,
                 dtype=self.dtype, param_dtype=self.param_dtype, name=f"bn_{g}",
-                scale_init=nn.with_logical_partitioning(nn.initializers.ones, (axes.CONV_OUT,)),
+                scale_init=nn.with_logical_partitioning(
+                    nn.initializers.zeros if self.residual else nn.initializers.ones,
+                    (axes.CONV_OUT,)),
                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.CONV_OUT,)),
             )(y)
             outs.append(y[:, :t])
-        return jnp.concatenate(outs, axis=-1)
+        y = jnp.concatenate(outs, axis=-1)
+        return x + y if self.residual else y

@@ -35,8 +35,9 @@ class ModelContract:
     losses: tuple[str, ...] = ("neg_pearson", "spectral", "mse")
 
     module = None  # the flax module class: `build` is its `from_config`
-    # `model` keys added after checkpoints were written, with the value that reproduces
-    # those checkpoints (filled in by `upgrade` when a saved config lacks them)
+    # `model` keys (dotted for nested ones) added after checkpoints were written, with the
+    # value that reproduces those checkpoints (filled in by `upgrade` when a saved config
+    # lacks them)
     added_keys: dict = {}
 
     def build(self, model_config):
@@ -87,6 +88,13 @@ class ModelContract:
     def has_hr(self, model_config) -> bool:  # outputs hold an `hr` `[B]` bpm (FEE head)
         return False
 
+    def hr_head(self, model_config):
+        """`(module, name)` of the model's heart-rate head, or None: a flax module mapping a
+        pulse `[B, N]` of any length and its rate `fs` to `{"hr": [B], ...}` (`train=False`),
+        whose variables are the model's `name` subtree. Evaluation runs it on a whole
+        window's stitched pulse (`ClipModel.series_hr`)."""
+        return None
+
     def convert(self, state_dict: dict, model_config) -> dict:
         """Flax variables from a reference (PyTorch) state dict."""
         raise ValueError(f"model.name={self.name!r} has no reference checkpoint converter")
@@ -113,10 +121,20 @@ def upgrade(model_config, where: str):
     in at the values that reproduce older checkpoints; one log line names them."""
     from absl import logging
 
-    missing = {k: v for k, v in get(model_config).added_keys.items() if k not in model_config}
+    def parent(key):  # the section holding a dotted key, and the key's last part
+        *path, leaf = key.split(".")
+        node = model_config
+        for part in path:
+            node = node[part]
+        return node, leaf
+
+    missing = {k: v for k, v in get(model_config).added_keys.items()
+               if parent(k)[1] not in parent(k)[0]}
     if missing:
         with model_config.unlocked():
-            model_config.update(missing)
+            for key, value in missing.items():
+                node, leaf = parent(key)
+                node[leaf] = value
         logging.info("%s: model config written before %s existed: using %s", where,
                      ", ".join(missing), missing)
     return model_config

@@ -85,6 +85,7 @@ class IENet(nn.Module):
     attn_dropout: float
     context: bool
     dilations: tuple[int, ...]
+    context_residual: bool
     fusion: str
     fee: bool
     bpm_min: float
@@ -130,7 +131,8 @@ class IENet(nn.Module):
         opts = BlockOptions(
             window=self.window, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
             dropout=self.dropout, attn_dropout=self.attn_dropout, context=self.context,
-            dilations=self.dilations, attention=self.attention, conv_impl=self.conv_impl,
+            dilations=self.dilations, context_residual=self.context_residual,
+            attention=self.attention, conv_impl=self.conv_impl,
             dtype=self.dtype, param_dtype=self.param_dtype,
         )
 
@@ -151,13 +153,8 @@ class IENet(nn.Module):
         head = RPPGHead(param_dtype=self.param_dtype, name="head")
         out = {"rgb_rppg": head(f_rgb), "nir_rppg": head(f_nir), "fused_rppg": head(fused)}
         if self.fee:
-            from ienet_jax.models.fee import FEEHead
-
-            fee = FEEHead(
-                bpm_min=self.bpm_min, bpm_max=self.bpm_max, temperature=self.temperature,
-                dtype=jnp.float32, param_dtype=self.param_dtype, conv_impl=self.conv_impl,
-                name="fee",
-            )(out["fused_rppg"], self.fps if fps is None else fps, train=train)
+            fee = fee_head(self, name="fee")(out["fused_rppg"], self.fps if fps is None else fps,
+                                             train=train)
             out["hr"] = fee["hr"]
             out["psd"] = fee["psd"]
         return out
@@ -183,7 +180,7 @@ FIELDS = {
     "dims": _positive(), "depths": _positive(), "heads": _positive(),
     "mlp_ratio": POSITIVE_FLOAT, "qkv_bias": FLAG,
     "drop_path": RATE, "dropout": RATE, "attn_dropout": RATE,
-    "context": {"enabled": FLAG, "dilations": _positive()},
+    "context": {"enabled": FLAG, "dilations": _positive(), "residual": FLAG},
     "fusion": choice(*FUSIONS),
     "fee": {"enabled": FLAG, "bpm_min": POSITIVE_FLOAT, "bpm_max": POSITIVE_FLOAT,
             "temperature": POSITIVE_FLOAT},
@@ -219,9 +216,19 @@ def _fields_from_config(model_config) -> dict:
         raise ValueError(f"model.fee.bpm_min={fee['bpm_min']} must be below "
                          f"model.fee.bpm_max={fee['bpm_max']}")
     del c["name"]
-    return dict(c, context=context["enabled"], dilations=dilations, fee=fee["enabled"],
+    return dict(c, context=context["enabled"], dilations=dilations,
+                context_residual=context["residual"], fee=fee["enabled"],
                 bpm_min=fee["bpm_min"], bpm_max=fee["bpm_max"],
                 temperature=fee["temperature"], dtype=DTYPES[c["dtype"]])
+
+
+def fee_head(model: IENet, **kwargs):
+    """IENet's FEE head as `model` configures it (`kwargs`: flax module arguments, e.g. name)."""
+    from ienet_jax.models.fee import FEEHead
+
+    return FEEHead(bpm_min=model.bpm_min, bpm_max=model.bpm_max, temperature=model.temperature,
+                   dtype=jnp.float32, param_dtype=model.param_dtype, conv_impl=model.conv_impl,
+                   **kwargs)
 
 
 class IENetContract(ModelContract):
@@ -232,6 +239,7 @@ class IENetContract(ModelContract):
     output = "fused_rppg"
     losses = ("neg_pearson", "spectral", "l1_hr", "mse")
     module = IENet
+    added_keys = {"context.residual": False}
 
     def channels(self, model_config) -> tuple[int, ...]:
         return int(model_config.rgb_channels), int(model_config.nir_channels)
@@ -243,6 +251,10 @@ class IENetContract(ModelContract):
 
     def has_hr(self, model_config) -> bool:
         return bool(model_config.fee.enabled)
+
+    def hr_head(self, model_config):
+        """The FEE head (conv/BN stack + spectrum: any signal length) as the model builds it."""
+        return (fee_head(self.build(model_config)), "fee") if self.has_hr(model_config) else None
 
     def convert(self, state_dict: dict, model_config) -> dict:
         from ienet_jax.convert.ienet import ienet_variables

@@ -54,6 +54,7 @@ class BlockOptions:
     dilations: tuple[int, ...]
     attention: str
     conv_impl: str
+    context_residual: bool = False
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
@@ -129,7 +130,8 @@ class SwinBlock(nn.Module):
         if self.opts.context:
             y = ContextEnhancement(
                 self.opts.dilations, conv_impl=self.opts.conv_impl, dtype=self.opts.dtype,
-                param_dtype=self.opts.param_dtype, name="context",
+                param_dtype=self.opts.param_dtype, residual=self.opts.context_residual,
+                name="context",
             )(y, train=train)
         y = layer_norm(self.opts, "norm1")(y)
         pads = [(-size) % win for size, win in zip((d, h, w), window)]
