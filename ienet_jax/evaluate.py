@@ -264,7 +264,12 @@ def _workdir_config(workdir: Path) -> ml_collections.ConfigDict:
         what = "has no config.json" if workdir.is_dir() else "does not exist"
         raise ValueError(f"--workdir {workdir} {what}: pass the run's folder (written by "
                          "python -m ienet_jax.main), or --config with --checkpoint")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    if "model" in config:  # keys the model family added since the run was written
+        from ienet_jax.models import contract
+
+        contract.upgrade(config.model, str(path))
+    return config
 
 
 def _config(config: ml_collections.ConfigDict | None, workdir: Path,

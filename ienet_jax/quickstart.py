@@ -140,13 +140,14 @@ def run_quickstart(workdir: str | Path, arg: str = "", dataset: dict | None = No
 
 def _define_flags() -> dict:
     from configs import quickstart as recipe
+    from data_prep.synth.config import PRESETS as SYNTH_PRESETS
 
     d = recipe.dataset_config()
     return dict(
         workdir=flags.DEFINE_string("workdir", "runs/quickstart", "Output folder."),
         subjects=flags.DEFINE_integer("subjects", d.subjects, "Synthetic subjects."),
         seconds=flags.DEFINE_float("seconds", d.seconds, "Seconds per recording."),
-        preset=flags.DEFINE_enum("preset", d.preset, ["easy", "hard"], "Synthetic realism."),
+        preset=flags.DEFINE_enum("preset", d.preset, sorted(SYNTH_PRESETS), "Synthetic realism."),
         stage1_steps=flags.DEFINE_integer("stage1_steps", recipe.STEPS["stage1"], "Stage-1 steps."),
         stage2_steps=flags.DEFINE_integer("stage2_steps", recipe.STEPS["stage2"], "Stage-2 steps."),
     )

@@ -365,6 +365,24 @@ def test_workdir_config_differences_name_only_what_changes_the_checkpoint():
         "train.grad_clip_norm: 0.0 → 0.5"]
 
 
+def test_runs_written_before_a_model_key_existed_resume_and_evaluate(tmp_path):
+    """A workdir whose config.json predates `model.context.residual` is still the same config
+    (resume allowed) and evaluate's `--workdir` config gets the key; a real change is refused."""
+    from ienet_jax.evaluate import _workdir_config
+    from ienet_jax.train.workdir import check_compatible
+
+    config = ienet_config(steps=1)
+    saved = json.loads(config.to_json_best_effort())
+    del saved["model"]["context"]["residual"]
+    (tmp_path / "checkpoints" / "1").mkdir(parents=True)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_compatible(config, tmp_path)
+    assert _workdir_config(tmp_path).model.context.residual is False
+    config.model.context.residual = True
+    with pytest.raises(ValueError, match=r"model.context.residual: False → True"):
+        check_compatible(config, tmp_path)
+
+
 def test_setup_traces_the_model_once_and_inits_as_model_init(tmp_path, monkeypatch):
     """Start-up traces the model once before the train step (shapes, optimiser, shardings,
     init and the restore target share `trace_init`), and the state's variables are

@@ -101,6 +101,11 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str | Path) -> 
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); it should hold the config of the "
                          "run in --workdir") from e
+    if "model" in old:  # keys the model family added since the run was written
+        from ienet_jax.models import contract
+
+        model = contract.upgrade(ml_collections.ConfigDict(old["model"]), str(path))
+        old["model"] = json.loads(model.to_json_best_effort())
     diff = differences(old, json.loads(config.to_json_best_effort()))
     if diff:
         raise ValueError(
