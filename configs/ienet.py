@@ -54,11 +54,12 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
             drop_path=size["drop_path"],
             dropout=0.0,
             attn_dropout=0.0,
-            # residual: x + CE(x) with zero-initialised BN scales (this port's option; the
-            # reference replaces the attention branch's input by CE(x)): README, "Context
-            # enhancement"
+            # this port's options, off = the reference (README, "Context enhancement"):
+            # residual: x + CE(x) with zero-initialised BN scales instead of CE(x);
+            # lag0: each dilated temporal kernel reads frames t - d and t instead of
+            # t - (d+1)//2 and t - (d+1)//2 + d
             context=ml_collections.ConfigDict(dict(enabled=True, dilations=(1, 3, 5),
-                                                   residual=False)),
+                                                   residual=False, lag0=False)),
             fusion="l1_mean",
             fee=ml_collections.ConfigDict(
                 # temperature: soft-gate (training) temperature on the max-normalised PSD

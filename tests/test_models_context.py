@@ -71,3 +71,21 @@ def test_residual_option_starts_as_identity_and_adds_the_context():
     trained = {"params": params, "batch_stats": variables["batch_stats"]}
     np.testing.assert_allclose(res.apply(trained, x, train=False),
                                x + plain.apply(trained, x, train=False), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lag0", [False, True])
+def test_temporal_taps_read_the_frames_the_docstring_names(lag0):
+    """Reference padding: the dilation-5 group at frame t reads t - 3 and t + 2, never t;
+    `lag0=True`: it reads t - 5 and t (no frame after t)."""
+    module = ContextEnhancement((1, 3, 5), conv_impl="taps", lag0=lag0)
+    x = jnp.zeros((1, 12, 1, 1, 3))
+    variables = nn.unbox(module.init(jax.random.PRNGKey(1), x, train=False))
+    t = 6
+
+    def reads(frame):  # output frames of the dilation-5 group (channel 2) moved by `frame`
+        dx = x.at[:, frame].set(1.0)
+        dy = module.apply(variables, dx, train=False) - module.apply(variables, x, train=False)
+        return np.flatnonzero(np.abs(np.asarray(dy[0, :, 0, 0, 2])) > 1e-6)
+
+    moved = {f for f in range(12) if t in reads(f)}
+    assert moved == ({t - 5, t} if lag0 else {t - 3, t + 2})

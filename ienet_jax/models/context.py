@@ -7,6 +7,12 @@ convolution returns T + 1 frames (odd d_g), of which the first T are kept (the r
 drops the last frame); the groups are concatenated back. With the reference dilations
 (1, 3, 5) the paddings are (1, 1, 1), (2, 3, 3), (3, 5, 5), as published.
 
+`lag0=True` (`model.context.lag0`, also off by default) pads time by (d, 0) instead: the
+taps read frames t − d and t. With the reference's padding the groups of dilation 3 and 5
+never read frame t itself (taps t − 2, t + 1 and t − 3, t + 2): at the token rate of 15 Hz
+(30 fps, temporal patch 2) a 3-token lag is 0.2 s, a quarter period of a 72 bpm pulse,
+so two thirds of the channels reach the attention branch phase-shifted.
+
 `residual=True` (`model.context.residual`, an option of this port, off by default so that
 reference checkpoints keep their outputs) returns `x + CE(x)` with the BatchNorm scales
 initialised to zero: the block starts as the context-free block and learns how much context
@@ -41,6 +47,7 @@ class ContextEnhancement(nn.Module):
     dilations: Sequence[int]
     conv_impl: str
     residual: bool = False
+    lag0: bool = False
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
@@ -57,9 +64,11 @@ class ContextEnhancement(nn.Module):
         outs = []
         for g, d in enumerate(self.dilations):
             part = x[..., g * width:(g + 1) * width]
-            pad_t = (d + 1) // 2
+            # reference: taps at frames t - (d+1)//2 and t - (d+1)//2 + d, the last output
+            # frame dropped; lag0: taps at t - d and t (the frame itself always read)
+            pad_t = (d, 0) if self.lag0 else ((d + 1) // 2, (d + 1) // 2)
             y = Conv(
-                width, KERNEL, padding=((pad_t, pad_t), (d, d), (d, d)), dilation=(d, d, d),
+                width, KERNEL, padding=(pad_t, (d, d), (d, d)), dilation=(d, d, d),
                 impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype,
                 name=f"conv_{g}",
             )(part)

@@ -86,6 +86,7 @@ class IENet(nn.Module):
     context: bool
     dilations: tuple[int, ...]
     context_residual: bool
+    context_lag0: bool
     fusion: str
     fee: bool
     bpm_min: float
@@ -132,6 +133,7 @@ class IENet(nn.Module):
             window=self.window, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
             dropout=self.dropout, attn_dropout=self.attn_dropout, context=self.context,
             dilations=self.dilations, context_residual=self.context_residual,
+            context_lag0=self.context_lag0,
             attention=self.attention, conv_impl=self.conv_impl,
             dtype=self.dtype, param_dtype=self.param_dtype,
         )
@@ -180,7 +182,8 @@ FIELDS = {
     "dims": _positive(), "depths": _positive(), "heads": _positive(),
     "mlp_ratio": POSITIVE_FLOAT, "qkv_bias": FLAG,
     "drop_path": RATE, "dropout": RATE, "attn_dropout": RATE,
-    "context": {"enabled": FLAG, "dilations": _positive(), "residual": FLAG},
+    "context": {"enabled": FLAG, "dilations": _positive(), "residual": FLAG,
+                "lag0": FLAG},
     "fusion": choice(*FUSIONS),
     "fee": {"enabled": FLAG, "bpm_min": POSITIVE_FLOAT, "bpm_max": POSITIVE_FLOAT,
             "temperature": POSITIVE_FLOAT},
@@ -217,7 +220,8 @@ def _fields_from_config(model_config) -> dict:
                          f"model.fee.bpm_max={fee['bpm_max']}")
     del c["name"]
     return dict(c, context=context["enabled"], dilations=dilations,
-                context_residual=context["residual"], fee=fee["enabled"],
+                context_residual=context["residual"], context_lag0=context["lag0"],
+                fee=fee["enabled"],
                 bpm_min=fee["bpm_min"], bpm_max=fee["bpm_max"],
                 temperature=fee["temperature"], dtype=DTYPES[c["dtype"]])
 
@@ -239,7 +243,7 @@ class IENetContract(ModelContract):
     output = "fused_rppg"
     losses = ("neg_pearson", "spectral", "l1_hr", "mse")
     module = IENet
-    added_keys = {"context.residual": False}
+    added_keys = {"context.residual": False, "context.lag0": False}
 
     def channels(self, model_config) -> tuple[int, ...]:
         return int(model_config.rgb_channels), int(model_config.nir_channels)

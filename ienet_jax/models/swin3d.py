@@ -55,6 +55,7 @@ class BlockOptions:
     attention: str
     conv_impl: str
     context_residual: bool = False
+    context_lag0: bool = False
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
@@ -131,6 +132,7 @@ class SwinBlock(nn.Module):
             y = ContextEnhancement(
                 self.opts.dilations, conv_impl=self.opts.conv_impl, dtype=self.opts.dtype,
                 param_dtype=self.opts.param_dtype, residual=self.opts.context_residual,
+                lag0=self.opts.context_lag0,
                 name="context",
             )(y, train=train)
         y = layer_norm(self.opts, "norm1")(y)
