@@ -145,14 +145,14 @@ def format_table(metrics: dict) -> str:
     def with_se(value, se):  # a standard error undefined (n = 1) is "n/a", never ±0.00
         return f"{value:.2f}±{'n/a' if se is None else f'{se:.2f}'}"
 
-    head = (f"{'method':<12} {'MAE':>14} {'RMSE':>7} {'MAPE%':>7} {'r':>6} {'SD':>7} "
+    rows = {k: m for k, m in metrics.items() if isinstance(m, dict) and "mae" in m}
+    w = max([12, *map(len, rows)])
+    head = (f"{'method':<{w}} {'MAE':>14} {'RMSE':>7} {'MAPE%':>7} {'r':>6} {'SD':>7} "
             f"{'SNR dB':>7} {'n':>4}")
     lines = [head, "-" * len(head)]
-    for name, m in metrics.items():
-        if not isinstance(m, dict) or "mae" not in m:
-            continue
+    for name, m in rows.items():
         mae = with_se(m["mae"], m["mae_se"])
-        lines.append(f"{name:<12} {mae:>14} {fmt(m['rmse']):>7} {fmt(m['mape']):>7} "
+        lines.append(f"{name:<{w}} {mae:>14} {fmt(m['rmse']):>7} {fmt(m['mape']):>7} "
                      f"{na(m['pearson']):>6} {na(m['sd']):>7} {fmt(m.get('snr')):>7} "
                      f"{m['n']:>4}")
     return "\n".join(lines)
