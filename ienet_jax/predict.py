@@ -20,7 +20,9 @@ and saved (`time_source`, `nir_time_source`). Then
   plus one ending at the last frame; a model with its own input rate, `model.input_fps`,
   gets the frames resampled from their real times to that rate: `ienet_jax.eval.series`)
   → the model's rPPG, stitched (overlaps averaged; TS-CAN's derivative integrated);
-  IENet's FEE head, if enabled, also gives one HR per window (`fee_hr_bpm`);
+  IENet's FEE head, if enabled, also gives one HR per window (`fee_hr_bpm`, per clip as
+  trained: one DFT bin is fs/T, 28 bpm for 64 frames at 30 fps) and one for the whole
+  stitched pulse (`fee_hr_bpm_video`, the head run on the series);
 - `--method pos|chrom`: the baseline on the per-frame mean RGB of the face box.
 The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz) as the evaluator does
 (`ienet_jax.signal.filter_signal`); its heart rate is the periodogram peak over the whole
@@ -213,6 +215,7 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
                                                                       strict=True)],
     }
     if fee is not None:
+        result["fee_hr_bpm_video"] = model.series_hr(pulse, fv.fps)
         result["fee_hr_bpm"] = [{"time_s": float(t), "hr_bpm": float(h)}
                                 for t, h in zip(out.window_times, fee, strict=True)]
     out = Path(output)

@@ -99,6 +99,7 @@ def test_model_prediction_with_a_briefly_trained_ienet(recording, tmp_path):
     n = 360 - result["first_face_frame"]
     assert len(result["fee_hr_bpm"]) == len(window_starts(n, 16))
     assert all(40.0 <= r["hr_bpm"] <= 180.0 for r in result["fee_hr_bpm"])
+    assert 40.0 <= result["fee_hr_bpm_video"] < 180.0
     assert (tmp_path / "out" / "prediction.png").is_file()
 
 
