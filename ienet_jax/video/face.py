@@ -79,15 +79,22 @@ class HaarDetector:
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
 
 
-def crop_square(frame: np.ndarray, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
-    """Square crop of `box_scale` × the box's larger side around its centre → `[size, size, C]`."""
-    h, w = frame.shape[:2]
+def crop_window(shape: tuple[int, int], box: np.ndarray, box_scale: float
+                ) -> tuple[int, int, int]:
+    """`(x0, y0, side)` px of the square crop of `box` in a frame of `shape` `(H, W)`:
+    `box_scale` × the box's larger side around its centre, inside the frame."""
+    h, w = shape
     x, y, bw, bh = box
     side = min(max(bw, bh) * box_scale, h, w)
     cx, cy = x + bw / 2, y + bh / 2
     x0 = int(round(np.clip(cx - side / 2, 0, w - side)))
     y0 = int(round(np.clip(cy - side / 2, 0, h - side)))
-    s = max(1, int(round(side)))
+    return x0, y0, max(1, int(round(side)))
+
+
+def crop_square(frame: np.ndarray, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
+    """Square crop of `box_scale` × the box's larger side around its centre → `[size, size, C]`."""
+    x0, y0, s = crop_window(frame.shape[:2], box, box_scale)
     patch = frame[y0:y0 + s, x0:x0 + s]
     out = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     return out if out.ndim == 3 else out[..., None]

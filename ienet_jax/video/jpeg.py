@@ -13,15 +13,17 @@ An MJPG video's frames and JPEG image files are JPEGs, which libjpeg(-turbo) dec
 - frames are decoded `ahead` frames in advance on `threads` threads (OpenCV releases the
   GIL), overlapping with detection and cropping on the caller's thread.
 
-Crops differ slightly from crops of the full decode (the DCT-domain downscale is not
-`cv2.INTER_AREA`, and crop offsets round at the reduced scale); the README's benchmark
-section and tests/test_jpeg.py give the bounds.
+Crops take `face.crop_square`'s window (full-frame pixels) and average it by area from the
+reduced decode at sub-pixel precision (`area_crop`), so they differ from crops of the full
+decode only by the DCT-domain downscale; the README's benchmark section and
+tests/test_jpeg.py give the bounds.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 from collections.abc import Iterator
 
 import cv2
@@ -103,12 +105,52 @@ class JpegFrame:
         return decode(self.packet, k, grey=True, where=self.where), k
 
     def crop(self, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
-        """RGB crop `[size, size, 3]` of `box` (full-frame px) as `face.crop_square`."""
-        from ienet_jax.video.face import crop_square
+        """RGB crop `[size, size, 3]` of `box` (full-frame px): the window of
+        `face.crop_square`, area-averaged from the reduced decode at sub-pixel precision."""
+        from ienet_jax.video.face import crop_window
 
         k = self.picker(box, self.shape)
-        bgr = crop_square(self.image(k), np.asarray(box, dtype=np.float64) / k, box_scale, size)
+        x0, y0, s = crop_window(self.shape, box, box_scale)
+        bgr = area_crop(self.image(k), x0 / k, y0 / k, s / k, size)
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@functools.lru_cache(maxsize=64)
+def _area_taps(start: float, length: float, n_out: int, n_in: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(`[n_out, T]` input indices, `[n_out, T]` float32 weights): output pixel j averages
+    the input interval `[start + j·length/n_out, start + (j+1)·length/n_out)` by overlap
+    (renormalised where the interval leaves the image); T taps, zero-weighted beyond use."""
+    lo = max(0, int(np.floor(start)))
+    hi = max(lo + 1, min(n_in, int(np.ceil(start + length))))
+    edges = start + np.arange(n_out + 1) * (length / n_out)
+    pix = np.arange(lo, hi)
+    overlap = (np.minimum(edges[1:, None], pix[None, :] + 1)
+               - np.maximum(edges[:-1, None], pix[None, :])).clip(min=0)
+    overlap /= np.maximum(overlap.sum(1, keepdims=True), 1e-12)
+    taps = max(1, int((overlap > 0).sum(1).max()))
+    first = np.minimum((overlap > 0).argmax(1), len(pix) - taps)
+    idx = first[:, None] + np.arange(taps)[None, :]
+    return (lo + idx), np.take_along_axis(overlap, idx, 1).astype(np.float32)
+
+
+def area_crop(image: np.ndarray, x0: float, y0: float, side: float, size: int) -> np.ndarray:
+    """`[size, size, C]` uint8: the square `[x0, x0 + side) × [y0, y0 + side)` (px of
+    `image`, fractional) area-averaged, as `cv2.INTER_AREA` does for whole pixels."""
+    iy, wy = _area_taps(round(y0, 3), round(side, 3), size, image.shape[0])
+    ix, wx = _area_taps(round(x0, 3), round(side, 3), size, image.shape[1])
+    r0, c0 = iy[0, 0], ix[0, 0]
+    patch = image[r0:iy[-1, -1] + 1, c0:ix[-1, -1] + 1]
+    patch = (patch if patch.ndim == 3 else patch[..., None]).astype(np.float32)
+    iy, ix = iy - r0, ix - c0
+    rows = wy[:, 0, None, None] * patch[iy[:, 0]]  # [S, w, C]
+    for t in range(1, wy.shape[1]):
+        rows += wy[:, t, None, None] * patch[iy[:, t]]
+    out = wx[None, :, 0, None] * rows[:, ix[:, 0]]  # [S, S, C]
+    for t in range(1, wx.shape[1]):
+        out += wx[None, :, t, None] * rows[:, ix[:, t]]
+    out = np.rint(out, out=out).clip(0, 255).astype(np.uint8)
+    return out if image.ndim == 3 else out[..., 0]
 
 
 def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: int | None,
