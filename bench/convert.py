@@ -7,8 +7,11 @@ with the generator, then, back to back in this process: a full conversion (decod
 tracking, crops, label alignment, serialisation, shards) with `--workers` processes, once
 with the reduced JPEG decode (the default) and once with `--full-decode`, and
 rPPG-Toolbox's preprocessing of the same videos (`bench/toolbox.py`: Haar, 72×72, chunks
-of 180, one process). Prints the load average before and after, seconds and MB per 30 s
-video for each, the ratios to the toolbox, then the same as one JSON line.
+of 180, one process), `--repeats` times interleaved. Prints the load average before and
+after, then for each: seconds per 30 s video (wall, inside the worker), CPU seconds of the
+process per video (all threads; with one worker, a measure other jobs on the machine do
+not inflate much), their ratios to the toolbox, and MB per 900 frames stored; then the same
+as one JSON line.
 """
 
 from __future__ import annotations
@@ -73,12 +76,12 @@ def convert_once(raw: Path, args, *extra, check: bool = True) -> dict:
     """One `data_prep convert` of `raw`: wall time and per-video seconds / bytes."""
     out = Path(tempfile.mkdtemp(prefix="ienet_bench_out_"))
     try:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         code = convert.main(_parse(convert, [
             "--dataset", "ubfc_rppg", "--input", raw, "--output", out, "--size", args.crop,
             "--clip-length", args.clip_length, "--workers", args.workers, "--allow-failures",
             *extra]))
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         manifest = json.loads((out / "manifest.json").read_text())
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -86,7 +89,8 @@ def convert_once(raw: Path, args, *extra, check: bool = True) -> dict:
     if check and (code != 0 or len(ok) != args.videos):
         raise SystemExit(f"conversion failed: {manifest['videos']}")
     frames = sum(v["frames"] for v in ok)
-    return {"wall_s": wall, "frames_per_s_per_worker": frames / wall / args.workers,
+    return {"wall_s": wall, "cpu_s_per_video": cpu / len(ok) if args.workers == 1 else None,
+            "frames_per_s_per_worker": frames / wall / args.workers,
             "s_per_video": float(np.mean([v["seconds"] for v in ok])),
             "mb_per_video": float(np.mean([v["bytes"] for v in ok])) / 1e6,
             "bytes_per_frame": sum(v["bytes"] for v in ok) / (
@@ -98,12 +102,13 @@ def convert_once(raw: Path, args, *extra, check: bool = True) -> dict:
 def toolbox_once(raw: Path) -> dict:
     out = Path(tempfile.mkdtemp(prefix="ienet_bench_toolbox_"))
     try:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         videos = toolbox.run(raw, out)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"wall_s": wall, "s_per_video": float(np.mean([v["seconds"] for v in videos])),
+    return {"wall_s": wall, "cpu_s_per_video": cpu / len(videos),
+            "s_per_video": float(np.mean([v["seconds"] for v in videos])),
             "mb_per_video": float(np.mean([v["bytes"] for v in videos])) / 1e6,
             "bytes_per_frame": sum(v["bytes"] for v in videos) / max(
                 1, sum(v["frames_saved"] for v in videos))}
@@ -155,17 +160,22 @@ def main() -> int:
     print(f"stages on one video: decode {stages['decode_fps']:.0f} frames/s, Haar detection "
           f"{stages['haar_ms']:.1f} ms on the whole frame, {stages['haar_window_ms']:.1f} ms "
           f"around the last face, crop+resize {stages['crop_ms']:.2f} ms/frame")
-    print(f"{'':<22} {'s per 30 s video':>17} {'× toolbox time':>15} {'MB per 30 s video':>18} "
-          f"{'toolbox MB ÷':>13}")
+    print(f"{'':<22} {'s per 30 s video':>17} {'× toolbox':>10} {'CPU s':>7} {'× toolbox':>10} "
+          f"{'MB per 900 frames':>18} {'toolbox MB ÷':>13}")
     names = {"reduced": "convert (reduced JPEG)", "full": "convert --full-decode",
              "toolbox": "rPPG-Toolbox"}
     for key, r in results.items():
         r["s_per_30s_video"] = r["s_per_video"] * scale
         r["mb_per_30s_video"] = r["bytes_per_frame"] * 900 / 1e6  # 30 s at 30 fps
         r["time_vs_toolbox"] = r["s_per_video"] / tb["s_per_video"]
+        cpu = r["cpu_s_per_video"]
+        r["cpu_vs_toolbox"] = None if cpu is None else cpu / tb["cpu_s_per_video"]
         r["toolbox_mb_over"] = tb["bytes_per_frame"] / r["bytes_per_frame"]
-        print(f"{names[key]:<22} {r['s_per_30s_video']:>17.2f} {r['time_vs_toolbox']:>15.3f} "
-              f"{r['mb_per_30s_video']:>18.1f} {r['toolbox_mb_over']:>13.1f}")
+        cpu_cols = ("-", "-") if cpu is None else (f"{cpu * scale:.2f}",
+                                                    f"{r['cpu_vs_toolbox']:.3f}")
+        print(f"{names[key]:<22} {r['s_per_30s_video']:>17.2f} {r['time_vs_toolbox']:>10.3f} "
+              f"{cpu_cols[0]:>7} {cpu_cols[1]:>10} {r['mb_per_30s_video']:>18.1f} "
+              f"{r['toolbox_mb_over']:>13.1f}")
     print(json.dumps({"bench": "convert", "videos": args.videos, "seconds": args.seconds,
                       "size": args.size, "crop": args.crop, "workers": args.workers,
                       "load_average": load, "stages": stages, "results": results}))

@@ -23,6 +23,7 @@ stay inside the frame, shrunk if the frame is smaller), resized with `cv2.INTER_
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -190,8 +191,9 @@ class FaceTracker:
         return None if self.box is None else self.box.copy()
 
 
-def _crop(frame, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
-    """`crop_square` of an array, or the frame's own `crop` (`jpeg.JpegFrame`)."""
+def _crop(frame, box: np.ndarray, box_scale: float, size: int):
+    """`crop_square` of an array, or the frame's own `crop` (`jpeg.JpegFrame`: the crop or
+    a future of it)."""
     if isinstance(frame, np.ndarray):
         return crop_square(frame, box, box_scale, size)
     return frame.crop(box, box_scale, size)
@@ -241,7 +243,8 @@ def crop_stream(
     if first_frame is None:
         attempts = tracker.attempts if tracker else n
         raise ValueError(f"{where}: no face found in any of {attempts} detection frames")
-    crops_arr = np.stack(crops)
+    crops_arr = np.stack([c.result() if isinstance(c, concurrent.futures.Future) else c
+                          for c in crops])
     # Cheeks and nose: rows 1/3–3/4, columns 1/5–4/5 of the face box inside the crop.
     m, b = size * (1 - 1 / max(box_scale, 1.0)) / 2, size / max(box_scale, 1.0)
     r0, r1 = int(m + b / 3), max(int(m + b / 3) + 1, int(round(m + 3 * b / 4)))

@@ -10,8 +10,8 @@ An MJPG video's frames and JPEG image files are JPEGs, which libjpeg(-turbo) dec
 - crops read a frame decoded at the largest scale whose crop side is still ≥ the output
   size (`ScalePicker`: chosen from the first box, only ever lowered afterwards, so a face
   near a threshold does not switch scales back and forth);
-- frames are decoded `ahead` frames in advance on `threads` threads (OpenCV releases the
-  GIL), overlapping with detection and cropping on the caller's thread.
+- frames are decoded `ahead` frames in advance, and cropped, on `threads` threads (OpenCV
+  and numpy release the GIL), overlapping with detection on the caller's thread.
 
 Crops take `face.crop_square`'s window (full-frame pixels) and average it by area from the
 reduced decode at sub-pixel precision (`area_crop`), so they differ from crops of the full
@@ -77,13 +77,15 @@ class ScalePicker:
 
 class JpegFrame:
     """One compressed frame of full size `shape` `(H, W)`, decoded on demand at the scales
-    asked for (a decode started ahead of time is picked up when its scale matches)."""
+    asked for (a decode started ahead of time is picked up when its scale matches). With a
+    `pool`, `crop` returns a future of the crop, computed on the pool's threads."""
 
     def __init__(self, packet: bytes, shape: tuple[int, int], detect_scale: int,
                  picker: ScalePicker, where: str,
-                 ahead: tuple[int, concurrent.futures.Future] | None = None):
+                 ahead: tuple[int, concurrent.futures.Future] | None = None,
+                 pool: concurrent.futures.Executor | None = None):
         self.packet, self.shape, self.detect_scale = packet, shape, detect_scale
-        self.picker, self.where = picker, where
+        self.picker, self.where, self.pool = picker, where, pool
         self._images: dict[int, np.ndarray] = {}
         self._ahead = ahead
 
@@ -104,14 +106,22 @@ class JpegFrame:
             return cv2.cvtColor(self.image(k), cv2.COLOR_BGR2GRAY), k
         return decode(self.packet, k, grey=True, where=self.where), k
 
-    def crop(self, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
+    def crop(self, box: np.ndarray, box_scale: float, size: int
+             ) -> np.ndarray | concurrent.futures.Future:
         """RGB crop `[size, size, 3]` of `box` (full-frame px): the window of
-        `face.crop_square`, area-averaged from the reduced decode at sub-pixel precision."""
+        `face.crop_square`, area-averaged from the reduced decode at sub-pixel precision.
+        The scale is picked here, in frame order; the work runs on `pool` if there is one."""
         from ienet_jax.video.face import crop_window
 
         k = self.picker(box, self.shape)
         x0, y0, s = crop_window(self.shape, box, box_scale)
+        if self.pool is None:
+            return self._crop(k, x0, y0, s, size)
+        return self.pool.submit(self._crop, k, x0, y0, s, size)
+
+    def _crop(self, k: int, x0: int, y0: int, s: int, size: int) -> np.ndarray:
         bgr = area_crop(self.image(k), x0 / k, y0 / k, s / k, size)
+        self._images.clear()  # cropped once: the decoded frame is no longer needed
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -156,8 +166,9 @@ def area_crop(image: np.ndarray, x0: float, y0: float, side: float, size: int) -
 def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: int | None,
            where: str = "", threads: int = 2, ahead: int = 8) -> Iterator[JpegFrame]:
     """`JpegFrame`s of a stream's compressed frames, decoded `ahead` frames in advance on
-    `threads` threads at the crop scale known so far. The first frame is decoded in full
-    (its size; raises DecodeError if OpenCV cannot read it)."""
+    `threads` threads at the crop scale known so far, and cropped on them (their `crop`
+    gives futures, done by the time the generator is exhausted). The first frame is decoded
+    in full (its size; raises DecodeError if OpenCV cannot read it)."""
     packets = iter(packets)
     first = next(packets, None)
     if first is None:
@@ -171,7 +182,7 @@ def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: 
         def submit(packet: bytes) -> None:
             k = picker.scale or detect_scale
             queue.append(JpegFrame(packet, shape, detect_scale, picker, where,
-                                   (k, pool.submit(decode, packet, k, False, where))))
+                                   (k, pool.submit(decode, packet, k, False, where)), pool))
 
         submit(first)
         for packet in packets:
