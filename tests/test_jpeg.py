@@ -151,3 +151,16 @@ def test_jpeg_image_folder_reads_reduced(tmp_path, recording):
     png = tmp_path / "a.png"
     cv2.imwrite(str(png), frames[0])
     assert image_stream([png], bgr_to_rgb).packets is None
+
+
+def test_threads_do_not_change_the_crops(recording):
+    opts = ProcessOptions(size=SIZE)
+
+    def run(threads):
+        tracker = face.FaceTracker(face.detector(), opts.redetect_every, opts.smoothing)
+        frames = jpeg.frames(recording.rgb.packets(), SIZE, opts.box_scale,
+                             face.detector().max_width, threads=threads)
+        return face.crop_stream(frames, SIZE, opts.box_scale, tracker=tracker).crops
+
+    np.testing.assert_array_equal(run(0), run(2))
+    np.testing.assert_array_equal(run(0), crops(recording, reduced=True).crops)

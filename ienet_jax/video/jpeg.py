@@ -167,8 +167,9 @@ def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: 
            where: str = "", threads: int = 2, ahead: int = 8) -> Iterator[JpegFrame]:
     """`JpegFrame`s of a stream's compressed frames, decoded `ahead` frames in advance on
     `threads` threads at the crop scale known so far, and cropped on them (their `crop`
-    gives futures, done by the time the generator is exhausted). The first frame is decoded
-    in full (its size; raises DecodeError if OpenCV cannot read it)."""
+    gives futures, done by the time the generator is exhausted; `threads=0`: all on the
+    caller's thread). The first frame is decoded in full (its size; raises DecodeError if
+    OpenCV cannot read it)."""
     packets = iter(packets)
     first = next(packets, None)
     if first is None:
@@ -177,12 +178,13 @@ def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: 
     detect_scale = 1 if not detect_width else largest_scale(shape[1], detect_width)
     picker = ScalePicker(size, box_scale)
     with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+        pool = pool if threads > 0 else None
         queue: collections.deque = collections.deque()
 
         def submit(packet: bytes) -> None:
             k = picker.scale or detect_scale
-            queue.append(JpegFrame(packet, shape, detect_scale, picker, where,
-                                   (k, pool.submit(decode, packet, k, False, where)), pool))
+            started = None if pool is None else (k, pool.submit(decode, packet, k, False, where))
+            queue.append(JpegFrame(packet, shape, detect_scale, picker, where, started, pool))
 
         submit(first)
         for packet in packets:
