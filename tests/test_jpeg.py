@@ -109,7 +109,6 @@ def test_non_mjpg_video_and_opt_out_take_the_full_decode(recording, tmp_path):
         out.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     out.release()
     assert video_stream(path).packets is None
-    assert video_stream(recording.rgb.path, gray=True).packets is None
     rec = get_reader("ubfc_rppg").load(recording.entry, ReaderOptions())
     rec.rgb.packets = None  # what a non-MJPG stream gives
     np.testing.assert_array_equal(crops(rec, reduced=True).crops,
@@ -164,3 +163,17 @@ def test_threads_do_not_change_the_crops(recording):
 
     np.testing.assert_array_equal(run(0), run(2))
     np.testing.assert_array_equal(run(0), crops(recording, reduced=True).crops)
+
+
+def test_grey_stream_as_nir_reads_reduced(recording):
+    """The same MJPG video as a grey (NIR) stream: its crops come from the reduced grey
+    decode, `[T, S, S, 1]`, close to the full decode's."""
+    nir = video_stream(recording.rgb.path, gray=True)
+    assert nir.packets is not None
+    nir.times = recording.rgb.times
+    videos = [read_face_video(recording.rgb, nir, ProcessOptions(size=SIZE, reduced_decode=r)
+                              .face()) for r in (False, True)]
+    full, reduced = (v.nir.astype(int) for v in videos)
+    assert full.shape == reduced.shape == (len(videos[0].rgb.crops), SIZE, SIZE, 1)
+    print("nir max", np.abs(full - reduced).max(), "mean", np.abs(full - reduced).mean())
+    assert np.abs(full - reduced).mean() <= 2 * MEAN_PIXEL

@@ -83,33 +83,35 @@ class JpegFrame:
     def __init__(self, packet: bytes, shape: tuple[int, int], detect_scale: int,
                  picker: ScalePicker, where: str,
                  ahead: tuple[int, concurrent.futures.Future] | None = None,
-                 pool: concurrent.futures.Executor | None = None):
+                 pool: concurrent.futures.Executor | None = None, grey: bool = False):
         self.packet, self.shape, self.detect_scale = packet, shape, detect_scale
-        self.picker, self.where, self.pool = picker, where, pool
+        self.picker, self.where, self.pool, self.grey = picker, where, pool, grey
         self._images: dict[int, np.ndarray] = {}
         self._ahead = ahead
 
     def image(self, scale: int) -> np.ndarray:
-        """BGR uint8 at `scale`."""
+        """BGR (grey stream: grey) uint8 at `scale`."""
         if self._ahead is not None:
             k, future = self._ahead
             self._ahead = None
             self._images[k] = future.result()
         if scale not in self._images:
-            self._images[scale] = decode(self.packet, scale, where=self.where)
+            self._images[scale] = decode(self.packet, scale, self.grey, self.where)
         return self._images[scale]
 
     def detection(self) -> tuple[np.ndarray, int]:
         """(grey image, its scale) for the face detector."""
         k = self.detect_scale
-        if self._ahead is not None and self._ahead[0] == k or k in self._images:
-            return cv2.cvtColor(self.image(k), cv2.COLOR_BGR2GRAY), k
+        if self._ahead is not None and self._ahead[0] == k or k in self._images or self.grey:
+            image = self.image(k)
+            return (image if self.grey else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)), k
         return decode(self.packet, k, grey=True, where=self.where), k
 
     def crop(self, box: np.ndarray, box_scale: float, size: int
              ) -> np.ndarray | concurrent.futures.Future:
-        """RGB crop `[size, size, 3]` of `box` (full-frame px): the window of
-        `face.crop_square`, area-averaged from the reduced decode at sub-pixel precision.
+        """RGB crop `[size, size, 3]` (grey stream: `[size, size, 1]`) of `box` (full-frame
+        px): the window of `face.crop_square`, area-averaged from the reduced decode at
+        sub-pixel precision.
         The scale is picked here, in frame order; the work runs on `pool` if there is one."""
         from ienet_jax.video.face import crop_window
 
@@ -120,9 +122,9 @@ class JpegFrame:
         return self.pool.submit(self._crop, k, x0, y0, s, size)
 
     def _crop(self, k: int, x0: int, y0: int, s: int, size: int) -> np.ndarray:
-        bgr = area_crop(self.image(k), x0 / k, y0 / k, s / k, size)
+        crop = area_crop(self.image(k), x0 / k, y0 / k, s / k, size)
         self._images.clear()  # cropped once: the decoded frame is no longer needed
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return crop[..., None] if self.grey else cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,12 +166,13 @@ def area_crop(image: np.ndarray, x0: float, y0: float, side: float, size: int) -
 
 
 def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: int | None,
-           where: str = "", threads: int = 2, ahead: int = 8) -> Iterator[JpegFrame]:
+           where: str = "", threads: int = 2, ahead: int = 8, grey: bool = False
+           ) -> Iterator[JpegFrame]:
     """`JpegFrame`s of a stream's compressed frames, decoded `ahead` frames in advance on
     `threads` threads at the crop scale known so far, and cropped on them (their `crop`
     gives futures, done by the time the generator is exhausted; `threads=0`: all on the
-    caller's thread). The first frame is decoded in full (its size; raises DecodeError if
-    OpenCV cannot read it)."""
+    caller's thread; `grey`: grey frames and crops, as a NIR stream). The first frame is
+    decoded in full (its size; raises DecodeError if OpenCV cannot read it)."""
     packets = iter(packets)
     first = next(packets, None)
     if first is None:
@@ -183,8 +186,9 @@ def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: 
 
         def submit(packet: bytes) -> None:
             k = picker.scale or detect_scale
-            started = None if pool is None else (k, pool.submit(decode, packet, k, False, where))
-            queue.append(JpegFrame(packet, shape, detect_scale, picker, where, started, pool))
+            started = None if pool is None else (k, pool.submit(decode, packet, k, grey, where))
+            queue.append(JpegFrame(packet, shape, detect_scale, picker, where, started, pool,
+                                   grey))
 
         submit(first)
         for packet in packets:

@@ -40,8 +40,8 @@ def fourcc(cap: cv2.VideoCapture) -> str:
 
 def video_stream(path: str | Path, gray: bool = False, fps: float | None = None) -> Stream:
     """A `Stream` over a video file decoded with OpenCV (fps from the container unless given;
-    each pass records the container's frame timestamps in `Stream.decoded_ms`). RGB streams
-    of MJPG videos also give their compressed frames (`Stream.packets`)."""
+    each pass records the container's frame timestamps in `Stream.decoded_ms`). MJPG videos
+    also give their compressed frames (`Stream.packets`)."""
     path = str(path)
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
@@ -79,6 +79,5 @@ def video_stream(path: str | Path, gray: bool = False, fps: float | None = None)
         for packet in read(raw=True):
             yield packet.tobytes()
 
-    stream = Stream(frames=frames, path=path, fps=fps,
-                    packets=packets if mjpeg and not gray else None)
+    stream = Stream(frames=frames, path=path, fps=fps, packets=packets if mjpeg else None)
     return stream
