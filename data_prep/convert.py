@@ -89,6 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--nir-box", choices=["own", "rgb"], default="own",
       help="NIR crop box: own detection (falls back to the RGB box) or the RGB box")
     a("--no-nir", action="store_true", help="drop the NIR stream of RGB+NIR datasets")
+    a("--full-decode", action="store_true",
+      help="decode MJPG/JPEG frames in full (default: at the reduced scale the crop needs)")
     a("--split-fractions", default="0.7,0.15,0.15", help="train,validation,test subjects")
     a("--seed", type=int, default=0, help="seed of the subject split")
     a("--frame-encoding", choices=list(features.FRAME_ENCODINGS), default="zlib",
@@ -282,7 +284,7 @@ def convert(args) -> int:
         size=args.size, clip_length=args.clip_length, stride=args.stride,
         box_scale=args.box_scale, redetect_every=args.redetect_every, smoothing=args.smoothing,
         nir_box=args.nir_box, tolerance=args.tolerance, sanity_bpm=args.sanity_bpm,
-        frame_encoding=args.frame_encoding)
+        frame_encoding=args.frame_encoding, reduced_decode=not args.full_decode)
     fractions = splits.parse_fractions(args.split_fractions)
     name = args.name or args.dataset
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):

@@ -9,9 +9,10 @@ problem raises ValueError with the reason; the caller records it against the vid
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
+import functools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,17 @@ from ienet_jax.eval.stitch import clip_starts
 from ienet_jax.video import clock
 from ienet_jax.video.face_video import FaceOptions, read_face_video
 
+SERIALIZE_THREADS = 2
+
 
 @dataclasses.dataclass(frozen=True)
 class ProcessOptions:
     """How videos become clips (all part of the output's identity; see `convert`).
 
-    clip_length, stride: frames; size, box_scale, redetect_every, smoothing, nir_box: the
-    face crops (`ienet_jax.video.face_video.FaceOptions`); tolerance: seconds the label / NIR
-    may fall short of the frames' span at either end; sanity_bpm: POS-vs-label HR
-    difference flagged in the report.
+    clip_length, stride: frames; size, box_scale, redetect_every, smoothing, nir_box,
+    reduced_decode: the face crops (`ienet_jax.video.face_video.FaceOptions`); tolerance:
+    seconds the label / NIR may fall short of the frames' span at either end; sanity_bpm:
+    POS-vs-label HR difference flagged in the report.
     """
 
     size: int = FaceOptions.size
@@ -45,6 +48,7 @@ class ProcessOptions:
     smoothing: float = FaceOptions.smoothing
     nir_box: str = FaceOptions.nir_box
     tolerance: float = FaceOptions.tolerance
+    reduced_decode: bool = FaceOptions.reduced_decode
     sanity_bpm: float = 10.0
     frame_encoding: str = "zlib"
 
@@ -197,12 +201,13 @@ def convert_entry(entry: Entry, reader_options: ReaderOptions, opts: ProcessOpti
         raise ValueError(f"{entry.path}: no clips ({info.get('frames')} frames after cropping, "
                          f"clip length {opts.clip_length})")
 
-    def serialized() -> Iterator[bytes]:
-        for i, ex in enumerate(examples):
-            features.validate_example(spec, ex, where=f"{entry.path} clip {i}")
-            yield features.serialize_example(spec, ex)
-
-    num_bytes = write_records_atomic(Path(out_path), serialized())
+    for i, ex in enumerate(examples):
+        features.validate_example(spec, ex, where=f"{entry.path} clip {i}")
+    # Clips are compressed (zlib, which releases the GIL) on SERIALIZE_THREADS threads, in
+    # order, while the writer stores the finished ones.
+    with concurrent.futures.ThreadPoolExecutor(SERIALIZE_THREADS) as pool:
+        serialized = pool.map(functools.partial(features.serialize_example, spec), examples)
+        num_bytes = write_records_atomic(Path(out_path), serialized)
     info.update(clips=len(examples), bytes=num_bytes,
                 clip_hr=[round(float(ex["hr"]), 3) for ex in examples],
                 seconds=round(time.perf_counter() - start, 3))

@@ -119,3 +119,21 @@ def test_profile_counts_dot_flops_and_classes_ops():
         "MLP matmuls (+GELU)", "forward")
     assert profile.classify("jit(s)/jvp(IENet)/rgb/stage_0/block_0/norm1/mul")[0] == "layer norms"
     assert profile.classify("jit(s)/add")[0] == profile.OPTIMISER
+
+
+def test_convert_bench_runs_all_three_modes(tmp_path):
+    """`python -m bench.convert` at a tiny size: convert (reduced / full decode) and the
+    toolbox re-implementation each produce times, CPU seconds and sizes."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.convert", "--seconds", "6", "--videos", "1", "--size",
+         "160x120", "--crop", "24", "--raw", str(tmp_path)],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+        timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(line["results"]) == {"reduced", "full", "toolbox"}
+    for r in line["results"].values():
+        assert r["s_per_video"] > 0 and r["cpu_s_per_video"] > 0 and r["bytes_per_frame"] > 0
+    # the toolbox stores 6 float64 channels per 72×72 pixel; convert zlib'd uint8 RGB
+    assert line["results"]["toolbox"]["bytes_per_frame"] >= 72 * 72 * 6 * 8
+    assert line["results"]["reduced"]["toolbox_mb_over"] > 20

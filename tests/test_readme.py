@@ -193,6 +193,10 @@ COMMANDS: dict[str, Chain | Check] = {
     "python -m bench.model --variant reference --batch 1 2": Check(
         "minutes (compiles the reference model twice). Here: the flags parse.",
         parses("bench.model")),
+    "python -m bench.convert --seconds 30 --videos 2 --repeats 2": Check(
+        "minutes (generates two 30 s 640×480 videos, converts them four times and runs the "
+        "toolbox's preprocessing twice); tests/test_bench.py runs it at 6 s 160×120. Here: "
+        "the flags parse.", parses("bench.convert")),
     "python -m bench --short": Check(
         "under a minute but run by tests/test_bench.py already (with --json). Here: the flags "
         "parse.", parses("bench")),

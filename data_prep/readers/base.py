@@ -99,10 +99,20 @@ def image_stream(
     fps: float | None = None,
     where: str = "",
 ) -> Stream:
-    """A `Stream` over image files read with `cv2.IMREAD_UNCHANGED`, then `convert(img, path)`."""
+    """A `Stream` over image files read with `cv2.IMREAD_UNCHANGED`, then `convert(img, path)`.
+
+    JPEG files converted with `bgr_to_rgb` also give their bytes as `Stream.packets`, which
+    the face path decodes at the reduced scale its crops need."""
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError(f"{where}: no frame images found")
+
+    def packets() -> Iterator[bytes]:
+        for p in paths:
+            yield Path(p).read_bytes()
+
+    jpegs = convert is bgr_to_rgb and all(
+        p.lower().endswith((".jpg", ".jpeg")) for p in paths)
 
     def frames() -> Iterator[np.ndarray]:
         for p in paths:
@@ -111,7 +121,8 @@ def image_stream(
                 raise ValueError(f"{p}: cannot read image")
             yield convert(img, p)
 
-    return Stream(frames=frames, path=where or str(Path(paths[0]).parent), times=times, fps=fps)
+    return Stream(frames=frames, path=where or str(Path(paths[0]).parent), times=times, fps=fps,
+                  packets=packets if jpegs else None)
 
 
 def bgr_to_rgb(img: np.ndarray, path: str) -> np.ndarray:

@@ -23,6 +23,7 @@ stay inside the frame, shrunk if the frame is smaller), resized with `cv2.INTER_
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -79,15 +80,22 @@ class HaarDetector:
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
 
 
-def crop_square(frame: np.ndarray, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
-    """Square crop of `box_scale` × the box's larger side around its centre → `[size, size, C]`."""
-    h, w = frame.shape[:2]
+def crop_window(shape: tuple[int, int], box: np.ndarray, box_scale: float
+                ) -> tuple[int, int, int]:
+    """`(x0, y0, side)` px of the square crop of `box` in a frame of `shape` `(H, W)`:
+    `box_scale` × the box's larger side around its centre, inside the frame."""
+    h, w = shape
     x, y, bw, bh = box
     side = min(max(bw, bh) * box_scale, h, w)
     cx, cy = x + bw / 2, y + bh / 2
     x0 = int(round(np.clip(cx - side / 2, 0, w - side)))
     y0 = int(round(np.clip(cy - side / 2, 0, h - side)))
-    s = max(1, int(round(side)))
+    return x0, y0, max(1, int(round(side)))
+
+
+def crop_square(frame: np.ndarray, box: np.ndarray, box_scale: float, size: int) -> np.ndarray:
+    """Square crop of `box_scale` × the box's larger side around its centre → `[size, size, C]`."""
+    x0, y0, s = crop_window(frame.shape[:2], box, box_scale)
     patch = frame[y0:y0 + s, x0:x0 + s]
     out = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     return out if out.ndim == 3 else out[..., None]
@@ -147,27 +155,33 @@ class FaceTracker:
         self.attempts = 0
         self.hits = 0
 
-    def _detect_near(self, frame: np.ndarray) -> np.ndarray:
+    def _detect_near(self, image: np.ndarray, scale: float) -> np.ndarray:
         """Detection in a window of `roi_scale` × the current box (faces of 0.6–1.6× its
-        size), offset back to frame pixels; the whole frame if that finds nothing."""
-        x, y, w, h = self.box
+        size), offset back to frame pixels; the whole frame if that finds nothing. `image`
+        is the frame at 1/`scale` of its size; boxes come back in frame pixels."""
+        x, y, w, h = self.box / scale
         side = self.roi_scale * max(w, h)
         x0, y0 = int(max(0, x + w / 2 - side / 2)), int(max(0, y + h / 2 - side / 2))
-        x1 = int(min(frame.shape[1], x + w / 2 + side / 2))
-        y1 = int(min(frame.shape[0], y + h / 2 + side / 2))
+        x1 = int(min(image.shape[1], x + w / 2 + side / 2))
+        y1 = int(min(image.shape[0], y + h / 2 + side / 2))
         if x1 - x0 >= 24 and y1 - y0 >= 24:
-            found = self.detector.detect(frame[y0:y1, x0:x1],
+            found = self.detector.detect(image[y0:y1, x0:x1],
                                          size_range=(0.6 * max(w, h), 1.6 * max(w, h)))
             if len(found):
-                return found + np.array([x0, y0, 0, 0], dtype=np.float64)
-        return self.detector.detect(frame)
+                return (found + np.array([x0, y0, 0, 0], dtype=np.float64)) * scale
+        return self.detector.detect(image) * scale
 
-    def update(self, index: int, frame: np.ndarray) -> np.ndarray | None:
-        """The box for frame `index` (None while no face has been found yet)."""
+    def update(self, index: int, frame) -> np.ndarray | None:
+        """The box for frame `index` (None while no face has been found yet), in frame
+        pixels. `frame`: an array, or an object whose `detection()` gives `(image, scale)`,
+        the frame at 1/scale of its size (`jpeg.JpegFrame`), asked only when detecting."""
         every = self.redetect_every if self.box is not None else self.search_every
         if index % every == 0:
+            detection = getattr(frame, "detection", None)
+            image, scale = detection() if detection else (frame, 1)
             near = self.box is not None and self.roi_scale > 0
-            found = self._detect_near(frame) if near else self.detector.detect(frame)
+            found = (self._detect_near(image, scale) if near
+                     else self.detector.detect(image) * scale)
             self.attempts += 1
             if len(found):
                 self.hits += 1
@@ -177,8 +191,16 @@ class FaceTracker:
         return None if self.box is None else self.box.copy()
 
 
+def _crop(frame, box: np.ndarray, box_scale: float, size: int):
+    """`crop_square` of an array, or the frame's own `crop` (`jpeg.JpegFrame`: the crop or
+    a future of it)."""
+    if isinstance(frame, np.ndarray):
+        return crop_square(frame, box, box_scale, size)
+    return frame.crop(box, box_scale, size)
+
+
 def crop_stream(
-    frames: Iterable[np.ndarray],
+    frames: Iterable,
     size: int,
     box_scale: float,
     tracker: FaceTracker | None = None,
@@ -186,6 +208,8 @@ def crop_stream(
     where: str = "",
 ) -> CropResult:
     """Crops every frame of `frames` around the tracked face and/or `box_for_frame(i, frame)`.
+
+    Frames are arrays or `jpeg.JpegFrame`s (compressed, decoded at the scale the crop needs).
 
     With a tracker, frames it has no box for yet take `box_for_frame` when given (e.g. the
     RGB stream's box for NIR frames), else they are held back as described above. Raises
@@ -209,17 +233,18 @@ def crop_stream(
         if first_frame is None:
             first_frame = pending[0][0] if pending else i
             for _, held in pending:
-                crops.append(crop_square(held, box, box_scale, size))
+                crops.append(_crop(held, box, box_scale, size))
                 boxes.append(box)
             pending.clear()
-        crops.append(crop_square(frame, box, box_scale, size))
+        crops.append(_crop(frame, box, box_scale, size))
         boxes.append(box)
     if n == 0:
         raise ValueError(f"{where}: no frames could be decoded")
     if first_frame is None:
         attempts = tracker.attempts if tracker else n
         raise ValueError(f"{where}: no face found in any of {attempts} detection frames")
-    crops_arr = np.stack(crops)
+    crops_arr = np.stack([c.result() if isinstance(c, concurrent.futures.Future) else c
+                          for c in crops])
     # Cheeks and nose: rows 1/3–3/4, columns 1/5–4/5 of the face box inside the crop.
     m, b = size * (1 - 1 / max(box_scale, 1.0)) / 2, size / max(box_scale, 1.0)
     r0, r1 = int(m + b / 3), max(int(m + b / 3) + 1, int(round(m + 3 * b / 4)))

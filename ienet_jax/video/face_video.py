@@ -6,6 +6,11 @@ rate being the video's rate. NIR (`nir_box="own"`): its own face track, frames b
 first NIR face (or all, if none) taking the box of the RGB frame nearest in time
 (`"rgb"`: always that box); each RGB frame gets the NIR crop nearest in time, and NIR must
 cover the RGB frames' span to within `tolerance` s (or two NIR frames) at either end.
+
+Streams with compressed JPEG frames (MJPG videos, JPEG files; RGB or NIR) are decoded only
+as far as detection and crops need (`jpeg`; `reduced_decode=False`: full frames, as other
+streams); a frame OpenCV's JPEG decoder cannot read sends the whole stream back to the
+full decode.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+from absl import logging
 
 from ienet_jax.data.source import DEFAULT_BOX_SCALE
-from ienet_jax.video import face
+from ienet_jax.video import face, jpeg
 from ienet_jax.video.clock import Clock, check_covers, mean_rate, nearest_index, stream_clock
 from ienet_jax.video.stream import Stream
 
@@ -24,7 +30,8 @@ from ienet_jax.video.stream import Stream
 @dataclasses.dataclass(frozen=True)
 class FaceOptions:
     """How frames become face crops: size (px), box_scale (crop side / face box side),
-    redetect_every (frames), smoothing (weight of a new detection), nir_box, tolerance (s)."""
+    redetect_every (frames), smoothing (weight of a new detection), nir_box, tolerance (s),
+    reduced_decode (JPEG frames decoded at the scale the crop needs)."""
 
     size: int = 64
     box_scale: float = DEFAULT_BOX_SCALE
@@ -32,6 +39,7 @@ class FaceOptions:
     smoothing: float = 0.5
     nir_box: str = "own"
     tolerance: float = 1.0
+    reduced_decode: bool = True
 
 
 @dataclasses.dataclass
@@ -62,6 +70,27 @@ def _tracker(opts: FaceOptions) -> face.FaceTracker:
     return face.FaceTracker(face.detector(), opts.redetect_every, opts.smoothing)
 
 
+def _crop(stream: Stream, opts: FaceOptions, grey: bool, track: bool, **kwargs
+          ) -> tuple[face.CropResult, face.FaceTracker | None]:
+    """`face.crop_stream` of `stream` (with a fresh tracker if `track`), from its compressed
+    frames at reduced scale when it has them, else (or if one cannot be decoded) in full."""
+    if stream.packets is not None and opts.reduced_decode:
+        tracker = _tracker(opts) if track else None
+        width = getattr(tracker.detector, "max_width", None) if tracker else None
+        frames = jpeg.frames(stream.packets(), opts.size, opts.box_scale, width,
+                             where=stream.path, grey=grey)
+        try:
+            return face.crop_stream(frames, opts.size, opts.box_scale, tracker=tracker,
+                                    where=stream.path, **kwargs), tracker
+        except jpeg.DecodeError as e:
+            logging.warning("%s; decoding its frames in full instead", e)
+        finally:
+            frames.close()
+    tracker = _tracker(opts) if track else None
+    return face.crop_stream(stream.frames(), opts.size, opts.box_scale, tracker=tracker,
+                            where=stream.path, **kwargs), tracker
+
+
 def _pair_nir(video: FaceVideo, nir: Stream, opts: FaceOptions,
               clock: Callable[[Stream, int], Clock]) -> None:
     """Fills `video.nir*`: NIR crops paired with the RGB crops by nearest time."""
@@ -75,9 +104,8 @@ def _pair_nir(video: FaceVideo, nir: Stream, opts: FaceOptions,
         sy, sx = frame.shape[0] / rgb.frame_shape[0], frame.shape[1] / rgb.frame_shape[1]
         return rgb.boxes[j] * np.array([sx, sy, sx, sy])
 
-    tracker = _tracker(opts) if opts.nir_box == "own" else None
-    result = face.crop_stream(nir.frames(), opts.size, opts.box_scale, tracker=tracker,
-                              box_for_frame=rgb_box, where=where)
+    result, tracker = _crop(nir, opts, grey=True, track=opts.nir_box == "own",
+                            box_for_frame=rgb_box)
     mode = opts.nir_box
     if tracker is not None and result.fallback_frames:
         mode = (f"own, RGB box for the {result.fallback_frames} frames before the first NIR "
@@ -103,8 +131,7 @@ def read_face_video(rgb: Stream, nir: Stream | None, opts: FaceOptions,
     `clock(stream, n)` gives the times of a stream's `n` decoded frames (`nir_clock` for
     NIR, default `clock`). Raises ValueError naming the file for a video without frames or
     face, and for NIR that does not cover the RGB frames' span."""
-    result = face.crop_stream(rgb.frames(), opts.size, opts.box_scale, tracker=_tracker(opts),
-                              where=rgb.path)
+    result, _ = _crop(rgb, opts, grey=False, track=True)
     video = FaceVideo(result, clock(rgb, result.num_frames))
     if nir is not None:
         _pair_nir(video, nir, opts, nir_clock or clock)
