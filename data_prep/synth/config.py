@@ -63,6 +63,19 @@ class OpticsConfig:
     step_size: float = 0.08  # std of a light step (relative)
     read_noise: float = 1.0  # sensor noise std in 8-bit levels …
     shot_noise: float = 0.02  # … plus this × intensity (variance)
+    # The RGB camera in dim light. Auto exposure raises the analog gain G = 1 / `level`, at
+    # most `gain_max`, so the image stays bright while read and shot noise grow with it
+    # (the linear sensor model of EMVA 1288: output variance G²·read² + G·shot·I; the
+    # reference notes in ../shared/reference/realism.md have no low-light numbers). White
+    # pixel noise averages out over a face box, so what breaks face-mean methods in the
+    # dark is the camera's processing: auto exposure and white balance, estimated from dim,
+    # noisy frames, hunt per channel (`awb_jitter`: relative std, correlation `awb_s` s),
+    # and the encoder spends its bits on the noise (BVP SNR falls with bitrate: McDuff,
+    # Blackford, Estepp 2017) — see `DARK`. The NIR camera, lit by its emitter, sees none
+    # of it.
+    gain_max: float = 1.0
+    awb_jitter: float = 0.0
+    awb_s: float = 0.5
     # The NIR camera has its own illuminator (an LED beside the lens) behind a band-pass
     # filter matched to it, as MR-NIRP's 940 nm set-up (Nowara et al., CVPRW 2018): its
     # brightness and pulse follow the emitter and the distance, never the ambient light
@@ -211,6 +224,17 @@ PRESETS: dict[str, SynthConfig] = {
         nir_codec=CodecConfig(fourcc="XVID"),
     ),
 }
+
+
+# The dark scenario (VIPL-HR's v4, `bench.realism`'s `dark`), on top of any preset: a dim
+# room (a fifth of the light) filmed by a camera at up to 4× gain, whose exposure and white
+# balance hunt, and whose codec quality drops (see `OpticsConfig`).
+DARK: tuple[str, ...] = (
+    "optics.level=0.2",
+    "optics.gain_max=4",
+    "optics.awb_jitter=0.004",
+    "codec.quality=60",
+)
 
 
 def override(cfg: SynthConfig, items: Sequence[str]) -> SynthConfig:
