@@ -67,12 +67,12 @@ class OpticsConfig:
     # most `gain_max`, so the image stays bright while read and shot noise grow with it
     # (the linear sensor model of EMVA 1288: output variance G²·read² + G·shot·I; the
     # reference notes in ../shared/reference/realism.md have no low-light numbers). White
-    # pixel noise averages out over a face box, so what breaks face-mean methods in the
-    # dark is the camera's processing: auto exposure and white balance, estimated from dim,
-    # noisy frames, hunt per channel (`awb_jitter`: relative std, correlation `awb_s` s),
-    # and the encoder spends its bits on the noise (BVP SNR falls with bitrate: McDuff,
-    # Blackford, Estepp 2017) — see `DARK`. The NIR camera, lit by its emitter, sees none
-    # of it.
+    # pixel noise averages out over a face box (at 4× gain ~0.03 levels of face-mean noise
+    # at 640x480 against a pulse of ~1 level), so the camera's processing is modelled too:
+    # auto exposure and white balance, estimated from dim, noisy frames, hunt per channel
+    # (`awb_jitter`: relative std, correlation `awb_s` s), and the encoder spends its bits
+    # on the noise (BVP SNR falls with bitrate: McDuff, Blackford, Estepp 2017, in
+    # realism.md) — see `DARK`. The NIR camera, lit by its emitter, sees none of it.
     gain_max: float = 1.0
     awb_jitter: float = 0.0
     awb_s: float = 0.5
