@@ -190,7 +190,9 @@ PRESETS: dict[str, SynthConfig] = {
     # XVID) the NIR face mean read worse than a constant (46.2 vs 29.8 bpm on 10 s windows,
     # 4 subjects at 320x240); NIR with its own intra-frame codec (MJPG, as on `realistic`)
     # 38.9, with calmer motion 27.0, with realistic motion, pulse and HR dynamics 22.4 vs
-    # 28.4 (measured with `bench.realism`'s NIR method; tables in the README).
+    # 28.4; at 640x480 that read 32.1, so NIR pulses 0.6-0.8 of green's (the ratio is a
+    # calibrated free parameter: no remote per-wavelength AC/DC was found): 23.2 vs 28.4
+    # (`bench.realism`'s NIR method; tables in the README).
     "hard": SynthConfig(
         pulse=PulseConfig(hr_bpm=(50.0, 130.0)),
         appearance=AppearanceConfig(
@@ -198,7 +200,7 @@ PRESETS: dict[str, SynthConfig] = {
         ),
         optics=OpticsConfig(
             ac_dc=(0.007, 0.014),
-            nir_ratio=(0.6, 0.8),  # at (0.5, 0.7) NIR read 32.1 vs constant 28.4 at 640x480
+            nir_ratio=(0.6, 0.8),  # NIR face mean 23.2 vs constant 28.4; at (0.5, 0.7) 32.1
             shading=0.25,
             specular=0.08,
             drift=0.08,
