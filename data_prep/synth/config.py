@@ -2,8 +2,9 @@
 
 `easy` is a cooperative subject in a lit lab with a good camera (the quickstart
 default); `realistic` is what published benchmarks look like (some motion, light drift,
-noise, MJPG compression); `hard` adds darker and weaker pulses, stronger head motion,
-light steps, flicker, sensor noise and a lossy inter-frame codec. Every knob can be set
+noise, MJPG compression); `hard` breaks RGB with what the NIR camera never sees (light
+steps, flicker, drift, a hunting camera, an inter-frame codec, noise) and keeps the pulse
+readable in NIR. `DARK` is the dark scenario on top of any preset. Every knob can be set
 alone (`override`, `data_prep synthesize --set section.knob=value`). Ranges `(lo, hi)` are sampled
 uniformly per subject or per session.
 """
