@@ -8,7 +8,7 @@ Per preset (seed 0, every subject in the test split, 72 px crops of `--box-scale
 face box, 160-frame clips):
 - `rgb`: a UBFC-rPPG-layout corpus (30 fps, RGB; `bench.real_models.corpus`);
 - scenarios in the VIPL-HR layout (25 fps, RGB + NIR), the same subjects and pulses:
-  `still` (the preset), `dark` (`optics.level=0.5`, VIPL's v4), `light` (light steps:
+  `still` (the preset), `dark` (`data_prep.synth.config.DARK`, VIPL's v4), `light` (light steps:
   `optics.steps_per_min=6 optics.step_size=0.25`).
 Methods, each scored on 10 s windows and on whole videos against the label BVP through
 the same pipeline (`ienet_jax.eval.table`, rPPG-Toolbox: detrend, band-pass, periodogram):
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.real_models import corpus
+from data_prep.synth.config import DARK
 
 WINDOWS = {"10 s": 10.0, "whole": None}
 # The NIR method reads the central part of the face box (nose, cheeks: skin only): NIR has
@@ -38,7 +39,7 @@ WINDOWS = {"10 s": 10.0, "whole": None}
 NIR_ROI = 0.5
 SCENARIOS = {
     "still": (),
-    "dark": ("optics.level=0.5",),
+    "dark": DARK,
     "light": ("optics.steps_per_min=6", "optics.step_size=0.25"),
 }
 

@@ -9,7 +9,7 @@ import pytest
 
 from data_prep.__main__ import run
 from data_prep.synth import get_preset, make_session
-from data_prep.synth.config import override
+from data_prep.synth.config import DARK, override
 
 SIZE = (160, 120)
 
@@ -29,6 +29,23 @@ def test_nir_ignores_ambient_light_steps_flicker_and_dark():
     _, rgb_amb, nir_amb = _frames(ambient)
     assert abs(rgb_amb.mean() / rgb.mean() - 1) > 0.2  # the room light did change RGB …
     np.testing.assert_array_equal(nir_amb, nir)  # … and not one NIR pixel
+
+
+def test_dark_scenario_amplifies_rgb_noise_and_leaves_nir_alone():
+    still = override(get_preset("realistic"), [
+        "optics.drift=0", "optics.colour_drift=0", "optics.flicker=0", "optics.steps_per_min=0",
+        "motion.translate=1e-9", "motion.rotate_deg=1e-9", "motion.scale=1e-9",
+        "motion.events_per_min=0"])
+    dark = override(still, DARK)
+    _, rgb, nir = _frames(still, seconds=1.0)
+    _, rgb_dark, nir_dark = _frames(dark, seconds=1.0)
+    np.testing.assert_array_equal(nir_dark, nir)
+    # Auto gain brings the image back to level × gain of its brightness …
+    assert rgb_dark.mean() / rgb.mean() == pytest.approx(
+        dark.optics.level * dark.optics.gain_max, rel=0.05)
+    # … and amplifies the sensor noise with it (frame-to-frame noise of the static scene).
+    noise = np.diff(rgb, axis=0).std()
+    assert np.diff(rgb_dark, axis=0).std() > 2 * noise
 
 
 def test_nir_brightness_follows_the_emitter_distance():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.synth.config import SynthConfig, get_preset, override
+from data_prep.synth.config import DARK, SynthConfig, get_preset, override
 from data_prep.synth.render import Session, make_session
 from data_prep.synth.video import AviWriter
 
@@ -61,7 +61,7 @@ def scenario(cfg: SynthConfig, session: int) -> tuple[SynthConfig, float]:
     elif session == 3:  # large head movement
         cfg = r(cfg, motion=r(motion, events_per_min=motion.events_per_min * 3 + 2))
     elif session == 4:  # dark
-        cfg = r(cfg, optics=r(optics, level=0.5))
+        cfg = override(cfg, DARK)
     elif session == 5:  # bright
         cfg = r(cfg, optics=r(optics, level=1.3))
     elif session == 6:  # long distance

@@ -36,6 +36,7 @@ class Lighting:
         relative amplitude; flicker_phase (rad).
       ac_dc: green pulsatile amplitude (peak-to-peak relative change per unit pulse);
       ac_dc_nir: the NIR one; specular: peak specular level (fraction of white).
+      camera_gain: the RGB camera's analog gain (≥ 1; its noise grows with it).
     """
 
     t: np.ndarray
@@ -49,6 +50,7 @@ class Lighting:
     ac_dc: float
     ac_dc_nir: float
     specular: float
+    camera_gain: float = 1.0
 
     def gains_at(self, time: float) -> tuple[np.ndarray, float]:
         """(RGB gain [3], NIR gain) at one frame time (s), flicker included for RGB."""
@@ -95,6 +97,12 @@ def make_lighting(
     # Steps are drawn last, so switching them leaves every other draw (and NIR) unchanged.
     level = drift * _steps(rng, t, cfg.steps_per_min, cfg.step_size)
     gain_rgb = np.clip(cfg.level * level[:, None] * colour, 0.1, 3.0)
+    camera_gain = float(np.clip(1.0 / cfg.level, 1.0, max(cfg.gain_max, 1.0)))
+    if camera_gain != 1.0:
+        gain_rgb = gain_rgb * camera_gain
+    if cfg.awb_jitter > 0:  # drawn after everything else: the other draws stay the same
+        hunt = np.stack([smooth_noise(rng, t, cfg.awb_s) for _ in range(3)], axis=-1)
+        gain_rgb = gain_rgb * np.clip(1.0 + cfg.awb_jitter * hunt, 0.5, 1.5)
     return Lighting(
         t=t,
         gain_rgb=gain_rgb.astype(np.float32),
@@ -107,6 +115,7 @@ def make_lighting(
         ac_dc=float(ac_dc),
         ac_dc_nir=ac_dc_nir,
         specular=cfg.specular,
+        camera_gain=camera_gain,
     )
 
 
