@@ -1,7 +1,7 @@
 """Multi-process start-up: `jax.distributed.initialize()` from flags, Open MPI, SLURM or JAX.
 
 `resolve(...)` turns the flags of `python -m ienet_jax.main` and the environment into a
-`Spec` (a pure function, unit-tested); `initialize(spec)` joins the job before any other
+`Spec` (no side effects, unit-tested); `initialize(spec)` joins the job before any other
 JAX call. The first source that applies wins:
 
 1. flags: `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (each may
@@ -20,13 +20,15 @@ JAX call. The first source that applies wins:
    expanded here, no `scontrol` — at `--coordinator_port` (else `IENET_COORDINATOR_PORT`,
    else a port derived from `SLURM_JOB_ID`). Several tasks on one node share its GPUs
    (`SLURM_LOCALID`-th share); one task per node drives all of them. Kept here rather than
-   JAX's `SlurmCluster` because tests/test_parallel_distributed.py shows JAX's wrong there:
-   it takes `h008` from `h[008-010]-ib` and `r1` from `r[1-2]n[1-2]`, and gives every task
-   one GPU (one task per node, or `--gpus-per-task=2`, gets the wrong devices).
+   JAX's `SlurmCluster` because tests/test_parallel_distributed.py shows JAX's result wrong
+   there: it takes `h008` from `h[008-010]-ib` and `r1` from `r[1-2]n[1-2]`, and gives
+   every task the GPU numbered by its local id (one task per node drives one GPU; a task
+   bound to its own GPU by `--gpus-per-task` asks for one it cannot see).
 4. auto (`--distributed` elsewhere): JAX detects the job itself: Cloud TPU VMs (GCE, and
    GKE JobSets through `TPU_WORKER_HOSTNAMES`/`TPU_WORKER_ID`, multi-slice through
-   `MEGASCALE_*`), Kubernetes Indexed Jobs/JobSets (needs `pip install 'jax[k8s]'` and a
-   service account that may read pods), mpi4py is opt-in in JAX (not used).
+   `MEGASCALE_*`), Kubernetes Indexed Jobs and single-Job JobSets (needs `pip install
+   'jax[k8s]'` and a service account that may read pods; JAX's mpi4py detection is opt-in
+   and not used).
 
 With none of them (no flag, no `--distributed`) the run is single-process and nothing is
 initialised; a resolved process count of 1 is single-process too.
@@ -92,7 +94,7 @@ class Spec:
 
     def describe(self) -> str:
         if self.source == "auto":
-            return "coordinator, process count and id auto-detected by JAX (TPU VM, MPI, …)"
+            return "coordinator, process count and id auto-detected by JAX (TPU VM, K8s, …)"
         return (f"coordinator {self.coordinator_address}, process {self.process_id} of "
                 f"{self.num_processes} (from {self.source})")
 
@@ -432,8 +434,8 @@ def initialize(spec: Spec | None) -> None:
         if spec.source != "auto":
             raise
         raise ValueError(f"--distributed: JAX found no multi-process environment ({err}); "
-                         "outside TPU VMs, SLURM and MPI pass --coordinator_address, "
-                         "--num_processes and --process_id") from err
+                         "outside TPU VMs, Kubernetes, SLURM and Open MPI pass "
+                         "--coordinator_address, --num_processes and --process_id") from err
     finally:
         watchdog.cancel()
     logging.info("distributed: process %d of %d, %d local / %d global devices",
