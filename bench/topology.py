@@ -168,12 +168,14 @@ def roofline(flops: float, bytes_accessed: float, wire_bytes: float, target: tar
             **{f"{k}_time_s": v for k, v in parts.items()}}
 
 
-def analyse(config: ml_collections.ConfigDict, name: str) -> tuple[dict, str]:
+def analyse(config: ml_collections.ConfigDict, name: str,
+            low: Lowered | None = None) -> tuple[dict, str]:
     """Compile `config`'s train step for topology `name`: its row (see the module
-    docstring) and its optimised HLO text."""
+    docstring) and its optimised HLO text. `low`: the step already lowered for `name`'s
+    devices (`lower_train_step`), else it is lowered here."""
     target = targets.parse(name)
     devices = targets.devices(target)
-    low = lower_train_step(config, devices)
+    low = lower_train_step(config, devices) if low is None else low
     start = time.perf_counter()
     compiled = low.lowered.compile(compiler_options=target.compiler_options or None)
     compile_s = time.perf_counter() - start
