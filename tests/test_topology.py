@@ -86,6 +86,10 @@ ENTRY %main (p: f32[8,4], q: bf16[2,16]) -> f32[2,4] {
     assert (found["all-gather"].count, found["all-gather"].bytes) == (2, 256 + 128)
     assert (found["all-reduce"].count, found["all-reduce"].bytes) == (1, 128)
     assert hlo.wire_bytes(found) == 128 + 384 + 2 * 128
+    assert hlo.while_loops(text) == 0
+    looped = text.replace("ROOT %ar", "%w = (f32[8,4]{1,0}) while(%ags), condition=%c, "
+                          "body=%b\n  ROOT %ar")
+    assert hlo.while_loops(looped) == 1
 
 
 def test_roofline_and_batch_fitting():
