@@ -103,3 +103,14 @@ def collectives(hlo_text: str) -> dict[str, Collective]:
 def wire_bytes(found: dict[str, Collective]) -> float:
     """Bytes each device sends for `found`'s collectives (ring estimate, `WIRE_FACTOR`)."""
     return sum(WIRE_FACTOR[k] * c.bytes for k, c in found.items())
+
+
+_WHILE = re.compile(r"^\s*(?:ROOT\s+)?%[\w.\-]+\s*=.*\swhile\(", re.MULTILINE)
+
+
+def while_loops(hlo_text: str) -> int:
+    """Number of `while` instructions in the module. XLA's cost analysis counts a loop body
+    once, whatever its trip count: XLA:TPU turns an FSDP gather of conv kernels over 16
+    devices into such loops (a ring of collective-permutes, each step convolving one kernel
+    piece), so the compiled step's FLOPs then fall short."""
+    return len(_WHILE.findall(hlo_text))

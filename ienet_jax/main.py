@@ -17,8 +17,9 @@ workdir holding another config's run, a corrupt record — checkpointed first) e
 error message naming the file or key.
 
 Multi-process runs (see `ienet_jax.parallel.distributed` and `launch/`): `--distributed`
-on TPU VMs and under SLURM `srun`, or `--coordinator_address=HOST:PORT --num_processes=N
---process_id=I` anywhere (what `launch/local.sh` passes).
+on TPU VMs, under SLURM `srun`, Open MPI `mpirun` or a Kubernetes Job, or
+`--coordinator_address=HOST:PORT --num_processes=N --process_id=I` anywhere (what
+`launch/local.sh` passes).
 """
 
 from __future__ import annotations
@@ -36,15 +37,18 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache", None, "Persistent XLA compilation cache directory (optional).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Multi-process run with the job detected from the environment "
-    "(SLURM, TPU VM, JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID).")
+    "(SLURM, Open MPI, TPU VM, Kubernetes, JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/"
+    "JAX_PROCESS_ID).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Multi-process run: HOST:PORT of process 0's coordinator.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process run: process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process run: this process, 0 … N-1.")
 _LOCAL_DEVICES = flags.DEFINE_list(
-    "local_device_ids", None, "GPU ids this process uses (default: all, or its SLURM share).")
+    "local_device_ids", None,
+    "GPU ids this process uses (default: all, or its SLURM/Open MPI share).")
 _PORT = flags.DEFINE_integer(
-    "coordinator_port", None, "SLURM: coordinator port (default: derived from the job id).")
+    "coordinator_port", None,
+    "SLURM, Open MPI: coordinator port (default: derived from the job id).")
 _INIT_TIMEOUT = flags.DEFINE_integer(
     "distributed_init_timeout", None, "Seconds for all processes to join, then exit with an "
     "error (default: $IENET_DISTRIBUTED_INIT_TIMEOUT or 300).")

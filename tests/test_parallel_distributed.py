@@ -1,4 +1,10 @@
-"""Multi-process start-up: flag/SLURM/TPU resolution (pure), and real multi-process runs.
+"""Multi-process start-up: flag/Open MPI/SLURM/TPU resolution (pure), and real multi-process runs.
+
+The same environments are fed to our resolution and to JAX's own cluster detection
+(`jax/_src/clusters`, asked without connecting): where they agree we delegate to JAX (Open
+MPI's coordinator, count and id; TPU VMs and GKE JobSets; Kubernetes Jobs), and the cases
+where JAX's answer is wrong are pinned here (SLURM node lists, GPUs per task), so a JAX that
+fixes them makes these tests fail and our code can go.
 
 The end-to-end tests start `python -m ienet_jax.main` as separate processes on fake CPU
 devices (XLA_FLAGS in the subprocess environment only) talking through JAX's coordination
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -32,6 +39,7 @@ from ienet_jax.parallel.distributed import (
     Spec,
     expand_nodelist,
     expand_tasks_per_node,
+    jax_detects,
     resolve,
     slurm_local_devices,
     slurm_values,
@@ -132,6 +140,109 @@ def test_resolve_errors_name_the_flag(kwargs, match):
     with pytest.raises(ValueError, match="JAX_PROCESS_ID"):
         resolve(enabled=True, env=dict(JAX_COORDINATOR_ADDRESS="h:1", JAX_NUM_PROCESSES="2",
                                        JAX_PROCESS_ID="two"))
+
+
+# ---------------------------------------------------------------- ours vs JAX's detection
+_PORT = 61440 + 1234 % 4096  # both derive the same port from SLURM_JOB_ID
+
+
+def _fields(values):
+    return (values["coordinator_address"], values["num_processes"], values["process_id"],
+            values["local_device_ids"])
+
+
+@pytest.mark.parametrize("extra, ours, theirs", [
+    # agree: first host of a plain list, one GPU per task of 8 sharing the node's 8
+    ({}, (f"gpu07:{_PORT}", 16, 9, (1,)), None),
+    (dict(CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7"), (f"gpu07:{_PORT}", 16, 9, (1,)), None),
+    (dict(SLURM_STEP_NODELIST="a1,gpu-b[9-11]"), (f"a1:{_PORT}", 16, 9, (1,)), None),
+    # JAX wrong: a suffix after the brackets, two bracket groups
+    (dict(SLURM_STEP_NODELIST="h[008-010]-ib"), (f"h008-ib:{_PORT}", 16, 9, (1,)),
+     (f"h008:{_PORT}", 16, 9, (1,))),
+    (dict(SLURM_STEP_NODELIST="r[1-2]n[01-02]"), (f"r1n01:{_PORT}", 16, 9, (1,)),
+     (f"r1:{_PORT}", 16, 9, (1,))),
+    # JAX wrong: one task per node drives all 8 GPUs (JAX: GPU 1 alone), 2 tasks share 8
+    # (JAX: one each), a task bound to its own GPU by --gpus-per-task (JAX: id 1 of 1 GPU)
+    (dict(SLURM_STEP_TASKS_PER_NODE="1(x16)", CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7"),
+     (f"gpu07:{_PORT}", 16, 9, None), (f"gpu07:{_PORT}", 16, 9, (1,))),
+    (dict(SLURM_STEP_TASKS_PER_NODE="2(x8)", CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7"),
+     (f"gpu07:{_PORT}", 16, 9, (4, 5, 6, 7)), (f"gpu07:{_PORT}", 16, 9, (1,))),
+    (dict(CUDA_VISIBLE_DEVICES="3"), (f"gpu07:{_PORT}", 16, 9, None),
+     (f"gpu07:{_PORT}", 16, 9, (1,))),
+])
+def test_slurm_ours_against_jax(extra, ours, theirs):
+    """Our SLURM code stays only for the rows where JAX's `SlurmCluster` is wrong."""
+    env = _slurm(**extra)
+    assert _fields(slurm_values(env)) == ours
+    assert _fields(jax_detects(env, ("slurm",))) == (theirs or ours)
+
+
+def _ompi(**extra):
+    env = dict(OMPI_MCA_orte_hnp_uri="1531576320.0;tcp://10.96.0.1,10.148.0.1:34911",
+               OMPI_COMM_WORLD_SIZE="8", OMPI_COMM_WORLD_RANK="5",
+               OMPI_COMM_WORLD_LOCAL_RANK="1", OMPI_COMM_WORLD_LOCAL_SIZE="4",
+               CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7")
+    env.update(extra)
+    return env
+
+
+def test_open_mpi_delegates_to_jax_but_shares_gpus():
+    theirs = jax_detects(_ompi(), ("ompi",))
+    port = 61440 + 1531576320 // 4096 % 4096
+    assert _fields(theirs) == (f"10.96.0.1:{port}", 8, 5, (1,))  # JAX: one GPU per rank
+    spec = resolve(enabled=True, env=_ompi())
+    assert (spec.source, spec.coordinator_address, spec.num_processes, spec.process_id) == \
+        ("Open MPI", theirs["coordinator_address"], 8, 5)
+    assert spec.local_device_ids == (2, 3)  # 4 ranks share the node's 8 GPUs: 2 each
+    # one rank per node drives all its GPUs (JAX: GPU 0 alone)
+    one = _ompi(OMPI_COMM_WORLD_LOCAL_RANK="0", OMPI_COMM_WORLD_LOCAL_SIZE="1")
+    assert jax_detects(one, ("ompi",))["local_device_ids"] == (0,)
+    assert resolve(enabled=True, env=one).local_device_ids is None
+    spec = resolve(enabled=True, coordinator_port=5000, env=_ompi())
+    assert spec.coordinator_address == "10.96.0.1:5000"
+    # mpirun inside a SLURM allocation: its daemons' SLURM_PROCID counts nodes, not ranks;
+    # Open MPI is checked first, as JAX does
+    both = dict(_slurm(), **_ompi())
+    assert jax_detects(both, ("ompi", "slurm"))["cluster"] == "ompi"
+    spec = resolve(enabled=True, env=both)
+    assert (spec.source, spec.num_processes, spec.process_id) == ("Open MPI", 8, 5)
+    assert jax_detects(_ompi(OMPI_MCA_orte_hnp_uri="x"), ("slurm",)) is None
+
+
+def test_tpu_jobset_and_kubernetes_are_left_to_jax(monkeypatch):
+    """GKE TPU JobSet (2 slices × 4 hosts) and a Kubernetes JobSet of GPU pods: we pass
+    nothing (source "auto"); JAX's classes, asked here without a TPU or a cluster, find
+    the right coordinator, count and id."""
+    from jax._src.clusters import cloud_tpu_cluster, cluster, k8s_cluster
+
+    hosts = ",".join(f"train-slice-1-{i}.train" for i in range(4))
+    tpu = dict(TPU_WORKER_HOSTNAMES=hosts, TPU_WORKER_ID="2", MEGASCALE_NUM_SLICES="2",
+               MEGASCALE_SLICE_ID="1", MEGASCALE_COORDINATOR_ADDRESS="train-slice-0-0.train:8080")
+    assert resolve(enabled=True, env=tpu).source == "auto"
+    for module in (cluster, cloud_tpu_cluster):  # as on a TPU VM
+        monkeypatch.setattr(module, "running_in_cloud_tpu_vm", True)
+    monkeypatch.setattr(cloud_tpu_cluster.BaseTpuCluster, "wait_for_coordinator",
+                        classmethod(lambda cls, address, timeout: None))
+    found = jax_detects(tpu, ("gketpu",))
+    assert _fields(found) == ("train-slice-0-0.train:8482", 8, 6, None)
+
+    # Kubernetes: JAX reads the pod's Job from the API (pip install 'jax[k8s]'); faked here
+    k8s = dict(KUBERNETES_SERVICE_HOST="10.0.0.1", JOB_COMPLETION_INDEX="3",
+               HOSTNAME="train-workers-0-3")
+    assert resolve(enabled=True, env=k8s).source == "auto"
+    job = SimpleNamespace(metadata=SimpleNamespace(
+        name="train-workers-0", labels={"jobset.sigs.k8s.io/jobset-name": "train"}),
+        spec=SimpleNamespace(parallelism=4))
+    k8s_env = k8s_cluster.K8sCluster
+    monkeypatch.setattr(k8s_env, "_job", classmethod(lambda cls: job))
+    monkeypatch.setattr(k8s_env, "_pod", classmethod(lambda cls: SimpleNamespace()))
+    monkeypatch.setattr(k8s_env, "_controller",
+                        classmethod(lambda cls: SimpleNamespace(kind="Job")))
+    for name, value in k8s.items():
+        monkeypatch.setenv(name, value)
+    assert (k8s_env.get_coordinator_address(None, None), k8s_env.get_process_count(),
+            k8s_env.get_process_id(), k8s_env.get_local_process_id()) == \
+        ("train-workers-0-0.train:55527", 4, 3, None)
 
 
 # ---------------------------------------------------------------- launch/local.sh

@@ -1,19 +1,34 @@
-"""Multi-process start-up: `jax.distributed.initialize()` from flags, SLURM or the TPU VM.
+"""Multi-process start-up: `jax.distributed.initialize()` from flags, Open MPI, SLURM or JAX.
 
 `resolve(...)` turns the flags of `python -m ienet_jax.main` and the environment into a
-`Spec` (a pure function, unit-tested); `initialize(spec)` joins the job before any other
+`Spec` (no side effects, unit-tested); `initialize(spec)` joins the job before any other
 JAX call. The first source that applies wins:
 
 1. flags: `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (each may
    come from `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID` instead);
    what `launch/local.sh` passes.
-2. SLURM (`--distributed` under `srun`): `SLURM_STEP_NUM_TASKS` (else `SLURM_NTASKS`),
+2. Open MPI 4 (`--distributed` under `mpirun`): coordinator, process count and id from
+   JAX's own detection (`jax_detects`, JAX's `OmpiCluster`: the launcher's address from
+   `OMPI_MCA_orte_hnp_uri`, `OMPI_COMM_WORLD_SIZE`, `OMPI_COMM_WORLD_RANK`); the local
+   devices here (`local_share` of `OMPI_COMM_WORLD_LOCAL_RANK` of `…_LOCAL_SIZE`): JAX gives
+   every rank one GPU, so one rank per node would drive one of its eight. Checked before
+   SLURM: `mpirun` inside a SLURM allocation starts its daemons with `srun`, whose
+   `SLURM_PROCID` counts nodes, not ranks.
+3. SLURM (`--distributed` under `srun`): `SLURM_STEP_NUM_TASKS` (else `SLURM_NTASKS`),
    `SLURM_PROCID`, and the coordinator on the first host of `SLURM_STEP_NODELIST` (else
    `SLURM_JOB_NODELIST`, `SLURM_NODELIST`) — compressed lists such as `gpu[01-04,07]` are
    expanded here, no `scontrol` — at `--coordinator_port` (else `IENET_COORDINATOR_PORT`,
    else a port derived from `SLURM_JOB_ID`). Several tasks on one node share its GPUs
-   (`SLURM_LOCALID`-th share); one task per node drives all of them.
-3. auto (`--distributed` elsewhere): JAX detects the job itself (TPU VMs, Open MPI, …).
+   (`SLURM_LOCALID`-th share); one task per node drives all of them. Kept here rather than
+   JAX's `SlurmCluster` because tests/test_parallel_distributed.py shows JAX's result wrong
+   there: it takes `h008` from `h[008-010]-ib` and `r1` from `r[1-2]n[1-2]`, and gives
+   every task the GPU numbered by its local id (one task per node drives one GPU; a task
+   bound to its own GPU by `--gpus-per-task` asks for one it cannot see).
+4. auto (`--distributed` elsewhere): JAX detects the job itself: Cloud TPU VMs (GCE, and
+   GKE JobSets through `TPU_WORKER_HOSTNAMES`/`TPU_WORKER_ID`, multi-slice through
+   `MEGASCALE_*`), Kubernetes Indexed Jobs and single-Job JobSets (needs `pip install
+   'jax[k8s]'` and a service account that may read pods; JAX's mpi4py detection is opt-in
+   and not used).
 
 With none of them (no flag, no `--distributed`) the run is single-process and nothing is
 initialised; a resolved process count of 1 is single-process too.
@@ -73,13 +88,13 @@ class Spec:
     num_processes: int | None
     process_id: int | None
     local_device_ids: tuple[int, ...] | None
-    source: str  # "flags", "environment", "SLURM" or "auto"
+    source: str  # "flags", "environment", "Open MPI", "SLURM" or "auto"
     init_timeout: int  # seconds for all processes to join
     heartbeat_timeout: int  # seconds without heartbeats before a process counts as dead
 
     def describe(self) -> str:
         if self.source == "auto":
-            return "coordinator, process count and id auto-detected by JAX (TPU VM, MPI, …)"
+            return "coordinator, process count and id auto-detected by JAX (TPU VM, K8s, …)"
         return (f"coordinator {self.coordinator_address}, process {self.process_id} of "
                 f"{self.num_processes} (from {self.source})")
 
@@ -163,27 +178,33 @@ def _tasks_on_this_node(env: Mapping[str, str]) -> int | None:
     return int(per_node) if per_node is not None else None
 
 
-def slurm_local_devices(env: Mapping[str, str]) -> tuple[int, ...] | None:
-    """This task's share of the node's GPUs, or None (all visible ones).
+def local_share(local: int, tasks: int | None, env: Mapping[str, str]) -> tuple[int, ...] | None:
+    """Local task `local` of `tasks` on its node: its share of the node's GPUs, or None
+    (all visible ones).
 
     Several tasks on a node whose GPUs they all see (no per-task binding) split them:
-    task `SLURM_LOCALID` of `k` takes the `SLURM_LOCALID`-th of `k` equal shares of the
-    `CUDA_VISIBLE_DEVICES` list (one GPU each if the list is unset). If SLURM already bound
-    fewer GPUs than tasks to each task, or one task runs per node: None.
+    task `local` of `tasks` takes the `local`-th of `tasks` equal shares of the
+    `CUDA_VISIBLE_DEVICES` list (one GPU each if the list is unset). If the launcher
+    already bound fewer GPUs than tasks to each task, or one task runs per node: None.
     """
-    local, _ = _first(env, "SLURM_LOCALID")
-    tasks = _tasks_on_this_node(env)
-    if local is None or tasks is None or tasks <= 1:
+    if tasks is None or tasks <= 1:
         return None
-    local = int(local)
     visible, _ = _first(env, "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
     if visible is None:
         return (local,)
     n = len([v for v in visible.split(",") if v.strip()])
-    if n < tasks:  # bound per task by SLURM (e.g. --gpus-per-task): use what is visible
+    if n < tasks:  # bound per task by the launcher (e.g. --gpus-per-task): use what is visible
         return None
     share = n // tasks
     return tuple(range(local * share, (local + 1) * share))
+
+
+def slurm_local_devices(env: Mapping[str, str]) -> tuple[int, ...] | None:
+    """This SLURM task's `local_share` (`SLURM_LOCALID` of the node's tasks), or None."""
+    local, _ = _first(env, "SLURM_LOCALID")
+    if local is None:
+        return None
+    return local_share(_int(local, "SLURM_LOCALID"), _tasks_on_this_node(env), env)
 
 
 def slurm_values(env: Mapping[str, str], port: int | None = None) -> dict | None:
@@ -210,6 +231,74 @@ def slurm_values(env: Mapping[str, str], port: int | None = None) -> dict | None
     return dict(coordinator_address=f"{host}:{port}", num_processes=_int(ntasks, ntasks_var),
                 process_id=_int(procid, "SLURM_PROCID"),
                 local_device_ids=slurm_local_devices(env))
+
+
+# ---------------------------------------------------------------- JAX's own detection
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]):
+    """`os.environ` is `env` inside (JAX's cluster classes read nothing else)."""
+    if env is os.environ:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def jax_detects(env: Mapping[str, str] | None = None, clusters: Sequence[str] = ("ompi",),
+                port: int | None = None) -> dict | None:
+    """What `jax.distributed.initialize()` would detect in `env` with the first present of
+    JAX's cluster classes named in `clusters` (`jax/_src/clusters`: "ompi", "slurm",
+    "gketpu", …), without connecting: `{cluster, coordinator_address, num_processes,
+    process_id, local_device_ids}`, or None. `port` (else `JAX_COORDINATOR_PORT`)
+    replaces JAX's derived coordinator port. Only for clusters that read environment
+    variables alone (not "gcetpu"/"K8sCluster", which ask a metadata server or the API).
+    """
+    from jax._src import clusters as jax_clusters
+
+    env = os.environ if env is None else env
+    with _environ(env):
+        for cls in jax_clusters.ClusterEnv._cluster_types:
+            if cls.name not in clusters or not cls.is_env_present():
+                continue
+            override = str(port) if port is not None else os.environ.get("JAX_COORDINATOR_PORT")
+            local = cls.get_local_process_id()
+            return dict(cluster=cls.name,
+                        coordinator_address=cls.get_coordinator_address(None, override),
+                        num_processes=int(cls.get_process_count()),
+                        process_id=int(cls.get_process_id()),
+                        local_device_ids=None if local is None else (int(local),))
+    return None
+
+
+def ompi_values(env: Mapping[str, str], port: int | None = None) -> dict | None:
+    """`{coordinator_address, num_processes, process_id, local_device_ids}` under Open MPI's
+    `mpirun` (JAX's detection, our local devices), or None (see the module docstring)."""
+    found = jax_detects(env, ("ompi",), port)
+    if found is None:
+        return None
+    local, _ = _first(env, "OMPI_COMM_WORLD_LOCAL_RANK")
+    tasks, _ = _first(env, "OMPI_COMM_WORLD_LOCAL_SIZE")
+    found["local_device_ids"] = None if local is None else local_share(
+        _int(local, "OMPI_COMM_WORLD_LOCAL_RANK"),
+        None if tasks is None else _int(tasks, "OMPI_COMM_WORLD_LOCAL_SIZE"), env)
+    del found["cluster"]
+    return found
+
+
+def _launcher_values(env: Mapping[str, str], port: int | None) -> dict | None:
+    """Open MPI's values, else SLURM's (with a "source" key), else None."""
+    if port is None and env.get(PORT_ENV):
+        port = _int(env[PORT_ENV], PORT_ENV)
+    for source, values in (("Open MPI", ompi_values), ("SLURM", slurm_values)):
+        if (found := values(env, port)) is not None:
+            return dict(found, source=source)
+    return None
 
 
 # ---------------------------------------------------------------- resolution
@@ -260,17 +349,17 @@ def resolve(*, enabled: bool = False, coordinator_address: str | None = None,
     local = tuple(int(i) for i in local_device_ids) if local_device_ids else None
     if len(values) == 3:
         source = "flags" if from_flags else "environment"
-    elif (slurm := slurm_values(env, coordinator_port)) is not None:
-        source = "SLURM"
+    elif (found := _launcher_values(env, coordinator_port)) is not None:
+        source = found.pop("source")
         for key in flags:
             if key not in values:
-                values[key], where[key] = slurm[key], "SLURM"
-        local = local if local is not None else slurm["local_device_ids"]
+                values[key], where[key] = found[key], source
+        local = local if local is not None else found["local_device_ids"]
     elif values:
         missing = [f"{_SOURCES[k][0]} (or {_SOURCES[k][1]})" for k in flags if k not in values]
         raise ValueError(f"multi-process run: {', '.join(where.values())} given, but not "
                          f"{', '.join(missing)}; coordinator address, process count and "
-                         "process id go together (outside SLURM and TPU VMs)")
+                         "process id go together (outside Open MPI, SLURM and TPU VMs)")
     else:
         return Spec(None, None, None, local, "auto", init_timeout, heartbeat_timeout)
 
@@ -345,8 +434,8 @@ def initialize(spec: Spec | None) -> None:
         if spec.source != "auto":
             raise
         raise ValueError(f"--distributed: JAX found no multi-process environment ({err}); "
-                         "outside TPU VMs, SLURM and MPI pass --coordinator_address, "
-                         "--num_processes and --process_id") from err
+                         "outside TPU VMs, Kubernetes, SLURM and Open MPI pass "
+                         "--coordinator_address, --num_processes and --process_id") from err
     finally:
         watchdog.cancel()
     logging.info("distributed: process %d of %d, %d local / %d global devices",
