@@ -22,7 +22,7 @@ and saved (`time_source`, `nir_time_source`). Then
   → the model's rPPG, stitched (overlaps averaged; TS-CAN's derivative integrated);
   IENet's FEE head, if enabled, also gives one HR per window (`fee_hr_bpm`, per clip as
   trained: one DFT bin is fs/T, 28 bpm for 64 frames at 30 fps) and one for the whole
-  stitched pulse (`fee_hr_bpm_video`, the head run on the series);
+  stitched pulse (`fee_hr_bpm_video`, the head run on the detrended series, as evaluate);
 - `--method pos|chrom`: the baseline on the per-frame mean RGB of the face box.
 The pulse is detrended (λ=100) and band-passed (0.6–3.3 Hz) as the evaluator does
 (`ienet_jax.signal.filter_signal`); its heart rate is the periodogram peak over the whole
@@ -215,7 +215,7 @@ def predict(video: str | Path, *, nir: str | Path | None = None, method: str = "
                                                                       strict=True)],
     }
     if fee is not None:
-        result["fee_hr_bpm_video"] = model.series_hr(pulse, fv.fps)
+        result["fee_hr_bpm_video"] = model.series_hr(signal.detrend(pulse), fv.fps)
         result["fee_hr_bpm"] = [{"time_s": float(t), "hr_bpm": float(h)}
                                 for t, h in zip(out.window_times, fee, strict=True)]
     out = Path(output)
