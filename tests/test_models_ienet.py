@@ -330,7 +330,6 @@ def test_one_modality_builds_one_backbone_and_ignores_the_other(modalities):
         assert not np.allclose(forward(variables, {"rgb": -rgb, "nir": nir})["fused_rppg"],
                                out["fused_rppg"])
 
-    tx = optax.adam(1e-3)
     target = jnp.sin(jnp.linspace(0, 20, cfg.clip_length))[None].repeat(2, 0)
 
     @jax.jit

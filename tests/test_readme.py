@@ -193,6 +193,12 @@ COMMANDS: dict[str, Chain | Check] = {
     "python -m bench.model --variant reference --batch 1 2": Check(
         "minutes (compiles the reference model twice). Here: the flags parse.",
         parses("bench.model")),
+    "python -m bench.accuracy --preset realistic --variant tiny --budget 8": Check(
+        "about an hour (five training runs of 8 minutes, evaluation); tests/test_accuracy.py "
+        "runs the same path with --short. Here: the flags parse.", parses("bench.accuracy")),
+    "python -m bench.accuracy --short": Check(
+        "run by tests/test_accuracy.py already. Here: the flags parse.",
+        parses("bench.accuracy")),
     "python -m bench --short": Check(
         "under a minute but run by tests/test_bench.py already (with --json). Here: the flags "
         "parse.", parses("bench")),

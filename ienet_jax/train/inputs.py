@@ -172,9 +172,9 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     if "nir" in needs and not spec.nir:
         raise ValueError(
             f"data.dir={directory!r} stores RGB only (features.json has no 'nir'), "
-            f"model.name={model.name!r} needs {' and '.join(m.upper() for m in needs)}: convert a dataset with NIR video, "
-            "or train an RGB-only model (TS-CAN, PhysNet, or IENet with "
-            "--config.model.modalities='(\"rgb\",)')")
+            f"model.name={model.name!r} needs {' and '.join(m.upper() for m in needs)}: "
+            "convert a dataset with NIR video, or train an RGB-only model (TS-CAN, PhysNet, "
+            "or IENet with --config.model.modalities=rgb)")
     missing = [m for m in needs if m not in tuple(config.data.modalities)]
     if missing:
         raise ValueError(f"config key data.modalities={tuple(config.data.modalities)} lacks "
