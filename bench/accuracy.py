@@ -238,6 +238,15 @@ def evaluate_all(out: Path, preset: str, dirs: dict[str, Path], clips: dict[str,
 
 
 # ----------------------------------------------------------------------------- report
+BASELINE_ORDER = ("true pulse", "pos", "chrom", "nir face-mean", "constant")
+
+
+def ordered(methods: dict) -> list[str]:
+    """Method names: the IENet arms, the baselines, then the converted networks."""
+    first = [*METHOD_NAMES.values(), *BASELINE_ORDER]
+    return [m for m in first if m in methods] + [m for m in methods if m not in first]
+
+
 def tables(results: dict) -> str:
     """One Markdown table per preset and scenario: MAE (bpm) per method and window."""
     lines = []
@@ -246,7 +255,8 @@ def tables(results: dict) -> str:
             lines += [f"### {preset} / {scenario}", "",
                       "| method | " + " | ".join(f"MAE {w}" for w in WINDOWS) + " |",
                       "|---" * (1 + len(WINDOWS)) + "|"]
-            for method, values in methods.items():
+            for method in ordered(methods):
+                values = methods[method]
                 cells = ["-" if values.get(w) is None else f"{values[w]:.2f}" for w in WINDOWS]
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
             lines.append("")
@@ -264,10 +274,11 @@ def plot(results: dict, path: Path, window: str = "10 s") -> Path:
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * max(len(panels), 1)),
                              squeeze=False)
     for ax, (preset, scenario, methods) in zip(axes[:, 0], panels):
-        names = list(methods)
+        names = ordered(methods)
         values = [methods[n].get(window, np.nan) for n in names]
         colors = ["tab:blue" if n.startswith("IENet") else "tab:gray" for n in names]
-        ax.barh(names, values, color=colors)
+        bars = ax.barh(names, values, color=colors)
+        ax.bar_label(bars, fmt="%.1f", padding=2)
         ax.invert_yaxis()
         ax.set_xlabel(f"MAE (bpm), {window} windows")
         ax.set_title(f"{preset} / {scenario} (held-out subjects)")
