@@ -78,12 +78,21 @@ def _say(message: str) -> None:
     print(f"[accuracy] {message}", file=sys.stderr, flush=True)
 
 
+def _detach(section, key: str, value) -> None:
+    """`section[key] = value` without touching the field it references: the recipe's
+    checkpoint/eval/logging intervals are references to `train.num_steps`, and assigning
+    to a reference would set the step count itself."""
+    with section.unlocked():
+        del section[key]
+        section[key] = value
+
+
 def _config(size: str, arm: str, stage: str, short: bool, clips: Path, steps: int,
             init_from: Path | None = None):
     config = recipe.get_config(",".join([size, arm, stage] + (["short"] if short else [])))
     config.data.dir = str(clips)
     config.train.num_steps = int(steps)
-    config.eval.every_steps = 0  # the study evaluates on the test subjects itself
+    _detach(config.eval, "every_steps", 0)  # the study evaluates the test subjects itself
     if init_from is not None:
         config.train.init_from = str(init_from)
     return config
@@ -126,8 +135,8 @@ def train_arms(out: Path, arms: list[str], size: str, short: bool, clips: Path,
         if steps is None and "steps" not in record:
             calib = out / arm / "calibrate"
             config = _config(size, arm, "stage1", short, clips, CALIBRATION_STEPS)
-            config.logging.every_steps = CALIBRATION_STEPS
-            config.checkpoint.every_steps = 0
+            _detach(config.logging, "every_steps", CALIBRATION_STEPS)
+            _detach(config.checkpoint, "every_steps", 0)
             train(config, calib, f"{arm} calibration")
             record["step_time_s"] = step_time(calib)
             record["steps"] = budget_steps(budget, record["step_time_s"])

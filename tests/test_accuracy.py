@@ -14,8 +14,13 @@ METHODS = {"IENet fused", "IENet RGB only", "IENet NIR only", "IENet fused + con
            "IENet fused FEE head", "pos", "chrom", "nir face-mean", "constant", "true pulse"}
 
 
-def test_budget_steps_and_arm_configs():
+def test_budget_steps_and_arm_configs(tmp_path):
     from configs import accuracy as recipe
+
+    # the study's own evaluation replaces the trainer's; the step count stays
+    config = accuracy._config("tiny", "rgb", "stage1", True, tmp_path, 7)
+    assert (config.train.num_steps, config.eval.every_steps, config.checkpoint.every_steps) \
+        == (7, 0, 7)
 
     assert accuracy.budget_steps(8, 0.5) == 960 and accuracy.budget_steps(1, 600) == 1
     rgb = recipe.get_config("tiny,rgb,stage1")
