@@ -157,14 +157,14 @@ class IENet(nn.Module):
             )(x, train=train)
 
         features = {m: backbone(m, x) for m, x in zip(self.modalities, frames)}
+        head = RPPGHead(param_dtype=self.param_dtype, name="head")
+        out = {f"{m}_rppg": head(f) for m, f in features.items()}
         if len(features) == 2:
             fused = mdef(features["rgb"], features["nir"], self.fusion)
             self.sow("intermediates", "fused", fused)
-        else:
-            (fused,) = features.values()
-        head = RPPGHead(param_dtype=self.param_dtype, name="head")
-        out = {f"{m}_rppg": head(f) for m, f in features.items()}
-        out["fused_rppg"] = head(fused) if len(features) == 2 else out[f"{self.modalities[0]}_rppg"]
+            out["fused_rppg"] = head(fused)
+        else:  # one backbone: its head output is the model's
+            out["fused_rppg"] = out[f"{self.modalities[0]}_rppg"]
         if self.fee:
             from ienet_jax.models.fee import FEEHead
 
@@ -194,8 +194,7 @@ FIELDS = {
     "clip_length": POSITIVE,
     "modalities": (lambda v: (v,) if isinstance(v, str) else tuple(str(m) for m in v),
                    lambda v: v in MODALITY_SETS, f"one of {MODALITY_SETS}"),
-    "frame_size": (_frame, lambda v: len(v) == 2 and min(v) > 0,
-                                            "a positive int or (H, W)"),
+    "frame_size": (_frame, lambda v: len(v) == 2 and min(v) > 0, "a positive int or (H, W)"),
     "rgb_channels": POSITIVE, "nir_channels": POSITIVE,
     "patch": _positive(3), "window": _positive(3),
     "dims": _positive(), "depths": _positive(), "heads": _positive(),
