@@ -119,13 +119,13 @@ def train_arms(out: Path, arms: list[str], size: str, short: bool, clips: Path,
     from ienet_jax.quickstart import run_finished
     from ienet_jax.train.loop import train_and_evaluate
 
-    def train(config, run_dir: Path, name: str) -> None:
+    def train(config, run_dir: Path, name: str, record: dict, key: str = "seconds") -> None:
         if run_finished(run_dir):
             return
         _say(f"train {name}: {config.train.num_steps} steps -> {run_dir}")
         t0 = time.perf_counter()
         train_and_evaluate(config, run_dir)
-        runs.setdefault(name, {})["seconds"] = round(time.perf_counter() - t0, 1)
+        record[key] = round(time.perf_counter() - t0, 1)
 
     dirs = {}
     for arm in (a for a in ARM_ORDER if a in arms):
@@ -137,12 +137,13 @@ def train_arms(out: Path, arms: list[str], size: str, short: bool, clips: Path,
             config = _config(size, arm, "stage1", short, clips, CALIBRATION_STEPS)
             _detach(config.logging, "every_steps", CALIBRATION_STEPS)
             _detach(config.checkpoint, "every_steps", 0)
-            train(config, calib, f"{arm} calibration")
+            train(config, calib, f"{arm} calibration", record, "calibration_seconds")
             record["step_time_s"] = step_time(calib)
             record["steps"] = budget_steps(budget, record["step_time_s"])
         record.setdefault("steps", steps)
         dirs[arm] = out / arm / "stage1"
-        train(_config(size, arm, "stage1", short, clips, record["steps"]), dirs[arm], arm)
+        train(_config(size, arm, "stage1", short, clips, record["steps"]), dirs[arm], arm,
+              record)
     if "fee" in arms:
         if "fused" not in dirs:
             raise ValueError("--only: the fee arm trains on the fused arm's network; add fused")
@@ -150,7 +151,7 @@ def train_arms(out: Path, arms: list[str], size: str, short: bool, clips: Path,
         record["steps"] = max(1, round(runs["fused"]["steps"] * recipe.STAGE2_FRACTION))
         dirs["fee"] = out / "fused" / "stage2"
         train(_config(size, "fused", "stage2", short, clips, record["steps"], dirs["fused"]),
-              dirs["fee"], "fee")
+              dirs["fee"], "fee", record)
     return dirs
 
 
