@@ -23,6 +23,11 @@ def test_budget_steps_and_arm_configs(tmp_path):
         == (7, 0, 7)
 
     assert accuracy.budget_steps(8, 0.5) == 960 and accuracy.budget_steps(1, 600) == 1
+    run = tmp_path / "calibrate"  # the trainer's rows: the first (compiling) one has no time
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n'
+                                       '{"step": 8, "split": "train", "step_time_s": 0.25}\n')
+    assert accuracy.step_time(run) == 0.25
     rgb = recipe.get_config("tiny,rgb,stage1")
     assert tuple(rgb.model.modalities) == ("rgb",) and rgb.model.frame_size == 16
     assert recipe.get_config("small,context,stage1").model.context.enabled
