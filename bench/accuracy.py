@@ -13,10 +13,11 @@ Per preset, in `OUTPUT/PRESET/`:
    in the test split of every scenario, and no test subject is ever trained on;
 2. train, on the `still` corpus, each arm of `configs/accuracy.py` (`fused`, `rgb`, `nir`,
    `context`) with the trainer, and `fee`: stage 2 (the FEE head on the frozen `fused`
-   network). Budget: `--budget` minutes of training per arm. A calibration run of
-   `CALIBRATION_STEPS` steps measures the arm's step time (compilation excluded, the
-   trainer's own `step_time_s`); the arm then trains `budget / step time` steps
-   (stage 2: `STAGE2_FRACTION` of the fused arm's). `--steps N` skips the calibration;
+   network). Budget: `--budget` minutes of training per arm. Calibration runs of
+   `CALIBRATION_STEPS` steps measure each arm's step time, one after the other
+   (compilation excluded, the trainer's own `step_time_s`); every arm then trains the same
+   `budget / slowest step time` steps, so that the arms differ only in the model (stage 2:
+   `STAGE2_FRACTION` of them). `--steps N` skips the calibration;
 3. evaluate every trained model on the test subjects of each scenario, 10 s windows and
    whole videos (`ienet_jax.evaluate`'s pipeline: the same rPPG-Toolbox estimator for
    every method), next to POS, CHROM, the NIR face mean (`bench.realism`), the constant
@@ -127,28 +128,34 @@ def train_arms(out: Path, arms: list[str], size: str, short: bool, clips: Path,
         train_and_evaluate(config, run_dir)
         record[key] = round(time.perf_counter() - t0, 1)
 
-    dirs = {}
-    for arm in (a for a in ARM_ORDER if a in arms):
-        if arm == "fee":
-            continue
-        record = runs.setdefault(arm, {})
-        if steps is None and "steps" not in record:
+    stage1 = [a for a in ARM_ORDER if a in arms and a != "fee"]
+    if steps is None and "steps" not in runs.get("budget", {}):
+        # every arm trains the same steps (the comparison is of models trained the same
+        # way): the budget at the slowest arm's step time, all measured back to back
+        for arm in stage1:
+            record = runs.setdefault(arm, {})
             calib = out / arm / "calibrate"
             config = _config(size, arm, "stage1", short, clips, CALIBRATION_STEPS)
             _detach(config.logging, "every_steps", CALIBRATION_STEPS)
             _detach(config.checkpoint, "every_steps", 0)
             train(config, calib, f"{arm} calibration", record, "calibration_seconds")
             record["step_time_s"] = step_time(calib)
-            record["steps"] = budget_steps(budget, record["step_time_s"])
-        record.setdefault("steps", steps)
+        slowest = max(runs[a]["step_time_s"] for a in stage1)
+        runs["budget"] = dict(minutes=budget, step_time_s=slowest,
+                              steps=budget_steps(budget, slowest))
+    if steps is None:
+        steps = runs["budget"]["steps"]
+    dirs = {}
+    for arm in stage1:
+        record = runs.setdefault(arm, {})
+        record["steps"] = steps
         dirs[arm] = out / arm / "stage1"
-        train(_config(size, arm, "stage1", short, clips, record["steps"]), dirs[arm], arm,
-              record)
+        train(_config(size, arm, "stage1", short, clips, steps), dirs[arm], arm, record)
     if "fee" in arms:
         if "fused" not in dirs:
             raise ValueError("--only: the fee arm trains on the fused arm's network; add fused")
         record = runs.setdefault("fee", {})
-        record["steps"] = max(1, round(runs["fused"]["steps"] * recipe.STAGE2_FRACTION))
+        record["steps"] = max(1, round(steps * recipe.STAGE2_FRACTION))
         dirs["fee"] = out / "fused" / "stage2"
         train(_config(size, "fused", "stage2", short, clips, record["steps"], dirs["fused"]),
               dirs["fee"], "fee", record)
@@ -348,9 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         presets=args.preset, variant=args.variant, arms=arms, scenarios=scenarios,
         short=args.short, dataset={k: v for k, v in data.items() if k != "preset"},
         budget_minutes=None if steps is not None else args.budget, steps=steps,
-        budget_rule=(f"a {CALIBRATION_STEPS}-step calibration run measures the arm's step "
-                     "time (compilation excluded); the arm trains floor(budget / step time) "
-                     f"steps; stage 2 (fee) {recipe.STAGE2_FRACTION:g} of the fused arm's"),
+        budget_rule=(f"{CALIBRATION_STEPS}-step calibration runs measure each arm's step "
+                     "time (compilation excluded); every arm trains floor(budget / the "
+                     "slowest arm's step time) steps (runs.budget); stage 2 (fee) "
+                     f"{recipe.STAGE2_FRACTION:g} of them"),
         trained_on=TRAINED, windows=list(WINDOWS))
 
     def save() -> None:
