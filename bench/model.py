@@ -167,11 +167,11 @@ def trainer_steps(config: ml_collections.ConfigDict) -> dict:
 
     def steps(module):
         train, evaluate = compile_steps(
-            model=module, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+            model=module, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
             state_shardings=shardings, batch_spec=sharding.spec, activation_rules=act_rules,
             eval_batch_spec=sharding.spec, pearson_band_hz=band, compiler_options=options)
         frozen = None if mask is None else compile_train_step(
-            model=module, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+            model=module, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
             state_shardings=shardings, batch_spec=sharding.spec, activation_rules=act_rules,
             pearson_band_hz=band, frozen_mask=mask, compiler_options=options)
         return train, evaluate, frozen

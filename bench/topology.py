@@ -133,7 +133,7 @@ def lower_train_step(config: ml_collections.ConfigDict, devices) -> Lowered:
     shardings = state_shardings(model, config.model, tx, mesh, rules, boxed)
     state = abstract_state(shardings, model, config.model, tx, boxed)
     train_step, _ = compile_steps(
-        model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+        model=model, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
         state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
         pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
     rng = jax.ShapeDtypeStruct((2,), np.uint32, sharding=NamedSharding(mesh, PartitionSpec()))

@@ -42,6 +42,10 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
             name="ienet",
             clip_length=size["clip_length"],
             frame_size=size["frame_size"],
+            # the backbones built: ("rgb", "nir") fused (the paper), or one alone without
+            # fusion, e.g. --config.model.modalities='("rgb",)' (the data pipeline then reads
+            # only that modality)
+            modalities=("rgb", "nir"),
             rgb_channels=3,
             nir_channels=1,
             patch=(2, 4, 4),

@@ -50,7 +50,8 @@ def stage_configs(arg: str, clips: Path, stage1_dir: Path, stage1_steps: int | N
     return tuple(configs)
 
 
-def _finished(run_dir: Path) -> bool:
+def run_finished(run_dir: Path) -> bool:
+    """The trainer's run in `run_dir` ran to its last step (`status.json`)."""
     status = run_dir / "status.json"
     return status.is_file() and json.loads(status.read_text()).get("finished", False)
 
@@ -61,6 +62,38 @@ def _data_prep(argv: list[str], what: str) -> None:
     code = run(argv)
     if code != 0:
         raise RuntimeError(f"quickstart: {what} failed with exit code {code} (see above)")
+
+
+def synthesize_dataset(raw: Path, data: ml_collections.ConfigDict,
+                       settings: tuple[str, ...] = ()) -> None:
+    """`python -m data_prep synthesize` of the dataset `data` (`configs/quickstart.py`
+    `dataset_config`) into `raw` (VIPL-HR layout), then `raw/.done`; `settings`: generator
+    knobs `section.knob=value` (`--set`)."""
+    _data_prep(["synthesize", "--layout", "vipl_hr", "--output", str(raw),
+                "--subjects", str(data.subjects), "--seconds", str(data.seconds),
+                "--preset", data.preset, "--seed", str(data.seed),
+                "--size", data.video_size, "--workers", str(data.workers),
+                *(("--set", *settings) if settings else ())], "synthesize")
+    (raw / DONE).touch()
+
+
+def convert_dataset(raw: Path, clips: Path, frame_size: int,
+                    data: ml_collections.ConfigDict) -> None:
+    """`python -m data_prep convert` of `raw` into `frame_size`-pixel clips in `clips`,
+    subjects split by `data.split_fractions` (deterministic: the same subjects, the same
+    splits), then `clips/.done`."""
+    _data_prep(["convert", "--dataset", "vipl_hr", "--input", str(raw), "--output",
+                str(clips), "--size", str(frame_size), "--box-scale",
+                str(data.box_scale), "--clip-length", str(data.stored_clip_length),
+                "--stride", str(data.stored_clip_length),
+                "--split-fractions", data.split_fractions,
+                "--workers", str(data.workers), "--allow-failures"], "convert")
+    manifest = json.loads((clips / "manifest.json").read_text())
+    failed = [v for v in manifest["videos"] if v.get("status") != "ok"]
+    if failed:
+        print(f"warning: {len(failed)} videos could not be converted (listed in "
+              f"{clips / 'report.txt'}); continuing with the others")
+    (clips / DONE).touch()
 
 
 def run_quickstart(workdir: str | Path, arg: str = "", dataset: dict | None = None,
@@ -97,26 +130,10 @@ def run_quickstart(workdir: str | Path, arg: str = "", dataset: dict | None = No
         print(f"[{i}/5] {name}: done in {log['seconds'][name]:.0f} s", flush=True)
 
     def synthesize():
-        _data_prep(["synthesize", "--layout", "vipl_hr", "--output", str(raw),
-                    "--subjects", str(data.subjects), "--seconds", str(data.seconds),
-                    "--preset", data.preset, "--seed", str(data.seed),
-                    "--size", data.video_size, "--workers", str(data.workers)],
-                   "synthesize")
-        (raw / DONE).touch()
+        synthesize_dataset(raw, data)
 
     def convert():
-        _data_prep(["convert", "--dataset", "vipl_hr", "--input", str(raw), "--output",
-                    str(clips), "--size", str(config1.model.frame_size), "--box-scale",
-                    str(data.box_scale), "--clip-length", str(data.stored_clip_length),
-                    "--stride", str(data.stored_clip_length),
-                    "--split-fractions", data.split_fractions,
-                    "--workers", str(data.workers), "--allow-failures"], "convert")
-        manifest = json.loads((clips / "manifest.json").read_text())
-        failed = [v for v in manifest["videos"] if v.get("status") != "ok"]
-        if failed:
-            print(f"warning: {len(failed)} videos could not be converted (listed in "
-                  f"{clips / 'report.txt'}); continuing with the others")
-        (clips / DONE).touch()
+        convert_dataset(raw, clips, config1.model.frame_size, data)
 
     def train(config: ml_collections.ConfigDict, run_dir: Path):
         from ienet_jax.train.loop import train_and_evaluate
@@ -130,8 +147,8 @@ def run_quickstart(workdir: str | Path, arg: str = "", dataset: dict | None = No
 
     step(1, "synthesize", (raw / DONE).is_file(), synthesize)
     step(2, "convert", (clips / DONE).is_file(), convert)
-    step(3, "train stage 1", _finished(stage1), lambda: train(config1, stage1))
-    step(4, "train stage 2", _finished(stage2), lambda: train(config2, stage2))
+    step(3, "train stage 1", run_finished(stage1), lambda: train(config1, stage1))
+    step(4, "train stage 2", run_finished(stage2), lambda: train(config2, stage2))
     step(5, "evaluate", (eval_dir / "metrics.json").is_file(), evaluate)
     log["total_seconds"] = round(sum(log["seconds"].values()), 1)
     log_path.write_text(json.dumps(log, indent=2) + "\n")

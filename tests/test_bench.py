@@ -59,7 +59,7 @@ def test_row_times_the_trainers_compiled_step(monkeypatch):
     (kwargs, (train_step, _)), = compiled[:1]
     ((name, step, step_args),) = measured
     assert name == "train step" and step is train_step
-    assert kwargs["model_name"] == "ienet"
+    assert kwargs["model_config"].name == "ienet"
     assert kwargs["weights"] == {"neg_pearson": 0.3, "spectral": 0.3}
     assert step_args[1]["rgb"].shape == (8, 32, 32, 32, 3)  # the trainer's device batch
     assert row["state_mib"] == pytest.approx(

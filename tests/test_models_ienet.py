@@ -294,3 +294,81 @@ def test_input_norm_temporal_changes_the_forward(tiny, tiny_forward):
     out = model.apply(variables, rgb, nir, train=False)
     assert np.all(np.isfinite(np.asarray(out["fused_rppg"])))
     assert not np.allclose(np.asarray(out["fused_rppg"]), tiny_forward["fused_rppg"])
+
+
+@pytest.mark.parametrize("modalities", [("rgb",), ("nir",)])
+def test_one_modality_builds_one_backbone_and_ignores_the_other(modalities):
+    """`model.modalities` of one: only that backbone's parameters, no fusion, `fused_rppg` is
+    its head's output, the contract feeds only that input (a changed NIR clip changes nothing
+    for the RGB-only model) and a gradient step trains it."""
+    from ienet_jax.models import contract
+
+    cfg = model_config("tiny")
+    cfg.context.enabled = False
+    cfg.modalities = modalities
+    (m,) = modalities
+    other = "nir" if m == "rgb" else "rgb"
+    model = models.build(cfg)
+    ienet = contract.get(cfg)
+    assert ienet.modalities == modalities and contract.get("ienet").modalities == ("rgb", "nir")
+    assert ienet.channels(cfg) == (cfg[f"{m}_channels"],)
+    variables = jax.jit(lambda: model.init(jax.random.PRNGKey(0),
+                                           *ienet.example_inputs(cfg), train=False))()
+    assert m in variables["params"] and other not in variables["params"]
+    assert other not in variables["batch_stats"]
+
+    rgb, nir = clips(cfg, seed=1)
+    _, nir2 = clips(cfg, seed=2)
+    forward = jax.jit(lambda v, b: model.apply(v, *ienet.inputs(b), train=False))
+    out = forward(variables, {"rgb": rgb, "nir": nir})
+    assert set(out) == {f"{m}_rppg", "fused_rppg"}
+    np.testing.assert_array_equal(out["fused_rppg"], out[f"{m}_rppg"])
+    changed = forward(variables, {"rgb": rgb, "nir": nir2} if m == "rgb"
+                      else {"rgb": -rgb, "nir": nir})
+    np.testing.assert_array_equal(changed["fused_rppg"], out["fused_rppg"])
+    if m == "rgb":  # and it does read its own input
+        assert not np.allclose(forward(variables, {"rgb": -rgb, "nir": nir})["fused_rppg"],
+                               out["fused_rppg"])
+
+    target = jnp.sin(jnp.linspace(0, 20, cfg.clip_length))[None].repeat(2, 0)
+
+    @jax.jit
+    def step(params, frames):
+        def loss_fn(p):
+            o, _ = model.apply({"params": p, "batch_stats": variables["batch_stats"]}, frames,
+                               train=True, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.key(1), "drop_path": jax.random.key(2)})
+            return jnp.mean((o["fused_rppg"] - target) ** 2)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        return loss, optax.tree.norm(grads)
+
+    loss, gnorm = step(variables["params"], rgb if m == "rgb" else nir)
+    assert np.isfinite(float(loss)) and float(gnorm) > 0
+
+
+@pytest.mark.parametrize("typed, want", [("rgb", ("rgb",)), ('("nir",)', ("nir",)),
+                                          ("('rgb','nir')", ("rgb", "nir"))])
+def test_modalities_from_the_command_line(monkeypatch, typed, want):
+    """The README's spellings of `--config.model.modalities` (ml_collections reads overrides
+    from `sys.argv`)."""
+    import sys
+
+    from absl import flags
+    from ml_collections import config_flags
+
+    from ienet_jax.models import contract
+
+    argv = ["prog", "--config=configs/ienet.py:tiny", f"--config.model.modalities={typed}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=fv, lock_config=True)
+    fv(argv)
+    assert contract.get(fv.config.model).modalities == want
+
+
+def test_modalities_config_error_names_the_key():
+    cfg = model_config("tiny")
+    cfg.modalities = ("nir", "rgb")
+    with pytest.raises(ValueError, match=r"config key model.modalities must be one of"):
+        models.build(cfg)

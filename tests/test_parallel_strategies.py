@@ -219,7 +219,7 @@ def train(c, model, tx, boxed, initial, num_devices=0):
     """Losses of STEPS train steps from `initial` under config `c`, and the final state."""
     mesh, rules, shardings = placed(c, model, tx, boxed, num_devices)
     state = jax.device_put(initial, shardings)
-    train_step, _ = compile_steps(model=model, model_name="ienet", tx=tx,
+    train_step, _ = compile_steps(model=model, model_config="ienet", tx=tx,
                                   weights=check_weights(c.train.loss, c.model), mesh=mesh,
                                   state_shardings=shardings,
                                   batch_spec=batch_spec(rules, mesh, BATCH),

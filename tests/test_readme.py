@@ -197,6 +197,12 @@ COMMANDS: dict[str, Chain | Check] = {
         "minutes (generates two 30 s 640×480 videos, converts them four times and runs the "
         "toolbox's preprocessing twice); tests/test_bench.py runs it at 6 s 160×120. Here: "
         "the flags parse.", parses("bench.convert")),
+    "python -m bench.accuracy --preset realistic --variant tiny --budget 8": Check(
+        "about an hour (five training runs of 8 minutes, evaluation); tests/test_accuracy.py "
+        "runs the same path with --short. Here: the flags parse.", parses("bench.accuracy")),
+    "python -m bench.accuracy --short": Check(
+        "run by tests/test_accuracy.py already. Here: the flags parse.",
+        parses("bench.accuracy")),
     "python -m bench --short": Check(
         "under a minute but run by tests/test_bench.py already (with --json). Here: the flags "
         "parse.", parses("bench")),

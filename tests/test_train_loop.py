@@ -295,6 +295,11 @@ def test_dataset_checked_against_the_model_at_start_up(tmp_path, caplog):
     ienet.data.dir = _clips(tmp_path / "rgb_only", ienet)
     with pytest.raises(ValueError, match=r"stores RGB only .*model.name='ienet' needs RGB and NIR"):
         train_and_evaluate(ienet, tmp_path / "run_ienet")
+    ienet.model.modalities = ("rgb",)  # one backbone: the pipeline reads RGB only
+    ienet.train.batch_size = 8  # a multiple of the 8 test devices
+    train_and_evaluate(ienet, tmp_path / "run_ienet_rgb")
+    params = load_variables(tmp_path / "run_ienet_rgb")["params"]
+    assert "rgb" in params and "nir" not in params
 
     caplog.set_level(logging.INFO)
     config.data.dir = _clips(tmp_path / "long", config, length=20)

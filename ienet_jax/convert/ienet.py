@@ -46,13 +46,15 @@ IGNORED = (
 
 def expected_variables(model, model_config) -> dict:
     """Abstract (shape/dtype) unboxed variables of `model` as `model.init` would create them."""
+    from ienet_jax.models import contract
+
     frame = model_config.frame_size
     h, w = (frame, frame) if isinstance(frame, int) else tuple(frame)
     t = model_config.clip_length
-    rgb = jax.ShapeDtypeStruct((1, t, h, w, model_config.rgb_channels), jnp.float32)
-    nir = jax.ShapeDtypeStruct((1, t, h, w, model_config.nir_channels), jnp.float32)
+    inputs = [jax.ShapeDtypeStruct((1, t, h, w, c), jnp.float32)
+              for c in contract.get(model_config).channels(model_config)]
     shapes = jax.eval_shape(
-        lambda r, n: model.init(jax.random.PRNGKey(0), r, n, train=False), rgb, nir
+        lambda *frames: model.init(jax.random.PRNGKey(0), *frames, train=False), *inputs
     )
     return nn.unbox(dict(shapes))
 
@@ -173,9 +175,12 @@ def ienet_variables(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
             if k.startswith(fee_prefix) and not k.startswith(HR_MODEL_PREFIX)
         }
     _check_relative_position_index(state_dict, model)
+    # the backbone a one-modality model (model.modalities) drops, and MDEF has no weights
+    dropped = tuple(BACKBONES[m] for m in BACKBONES if m not in model.modalities)
     leftover = sorted(
         k for k in state_dict
         if k not in consumed and not any(p.fullmatch(k) for p in IGNORED)
+        and not k.removeprefix(HR_MODEL_PREFIX).startswith(dropped)
     )
     if fee_prefix is not None and not model.fee:
         hint = " (the checkpoint has FEE layers: set model.fee.enabled=True)"

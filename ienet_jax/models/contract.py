@@ -40,6 +40,11 @@ class ModelContract:
     # lacks them)
     added_keys: dict = {}
 
+    def configured(self, model_config) -> ModelContract:
+        """The contract of this `model` section (`get` calls it): `self` unless the section
+        changes what the family reads, e.g. IENet's `model.modalities`."""
+        return self
+
     def build(self, model_config):
         """The flax module for a `model` section (validated; errors name the key)."""
         return self.module.from_config(model_config)
@@ -106,14 +111,15 @@ def register(contract: ModelContract) -> ModelContract:
 
 
 def get(model) -> ModelContract:
-    """The contract of a `model` section or a model name."""
+    """The contract of a `model` section (`configured` by it) or a model name (the family's
+    defaults)."""
     name = model if isinstance(model, str) else getattr(model, "name", None)
     if name not in _REGISTRY and name in FAMILIES:
         importlib.import_module(FAMILIES[name])
     if name not in _REGISTRY:
         names = tuple(dict.fromkeys([*FAMILIES, *_REGISTRY]))
         raise ValueError(f"config key model.name must be one of {names}, got {name!r}")
-    return _REGISTRY[name]
+    return _REGISTRY[name] if isinstance(model, str) else _REGISTRY[name].configured(model)
 
 
 def upgrade(model_config, where: str):

@@ -7,13 +7,17 @@ Apply contract (`model = ienet_jax.models.build(config.model)`):
                                rngs={"dropout": k1, "drop_path": k2},
                                mutable=["batch_stats"])
 
-`rgb` `[B, T, H, W, rgb_channels]`, `nir` `[B, T, H, W, nir_channels]`, float, already
+One input per `model.modalities` (default `("rgb", "nir")`), in that order: `rgb`
+`[B, T, H, W, rgb_channels]`, `nir` `[B, T, H, W, nir_channels]`, float, already
 normalised (`ienet_jax.data.normalize.normalize_reference` for uint8 frames);
 with `model.input_norm="temporal"` the model first turns them into each pixel's relative
 change over the clip (`temporal_normalize`; the reference model has no such step).
 `out` holds `rgb_rppg`, `nir_rppg`, `fused_rppg` (each `[B, T]`, float32) and, when
 `model.fee.enabled`, `hr` `[B]` (bpm) and `psd` `[B, K]` from the FEE head applied to the
-fused rPPG at `fs = model.fps`. Rng collections: "dropout" (dropout, attention dropout)
+fused rPPG at `fs = model.fps`. With one modality (`("rgb",)` or `("nir",)`, the ablation
+of the fusion) only that backbone exists, there is no MDEF fusion, and `fused_rppg` is
+that backbone's head output (so loss, evaluation and FEE read the same key).
+Rng collections: "dropout" (dropout, attention dropout)
 and "drop_path" (stochastic depth), both needed only in training with non-zero rates.
 Intermediate maps are sown into "intermediates" (`rgb/…`, `nir/…`, `fused`).
 """
@@ -42,6 +46,8 @@ from ienet_jax.models.swin3d import BlockOptions, SwinTransformer3D
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 OUTPUTS = ("rgb_rppg", "nir_rppg", "fused_rppg")
+# model.modalities: the backbones built (fusion only with both), in input order
+MODALITY_SETS = (("rgb", "nir"), ("rgb",), ("nir",))
 
 
 INPUT_NORMS = ("reference", "temporal")
@@ -71,6 +77,7 @@ class IENet(nn.Module):
 
     clip_length: int
     frame_size: tuple[int, int]
+    modalities: tuple[str, ...]
     rgb_channels: int
     nir_channels: int
     patch: tuple[int, int, int]
@@ -119,15 +126,21 @@ class IENet(nn.Module):
             )
 
     @nn.compact
-    def __call__(self, rgb: jnp.ndarray, nir: jnp.ndarray, *, train: bool,
+    def __call__(self, *frames: jnp.ndarray, train: bool,
                  fps: jnp.ndarray | float | None = None) -> dict:
-        """`fps` (scalar or `[B]` Hz) is the clips' frame rate for the FEE spectrum; `None`
-        means the configured `self.fps` (the reference's fixed 30)."""
-        self._check_input(rgb, "rgb", self.rgb_channels)
-        self._check_input(nir, "nir", self.nir_channels)
-        if rgb.shape[:4] != nir.shape[:4]:
+        """`frames`: one clip per `self.modalities`, in that order. `fps` (scalar or `[B]` Hz)
+        is the clips' frame rate for the FEE spectrum; `None` means the configured `self.fps`
+        (the reference's fixed 30)."""
+        if len(frames) != len(self.modalities):
+            raise ValueError(f"IENet: model.modalities={self.modalities} takes "
+                             f"{len(self.modalities)} inputs, got {len(frames)}")
+        channels = {"rgb": self.rgb_channels, "nir": self.nir_channels}
+        for m, x in zip(self.modalities, frames):
+            self._check_input(x, m, channels[m])
+        if len(frames) == 2 and frames[0].shape[:4] != frames[1].shape[:4]:
             raise ValueError(
-                f"IENet: rgb clip {rgb.shape} and nir clip {nir.shape} differ in B, T, H, W"
+                f"IENet: rgb clip {frames[0].shape} and nir clip {frames[1].shape} differ in "
+                "B, T, H, W"
             )
         opts = BlockOptions(
             window=self.window, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
@@ -138,22 +151,24 @@ class IENet(nn.Module):
             dtype=self.dtype, param_dtype=self.param_dtype,
         )
 
-        def backbone(name):
+        def backbone(name, x):
+            if self.input_norm == "temporal":
+                x = temporal_normalize(x)
+            x = nn.with_logical_constraint(x.astype(self.dtype), axes.FRAMES)
             return SwinTransformer3D(
                 self.patch, self.dims, self.depths, self.heads, drop_path=self.drop_path,
                 remat=self.remat, opts=opts, name=name,
-            )
+            )(x, train=train)
 
-        if self.input_norm == "temporal":
-            rgb, nir = temporal_normalize(rgb), temporal_normalize(nir)
-        rgb = nn.with_logical_constraint(rgb.astype(self.dtype), axes.FRAMES)
-        nir = nn.with_logical_constraint(nir.astype(self.dtype), axes.FRAMES)
-        f_rgb = backbone("rgb")(rgb, train=train)
-        f_nir = backbone("nir")(nir, train=train)
-        fused = mdef(f_rgb, f_nir, self.fusion)
-        self.sow("intermediates", "fused", fused)
+        features = {m: backbone(m, x) for m, x in zip(self.modalities, frames)}
         head = RPPGHead(param_dtype=self.param_dtype, name="head")
-        out = {"rgb_rppg": head(f_rgb), "nir_rppg": head(f_nir), "fused_rppg": head(fused)}
+        out = {f"{m}_rppg": head(f) for m, f in features.items()}
+        if len(features) == 2:
+            fused = mdef(features["rgb"], features["nir"], self.fusion)
+            self.sow("intermediates", "fused", fused)
+            out["fused_rppg"] = head(fused)
+        else:  # one backbone: its head output is the model's
+            out["fused_rppg"] = out[f"{self.modalities[0]}_rppg"]
         if self.fee:
             fee = fee_head(self, name="fee")(out["fused_rppg"], self.fps if fps is None else fps,
                                              train=train)
@@ -175,8 +190,10 @@ POSITIVE_FLOAT = (float, lambda v: v > 0, "> 0")
 # The `model` section of configs/ienet.py, checked key by key (`contract.check`).
 FIELDS = {
     "name": (str, lambda v: v == "ienet", "'ienet' for IENet"),
-    "clip_length": POSITIVE, "frame_size": (_frame, lambda v: len(v) == 2 and min(v) > 0,
-                                            "a positive int or (H, W)"),
+    "clip_length": POSITIVE,
+    "modalities": (lambda v: (v,) if isinstance(v, str) else tuple(str(m) for m in v),
+                   lambda v: v in MODALITY_SETS, f"one of {MODALITY_SETS}"),
+    "frame_size": (_frame, lambda v: len(v) == 2 and min(v) > 0, "a positive int or (H, W)"),
     "rgb_channels": POSITIVE, "nir_channels": POSITIVE,
     "patch": _positive(3), "window": _positive(3),
     "dims": _positive(), "depths": _positive(), "heads": _positive(),
@@ -243,10 +260,22 @@ class IENetContract(ModelContract):
     output = "fused_rppg"
     losses = ("neg_pearson", "spectral", "l1_hr", "mse")
     module = IENet
-    added_keys = {"context.residual": False, "context.lag0": False}
+    # checkpoints from before these keys existed: both backbones, the reference's context
+    added_keys = {"modalities": ("rgb", "nir"), "context.residual": False, "context.lag0": False}
+
+    def configured(self, model_config) -> IENetContract:
+        """The contract reading only `model.modalities` from batches."""
+        modalities = tuple(model_config.modalities) if "modalities" in model_config else (
+            self.modalities)
+        if modalities == self.modalities:
+            return self
+        single = IENetContract()
+        single.modalities = modalities
+        return single
 
     def channels(self, model_config) -> tuple[int, ...]:
-        return int(model_config.rgb_channels), int(model_config.nir_channels)
+        return tuple(int(model_config[f"{m}_channels"]) for m in self.configured(model_config)
+                     .modalities)
 
     def kwargs(self, batch: dict) -> dict:
         """The FEE head reads each clip's own frame rate (`fps`, which speed augmentation

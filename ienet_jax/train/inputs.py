@@ -113,6 +113,9 @@ def _data_section(config, split: str, batch_size: int) -> ml_collections.ConfigD
     data = ml_collections.ConfigDict(config.data.to_dict())
     data.split = split
     data.batch_size = batch_size
+    # read only what the model takes (e.g. IENet with model.modalities=("rgb",): no NIR)
+    needs = contract.get(config.model).modalities
+    data.modalities = tuple(m for m in data.modalities if m in needs)
     if data.clip_length is None:  # the model's clip length (see check_data)
         data.clip_length = int(config.model.clip_length)
     if "synthetic" in data:
@@ -169,8 +172,9 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     if "nir" in needs and not spec.nir:
         raise ValueError(
             f"data.dir={directory!r} stores RGB only (features.json has no 'nir'), "
-            f"model.name={model.name!r} needs RGB and NIR: convert a dataset with NIR video, "
-            "or train TS-CAN (configs/tscan.py), which takes RGB only")
+            f"model.name={model.name!r} needs {' and '.join(m.upper() for m in needs)}: "
+            "convert a dataset with NIR video, or train an RGB-only model (TS-CAN, PhysNet, "
+            "or IENet with --config.model.modalities=rgb)")
     missing = [m for m in needs if m not in tuple(config.data.modalities)]
     if missing:
         raise ValueError(f"config key data.modalities={tuple(config.data.modalities)} lacks "

@@ -296,13 +296,13 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, train_data=Non
     # ---------------------------------------------------------------- compiled steps
     options = compiler_options(config.train)
     train_step, eval_step = compile_steps(
-        model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+        model=model, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
         state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
         eval_batch_spec=eval_sharding.spec,
         pearson_band_hz=tuple(config.train.loss.pearson_band_hz), compiler_options=options)
     mask = frozen_mask(config.train, params_shape)
     frozen_step = None if mask is None else compile_train_step(
-        model=model, model_name=config.model.name, tx=tx, weights=weights, mesh=mesh,
+        model=model, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
         state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
         pearson_band_hz=tuple(config.train.loss.pearson_band_hz), frozen_mask=mask,
         compiler_options=options)

@@ -50,10 +50,12 @@ def trainable_grad(loss_fn, params: Any, frozen_mask: Any = None):
     return value, treedef.unflatten(full)
 
 
-def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransformation,
+def make_train_step(model: nn.Module, model_config, tx: optax.GradientTransformation,
                     weights: dict[str, float], pearson_band_hz=(), frozen_mask: Any = None):
     """The pure train step for `model` (see the module docstring; `pearson_band_hz` as in
-    `objectives.weighted_loss`).
+    `objectives.weighted_loss`). `model_config`: the `model` section (its contract says which
+    batch fields go in, e.g. IENet's `model.modalities`), or a model name for the family's
+    default inputs.
 
     `frozen_mask` (bools shaped like the params, `optim.frozen_mask`): the step of the frozen
     phase, valid while the optimiser freezes those leaves (`optim.frozen_train_steps`). It
@@ -62,7 +64,7 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
     network. Its `grad_norm` metric is then the norm of the trained leaves' gradient (the one
     that `grad_clip_norm` clips).
     """
-    model_contract = contract.get(model_name)
+    model_contract = contract.get(model_config)
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         k_drop, k_path = jax.random.split(rng)
@@ -73,7 +75,7 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
                 {"params": params, "batch_stats": state.batch_stats}, *inputs, train=True,
                 **kwargs,
                 rngs={"dropout": k_drop, "drop_path": k_path}, mutable=["batch_stats"])
-            loss, metrics = objectives.weighted_loss(weights, model_name, outputs, batch,
+            loss, metrics = objectives.weighted_loss(weights, model_config, outputs, batch,
                                                      pearson_band_hz)
             return loss, (metrics, updates.get("batch_stats", state.batch_stats))
 
@@ -91,10 +93,10 @@ def make_train_step(model: nn.Module, model_name: str, tx: optax.GradientTransfo
     return train_step
 
 
-def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
+def make_eval_step(model: nn.Module, model_config, weights: dict[str, float],
                    pearson_band_hz=()):
     """The pure eval step: `(state, batch) -> {name: sum over the batch}` + `count`."""
-    model_contract = contract.get(model_name)
+    model_contract = contract.get(model_config)
 
     def eval_step(state: TrainState, batch: dict):
         outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
@@ -104,10 +106,10 @@ def make_eval_step(model: nn.Module, model_name: str, weights: dict[str, float],
         n = outputs[model_contract.output].shape[0]
         w = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
         count = jnp.sum(w)
-        _, metrics = objectives.weighted_loss(weights, model_name, outputs, batch,
+        _, metrics = objectives.weighted_loss(weights, model_config, outputs, batch,
                                               pearson_band_hz)
         sums = {k: v * jnp.maximum(count, 1.0) for k, v in metrics.items()}
-        hr = objectives.predicted_hr(model_name, outputs, batch["fps"].astype(jnp.float32))
+        hr = objectives.predicted_hr(model_config, outputs, batch["fps"].astype(jnp.float32))
         sums["hr_mae"] = jnp.sum(jnp.abs(hr - batch["hr"].astype(jnp.float32)) * w)
         sums["count"] = count
         return sums
@@ -173,7 +175,7 @@ class Compiled:
             return self.jitted(*args)
 
 
-def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
+def compile_steps(*, model, model_config, tx, weights, mesh: Mesh, state_shardings: Any,
                   batch_spec: PartitionSpec, activation_rules,
                   eval_batch_spec: PartitionSpec | None = None,
                   pearson_band_hz=(), compiler_options: dict | None = None,
@@ -187,18 +189,18 @@ def compile_steps(*, model, model_name: str, tx, weights, mesh: Mesh, state_shar
     replicated = NamedSharding(mesh, PartitionSpec())
     eval_sharding = NamedSharding(mesh, batch_spec if eval_batch_spec is None
                                   else eval_batch_spec)
-    train = compile_train_step(model=model, model_name=model_name, tx=tx, weights=weights,
+    train = compile_train_step(model=model, model_config=model_config, tx=tx, weights=weights,
                                mesh=mesh, state_shardings=state_shardings,
                                batch_spec=batch_spec, activation_rules=activation_rules,
                                pearson_band_hz=pearson_band_hz,
                                compiler_options=compiler_options)
-    evaluate = Compiled(make_eval_step(model, model_name, weights, pearson_band_hz), mesh,
+    evaluate = Compiled(make_eval_step(model, model_config, weights, pearson_band_hz), mesh,
                         activation_rules, in_shardings=(state_shardings, eval_sharding),
                         out_shardings=replicated, compiler_options=compiler_options)
     return train, evaluate
 
 
-def compile_train_step(*, model, model_name: str, tx, weights, mesh: Mesh, state_shardings: Any,
+def compile_train_step(*, model, model_config, tx, weights, mesh: Mesh, state_shardings: Any,
                        batch_spec: PartitionSpec, activation_rules, pearson_band_hz=(),
                        frozen_mask: Any = None, compiler_options: dict | None = None,
                        ) -> Compiled:
@@ -206,7 +208,7 @@ def compile_train_step(*, model, model_name: str, tx, weights, mesh: Mesh, state
     phase's step (`make_train_step`)."""
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, batch_spec)  # a prefix for every batch field
-    fn = make_train_step(model, model_name, tx, weights, pearson_band_hz, frozen_mask)
+    fn = make_train_step(model, model_config, tx, weights, pearson_band_hz, frozen_mask)
     return Compiled(fn, mesh, activation_rules,
                     in_shardings=(state_shardings, batch_sharding, replicated),
                     out_shardings=(state_shardings, replicated), donate_argnums=(0,),
