@@ -47,12 +47,14 @@ from configs import accuracy as recipe
 
 WINDOWS = realism.WINDOWS  # {"10 s": 10.0, "whole": None}
 TRAINED = "still"  # the scenario the arms train on
-ARM_ORDER = ("fused", "rgb", "nir", "context", "fee")
+ARM_ORDER = (*recipe.ARMS, "fee")
 CALIBRATION_STEPS = 8
 # --short: the micro model for the given steps, 2 scenarios
 SHORT = dict(steps=2, scenarios=("still", "dark"))
 METHOD_NAMES = {"fused": "IENet fused", "rgb": "IENet RGB only", "nir": "IENet NIR only",
-                "context": "IENet fused + context", "fee": "IENet fused FEE head"}
+                "context": "IENet fused + context",
+                "context_residual": "IENet fused + residual context",
+                "fee": "IENet fused FEE head"}
 
 
 # ----------------------------------------------------------------------------- data

@@ -7,7 +7,8 @@ changed only by the arm's `ARMS` settings:
 
 - `fused`: RGB + NIR backbones, MDEF fusion, context module off (the quickstart's model);
 - `rgb`, `nir`: one backbone alone (`model.modalities`), no fusion;
-- `context`: `fused` with the context-enhancement module on (the paper's method).
+- `context`: `fused` with the context-enhancement module on (the paper's method);
+- `context_residual`: the same with `model.context.residual` (x + CE(x), zero-initialised).
 
 `stage2` trains the FEE head on the frozen `stage1` network (set `train.init_from`); `short`
 is the quickstart's `runlocal` micro model (a seconds-long run of the same path, for CI).
@@ -31,6 +32,8 @@ ARMS = {
     "rgb": {"modalities": ("rgb",)},
     "nir": {"modalities": ("nir",)},
     "context": {"context.enabled": True},
+    # the context module as this port initialises it (README, "Context enhancement")
+    "context_residual": {"context.enabled": True, "context.residual": True},
 }
 # crop side (pixels) per size: tiny keeps the quickstart's 16 (what it learns within
 # minutes); small and reference read 64x64 crops as the paper does

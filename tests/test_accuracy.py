@@ -11,7 +11,8 @@ import pytest
 from bench import accuracy
 
 METHODS = {"IENet fused", "IENet RGB only", "IENet NIR only", "IENet fused + context",
-           "IENet fused FEE head", "pos", "chrom", "nir face-mean", "constant", "true pulse"}
+           "IENet fused + residual context", "IENet fused FEE head", "pos", "chrom",
+           "nir face-mean", "constant", "true pulse"}
 
 
 def test_budget_steps_and_arm_configs(tmp_path):
@@ -31,6 +32,8 @@ def test_budget_steps_and_arm_configs(tmp_path):
     rgb = recipe.get_config("tiny,rgb,stage1")
     assert tuple(rgb.model.modalities) == ("rgb",) and rgb.model.frame_size == 16
     assert recipe.get_config("small,context,stage1").model.context.enabled
+    residual = recipe.get_config("tiny,context_residual,stage1").model.context
+    assert residual.enabled and residual.residual
     assert recipe.get_config("small,fused,stage1").model.frame_size == 64
     two = recipe.get_config("tiny,fused,stage2,short")
     assert two.model.fee.enabled and two.model.dims == (6, 12)
@@ -51,7 +54,7 @@ def test_short_study_has_every_arm_and_method_and_resumes(tmp_path, capsys):
             assert set(values) == {"10 s", "whole"}, (scenario, method)
             assert all(math.isfinite(v) for v in values.values()), (scenario, method)
     runs = results["runs"]["realistic"]
-    assert set(runs) == {"fused", "rgb", "nir", "context", "fee"}
+    assert set(runs) == {"fused", "rgb", "nir", "context", "context_residual", "fee"}
     assert all(r["steps"] >= 1 for r in runs.values())
     assert results["settings"]["short"] and results["settings"]["steps"] == 2
     for path in ("accuracy.png", "accuracy.md", "realistic/rgb/stage1/status.json",
