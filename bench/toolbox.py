@@ -33,21 +33,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_prep.synth.video import read_avi
+
 CHUNK = 180
 SIZE = 72
 BOX_COEF = 1.5
-
-
-def read_frames(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.asarray(frames)
 
 
 def face_box(frame: np.ndarray) -> list[int]:
@@ -91,7 +81,7 @@ def standardized(x: np.ndarray) -> np.ndarray:
 def preprocess_video(folder: Path, out: Path) -> tuple[int, int]:
     """One UBFC-rPPG subject folder → its chunk files in `out`; returns (bytes written,
     frames saved)."""
-    frames = read_frames(folder / "vid.avi")
+    frames = read_avi(folder / "vid.avi")
     lines = (folder / "ground_truth.txt").read_text().split("\n")
     bvp = np.asarray([float(v) for v in lines[0].split()])
     faces = crop_resize(frames, face_box(frames[0]))

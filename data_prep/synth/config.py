@@ -137,6 +137,18 @@ class SynthConfig:
     nir_codec: CodecConfig = CodecConfig()  # the NIR camera's own compression
 
 
+# head motion of `realistic` (and of `hard`, whose difficulty lies elsewhere)
+REALISTIC_MOTION = MotionConfig(
+    translate=0.011,
+    rotate_deg=2.0,
+    scale=0.02,
+    tau_s=2.0,
+    events_per_min=1.0,
+    event_translate=0.05,
+    event_rotate_deg=5.0,
+    event_scale=0.04,
+    event_s=(0.6, 1.8),
+)
 PRESETS: dict[str, SynthConfig] = {
     "easy": SynthConfig(),
     # What published benchmarks look like (UBFC-rPPG / PURE / VIPL-HR's still sessions):
@@ -166,17 +178,7 @@ PRESETS: dict[str, SynthConfig] = {
             nir_noise=2.0,
             nir_shot_noise=0.03,
         ),
-        motion=MotionConfig(
-            translate=0.011,
-            rotate_deg=2.0,
-            scale=0.02,
-            tau_s=2.0,
-            events_per_min=1.0,
-            event_translate=0.05,
-            event_rotate_deg=5.0,
-            event_scale=0.04,
-            event_s=(0.6, 1.8),
-        ),
+        motion=REALISTIC_MOTION,
         timing=TimingConfig(jitter_ms=1.0, drop_prob=0.001),
         codec=CodecConfig(quality=85),
         nir_codec=CodecConfig(quality=85),
@@ -217,17 +219,7 @@ PRESETS: dict[str, SynthConfig] = {
             nir_noise=2.0,
             nir_shot_noise=0.03,
         ),
-        motion=MotionConfig(
-            translate=0.011,
-            rotate_deg=2.0,
-            scale=0.02,
-            tau_s=2.0,
-            events_per_min=1.0,
-            event_translate=0.05,
-            event_rotate_deg=5.0,
-            event_scale=0.04,
-            event_s=(0.6, 1.8),
-        ),
+        motion=REALISTIC_MOTION,
         timing=TimingConfig(jitter_ms=2.0, drop_prob=0.005),
         codec=CodecConfig(fourcc="XVID"),
         nir_codec=CodecConfig(quality=85),
