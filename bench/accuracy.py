@@ -195,7 +195,8 @@ def model_maes(model, clips: Path, constant: float | None, name: str) -> dict:
     from ienet_jax.eval import table
     from ienet_jax.evaluate import run_clips, video_series
 
-    videos = video_series(run_clips(model, clips, "test"))
+    videos = video_series(run_clips(model, clips, "test"),
+                          model.series_hr if model.has_fee else None)
     nir_videos = realism.nir_series(clips) if constant is not None else []
     out: dict[str, dict[str, float]] = {}
     for label, window in WINDOWS.items():
