@@ -204,7 +204,9 @@ def convert_entry(entry: Entry, reader_options: ReaderOptions, opts: ProcessOpti
     for i, ex in enumerate(examples):
         features.validate_example(spec, ex, where=f"{entry.path} clip {i}")
     # Clips are compressed (zlib, which releases the GIL) on SERIALIZE_THREADS threads, in
-    # order, while the writer stores the finished ones.
+    # order, while the writer stores the finished ones. The codec (tensorflow_datasets,
+    # imported lazily) is built here first: two threads importing TF at once can hang.
+    spec.tfds_features()
     with concurrent.futures.ThreadPoolExecutor(SERIALIZE_THREADS) as pool:
         serialized = pool.map(functools.partial(features.serialize_example, spec), examples)
         num_bytes = write_records_atomic(Path(out_path), serialized)
