@@ -167,6 +167,12 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    # one thread per worker: the processes already fill the cores (and a 2-worker conversion
+    # once hung in CI with decode and compression threads inside each worker; cause not found)
+    from ienet_jax.video import jpeg
+
+    jpeg.THREADS = 0
+    process.SERIALIZE_THREADS = 0
     logging.set_verbosity(logging.WARNING)
 
 

@@ -27,7 +27,7 @@ from ienet_jax.eval.stitch import clip_starts
 from ienet_jax.video import clock
 from ienet_jax.video.face_video import FaceOptions, read_face_video
 
-SERIALIZE_THREADS = 2
+SERIALIZE_THREADS = 2  # 0 in a conversion's worker processes (they fill the cores)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,9 +207,12 @@ def convert_entry(entry: Entry, reader_options: ReaderOptions, opts: ProcessOpti
     # order, while the writer stores the finished ones. The codec (tensorflow_datasets,
     # imported lazily) is built here first: two threads importing TF at once can hang.
     spec.tfds_features()
-    with concurrent.futures.ThreadPoolExecutor(SERIALIZE_THREADS) as pool:
-        serialized = pool.map(functools.partial(features.serialize_example, spec), examples)
-        num_bytes = write_records_atomic(Path(out_path), serialized)
+    serialize = functools.partial(features.serialize_example, spec)
+    if SERIALIZE_THREADS == 0:
+        num_bytes = write_records_atomic(Path(out_path), map(serialize, examples))
+    else:
+        with concurrent.futures.ThreadPoolExecutor(SERIALIZE_THREADS) as pool:
+            num_bytes = write_records_atomic(Path(out_path), pool.map(serialize, examples))
     info.update(clips=len(examples), bytes=num_bytes,
                 clip_hr=[round(float(ex["hr"]), 3) for ex in examples],
                 seconds=round(time.perf_counter() - start, 3))

@@ -165,14 +165,20 @@ def area_crop(image: np.ndarray, x0: float, y0: float, side: float, size: int) -
     return out if image.ndim == 3 else out[..., 0]
 
 
+# decode/crop threads per stream; 0 in a conversion's worker processes (they fill the cores)
+THREADS = 2
+
+
 def frames(packets: Iterator[bytes], size: int, box_scale: float, detect_width: int | None,
-           where: str = "", threads: int = 2, ahead: int = 8, grey: bool = False
+           where: str = "", threads: int | None = None, ahead: int = 8, grey: bool = False
            ) -> Iterator[JpegFrame]:
     """`JpegFrame`s of a stream's compressed frames, decoded `ahead` frames in advance on
     `threads` threads at the crop scale known so far, and cropped on them (their `crop`
-    gives futures, done by the time the generator is exhausted; `threads=0`: all on the
+    gives futures, done by the time the generator is exhausted; `threads` defaults to
+    `THREADS`; `threads=0`: all on the
     caller's thread; `grey`: grey frames and crops, as a NIR stream). The first frame is
     decoded in full (its size; raises DecodeError if OpenCV cannot read it)."""
+    threads = THREADS if threads is None else threads
     packets = iter(packets)
     first = next(packets, None)
     if first is None:
