@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import quickstart
+from configs import common, quickstart
 
 ARMS = {
     "fused": {},
@@ -75,9 +75,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     with config.unlocked():
         config.model.frame_size = FRAME_SIZE[size]
         for key, value in ARMS[arm].items():
-            *parents, leaf = key.split(".")
-            node = config.model
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
+            common.set_key(config.model, key, value)
     return config

@@ -149,11 +149,16 @@ def _apply_preset(config: ml_collections.ConfigDict, preset: str) -> None:
                          f"{name!r}")
     for settings in table.get(name, table.get("*")):
         for key, value in settings.items():
-            *parents, leaf = key.split(".")
-            node = config
-            for part in parents:
-                node = node[part]
-            node[leaf] = value(config) if callable(value) else value
+            set_key(config, key, value(config) if callable(value) else value)
+
+
+def set_key(config: ml_collections.ConfigDict, key: str, value) -> None:
+    """`config[key] = value` for a dotted `key` ("train.loss.mse")."""
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
 
 
 def build_config(model_section: ml_collections.ConfigDict, preset: str = "reference_stage1",
