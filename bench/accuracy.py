@@ -51,7 +51,8 @@ ARM_ORDER = (*recipe.ARMS, "fee")
 CALIBRATION_STEPS = 8
 # --short: the micro model for the given steps, 2 scenarios
 SHORT = dict(steps=2, scenarios=("still", "dark"))
-METHOD_NAMES = {"fused": "IENet fused", "rgb": "IENet RGB only", "nir": "IENet NIR only",
+METHOD_NAMES = {"fused": "IENet fused", "fused_streams": "IENet fused + stream losses",
+                "rgb": "IENet RGB only", "nir": "IENet NIR only",
                 "context": "IENet fused + context",
                 "context_residual": "IENet fused + residual context",
                 "fee": "IENet fused FEE head"}

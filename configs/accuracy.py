@@ -6,6 +6,7 @@ limited Pearson + spectral loss, augmentation, lr 1e-3, batch 8) at the IENet si
 changed only by the arm's `ARMS` settings:
 
 - `fused`: RGB + NIR backbones, MDEF fusion, context module off (the quickstart's model);
+- `fused_streams`: `fused` with each backbone's own pulse in the loss (`train.loss.streams`);
 - `rgb`, `nir`: one backbone alone (`model.modalities`), no fusion;
 - `context`: `fused` with the context-enhancement module on (the paper's method);
 - `context_residual`: the same with `model.context.residual` (x + CE(x), zero-initialised).
@@ -29,11 +30,13 @@ from configs import common, quickstart
 
 ARMS = {
     "fused": {},
-    "rgb": {"modalities": ("rgb",)},
-    "nir": {"modalities": ("nir",)},
-    "context": {"context.enabled": True},
+    # every backbone's own pulse supervised too (train.loss.streams)
+    "fused_streams": {"train.loss.streams": 1.0},
+    "rgb": {"model.modalities": ("rgb",)},
+    "nir": {"model.modalities": ("nir",)},
+    "context": {"model.context.enabled": True},
     # the context module as this port initialises it (README, "Context enhancement")
-    "context_residual": {"context.enabled": True, "context.residual": True},
+    "context_residual": {"model.context.enabled": True, "model.context.residual": True},
 }
 # crop side (pixels) per size: tiny keeps the quickstart's 16 (what it learns within
 # minutes); small and reference read 64x64 crops as the paper does
@@ -75,5 +78,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     with config.unlocked():
         config.model.frame_size = FRAME_SIZE[size]
         for key, value in ARMS[arm].items():
-            common.set_key(config.model, key, value)
+            common.set_key(config, key, value)
     return config

@@ -85,6 +85,10 @@ def train_section() -> ml_collections.ConfigDict:
         init_from="",             # stage-1 workdir / checkpoint, or converted reference dir
         loss=ml_collections.ConfigDict(dict(neg_pearson=0.0, spectral=0.0, l1_hr=0.0,
                                             mse=0.0,
+                                            # each backbone's own pulse gets the pulse
+                                            # terms too, at this factor (IENet's rgb/nir
+                                            # rPPG; 0 = the fused pulse only, the reference)
+                                            streams=0.0,
                                             # (lo, hi) Hz: neg_pearson on that band only;
                                             # () = raw signals (the reference)
                                             pearson_band_hz=())),

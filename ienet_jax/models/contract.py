@@ -25,7 +25,9 @@ class ModelContract:
     Attributes: `name` (`model.name`), `modalities` (batch fields it reads, `rgb`/`nir`),
     `output` (key of the predicted pulse `[B, T]` in the outputs), `derivative` (that pulse
     is the BVP's first derivative: integrated for HR, compared with the difference-
-    normalised label), `losses` (the `train.loss` terms it supports).
+    normalised label), `losses` (the `train.loss` terms it supports), `streams` (keys of
+    further pulses `[B, T]` like `output`, one per input stream, that `train.loss.streams`
+    supervises: IENet's per-modality rPPG).
     """
 
     name = ""
@@ -33,6 +35,7 @@ class ModelContract:
     output = "rppg"
     derivative = False
     losses: tuple[str, ...] = ("neg_pearson", "spectral", "mse")
+    streams: tuple[str, ...] = ()
 
     module = None  # the flax module class: `build` is its `from_config`
     # `model` keys (dotted for nested ones) added after checkpoints were written, with the

@@ -259,6 +259,8 @@ class IENetContract(ModelContract):
     modalities = ("rgb", "nir")
     output = "fused_rppg"
     losses = ("neg_pearson", "spectral", "l1_hr", "mse")
+    # each backbone's own rPPG (the shared head on its features, before MDEF)
+    streams = ("rgb_rppg", "nir_rppg")
     module = IENet
     # checkpoints from before these keys existed: both backbones, the reference's context
     added_keys = {"modalities": ("rgb", "nir"), "context.residual": False, "context.lag0": False}
@@ -271,6 +273,7 @@ class IENetContract(ModelContract):
             return self
         single = IENetContract()
         single.modalities = modalities
+        single.streams = ()  # one backbone: its rPPG is the output
         return single
 
     def channels(self, model_config) -> tuple[int, ...]:
