@@ -51,7 +51,7 @@ ARM_ORDER = (*recipe.ARMS, "fee")
 CALIBRATION_STEPS = 8
 # --short: the micro model for the given steps, 2 scenarios
 SHORT = dict(steps=2, scenarios=("still", "dark"))
-METHOD_NAMES = {"fused": "IENet fused", "fused_streams": "IENet fused + stream losses",
+METHOD_NAMES = {"fused": "IENet fused", "fused_no_streams": "IENet fused, fused-pulse loss only",
                 "rgb": "IENet RGB only", "nir": "IENet NIR only",
                 "context": "IENet fused + context",
                 "context_residual": "IENet fused + residual context",

@@ -10,7 +10,8 @@ import pytest
 
 from bench import accuracy
 
-METHODS = {"IENet fused", "IENet RGB only", "IENet NIR only", "IENet fused + context",
+METHODS = {"IENet fused", "IENet fused, fused-pulse loss only", "IENet RGB only",
+           "IENet NIR only", "IENet fused + context",
            "IENet fused + residual context", "IENet fused FEE head", "pos", "chrom",
            "nir face-mean", "constant", "true pulse"}
 
@@ -31,6 +32,12 @@ def test_budget_steps_and_arm_configs(tmp_path):
     assert accuracy.step_time(run) == 0.25
     rgb = recipe.get_config("tiny,rgb,stage1")
     assert tuple(rgb.model.modalities) == ("rgb",) and rgb.model.frame_size == 16
+    # stage 1 of two-stream arms supervises each backbone's pulse, unless the arm says not
+    assert rgb.train.loss.streams == 0.0
+    assert recipe.get_config("tiny,fused,stage1").train.loss.streams == recipe.STREAMS > 0
+    assert recipe.get_config("tiny,context,stage1").train.loss.streams == recipe.STREAMS
+    assert recipe.get_config("tiny,fused_no_streams,stage1").train.loss.streams == 0.0
+    assert recipe.get_config("tiny,fused,stage2").train.loss.streams == 0.0
     assert recipe.get_config("small,context,stage1").model.context.enabled
     residual = recipe.get_config("tiny,context_residual,stage1").model.context
     assert residual.enabled and residual.residual
@@ -54,7 +61,8 @@ def test_short_study_has_every_arm_and_method_and_resumes(tmp_path, capsys):
             assert set(values) == {"10 s", "whole"}, (scenario, method)
             assert all(math.isfinite(v) for v in values.values()), (scenario, method)
     runs = results["runs"]["realistic"]
-    assert set(runs) == {"fused", "rgb", "nir", "context", "context_residual", "fee"}
+    assert set(runs) == {"fused", "fused_no_streams", "rgb", "nir", "context",
+                         "context_residual", "fee"}
     assert all(r["steps"] >= 1 for r in runs.values())
     assert results["settings"]["short"] and results["settings"]["steps"] == 2
     for path in ("accuracy.png", "accuracy.md", "realistic/rgb/stage1/status.json",

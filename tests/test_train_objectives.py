@@ -73,3 +73,34 @@ def test_check_weights():
     loss.l1_hr = 0.4
     with pytest.raises(ValueError, match="model.fee.enabled"):
         check_weights(loss, model)
+
+
+def test_streams_weight_supervises_each_backbone_pulse():
+    bt = batch()
+    rng = np.random.default_rng(2)
+    noisy = {k: bt["bvp"] + jnp.asarray(rng.normal(0, s, bt["bvp"].shape), jnp.float32)
+             for k, s in (("fused_rppg", 0.3), ("rgb_rppg", 0.6), ("nir_rppg", 2.0))}
+    weights = {"neg_pearson": 0.3, "spectral": 0.3}
+    base, _ = weighted_loss(weights, "ienet", noisy, bt)
+    total, metrics = weighted_loss(dict(weights, streams=0.5), "ienet", noisy, bt)
+    streams = sum(0.3 * losses.neg_pearson(noisy[k][:2], bt["bvp"][:2])
+                  + 0.3 * losses.spectral_distance(noisy[k][:2], bt["bvp"][:2], 30.0)
+                  for k in ("rgb_rppg", "nir_rppg"))
+    np.testing.assert_allclose(metrics["streams"], streams, rtol=1e-5)
+    np.testing.assert_allclose(total, base + 0.5 * streams, rtol=1e-5)
+
+
+def test_check_weights_streams():
+    model = ml_collections.ConfigDict(dict(name="ienet", modalities=("rgb", "nir"),
+                                           fee=dict(enabled=False)))
+    loss = ml_collections.ConfigDict(dict(neg_pearson=0.3, spectral=0.0, l1_hr=0.0, mse=0.0,
+                                          streams=1.0))
+    assert check_weights(loss, model) == {"neg_pearson": 0.3, "streams": 1.0}
+    model.modalities = ("rgb",)  # one backbone: nothing to add
+    with pytest.raises(ValueError, match="train.loss.streams"):
+        check_weights(loss, model)
+    model.modalities = ("rgb", "nir")
+    loss.neg_pearson, loss.l1_hr = 0.0, 0.4
+    model.fee.enabled = True
+    with pytest.raises(ValueError, match="pulse terms"):
+        check_weights(loss, model)
