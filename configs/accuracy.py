@@ -3,9 +3,8 @@
 Every arm is the quickstart's recipe (`configs/quickstart.py`: temporal input norm, band-
 limited Pearson + spectral loss, augmentation, lr 1e-3, batch 8) at the IENet size `size`
 (`tiny`, `small`, `reference` of `configs/ienet.py`) with crops of `FRAME_SIZE[size]` pixels,
-plus, in stage 1 of a two-stream model, each backbone's own pulse in the loss
-(`train.loss.streams = STREAMS`: without it the fused model does not learn `realistic`,
-README "Accuracy"), changed only by the arm's `ARMS` settings:
+(stage 1 of a two-stream model: each backbone's own pulse in the loss too,
+`train.loss.streams`), changed only by the arm's `ARMS` settings:
 
 - `fused`: RGB + NIR backbones, MDEF fusion, context module off (the quickstart's model);
 - `fused_no_streams`: `fused` with the reference's loss, on the fused pulse alone;
@@ -45,8 +44,6 @@ ARMS = {
 FRAME_SIZE = {"tiny": 16, "small": 64, "reference": 64}
 # raw video size per size (the face box should not be smaller than the crop)
 VIDEO_SIZE = {"tiny": "160x120", "small": "320x240", "reference": "320x240"}
-# stage 1 of a two-stream arm: train.loss.streams (each backbone's pulse, deep supervision)
-STREAMS = 1.0
 # stage 2 (only the FEE head trains) gets this fraction of stage 1's steps (the quickstart's
 # 100 of 800)
 STAGE2_FRACTION = 1 / 8
@@ -84,10 +81,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         model_keys = {k: v for k, v in ARMS[arm].items() if k.startswith("model.")}
         for key, value in model_keys.items():
             common.set_key(config, key, value)
+        if not contract.get(config.model).streams:  # one backbone: no streams to add
+            config.train.loss.streams = 0.0
         # loss settings are stage 1's: stage 2 trains the FEE head on its L1 HR loss
         if stage == "stage1":
-            if contract.get(config.model).streams:
-                config.train.loss.streams = STREAMS
             for key, value in ARMS[arm].items():
                 if key not in model_keys:
                     common.set_key(config, key, value)

@@ -34,8 +34,8 @@ def test_budget_steps_and_arm_configs(tmp_path):
     assert tuple(rgb.model.modalities) == ("rgb",) and rgb.model.frame_size == 16
     # stage 1 of two-stream arms supervises each backbone's pulse, unless the arm says not
     assert rgb.train.loss.streams == 0.0
-    assert recipe.get_config("tiny,fused,stage1").train.loss.streams == recipe.STREAMS > 0
-    assert recipe.get_config("tiny,context,stage1").train.loss.streams == recipe.STREAMS
+    assert recipe.get_config("tiny,fused,stage1").train.loss.streams == 1.0
+    assert recipe.get_config("tiny,context,stage1").train.loss.streams == 1.0
     assert recipe.get_config("tiny,fused_no_streams,stage1").train.loss.streams == 0.0
     assert recipe.get_config("tiny,fused,stage2").train.loss.streams == 0.0
     assert recipe.get_config("small,context,stage1").model.context.enabled

@@ -96,9 +96,8 @@ def test_check_weights_streams():
     loss = ml_collections.ConfigDict(dict(neg_pearson=0.3, spectral=0.0, l1_hr=0.0, mse=0.0,
                                           streams=1.0))
     assert check_weights(loss, model) == {"neg_pearson": 0.3, "streams": 1.0}
-    model.modalities = ("rgb",)  # one backbone: nothing to add
-    with pytest.raises(ValueError, match="train.loss.streams"):
-        check_weights(loss, model)
+    model.modalities = ("rgb",)  # one backbone: its pulse is the output, nothing to add
+    assert check_weights(loss, model) == {"neg_pearson": 0.3}
     model.modalities = ("rgb", "nir")
     loss.neg_pearson, loss.l1_hr = 0.0, 0.4
     model.fee.enabled = True

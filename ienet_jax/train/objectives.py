@@ -26,6 +26,7 @@ compared with the difference-normalised label). Batches are the input pipeline's
 from __future__ import annotations
 
 import jax.numpy as jnp
+from absl import logging
 
 from ienet_jax import losses
 from ienet_jax.models import contract
@@ -62,10 +63,11 @@ def check_weights(loss_config, model_config) -> dict[str, float]:
             raise ValueError(f"config key train.loss.{term}: model.name={model.name!r} "
                              f"supports the terms {model.losses}")
     streams = float(loss_config.get("streams", 0.0))
-    if streams:
-        if not model.streams:
-            raise ValueError(f"config key train.loss.streams={streams}: this model "
-                             f"(model.name={model.name!r}) has one stream; set it to 0")
+    if streams and not model.streams:  # e.g. IENet with one modality: the output is the stream
+        logging.info("train.loss.streams=%s: model.name=%r with these inputs has one stream, "
+                     "whose pulse is the output: nothing more to supervise", streams,
+                     model.name)
+    elif streams:
         if not any(t in weights for t in PULSE_TERMS):
             raise ValueError(f"config key train.loss.streams={streams} weights the pulse "
                              f"terms {PULSE_TERMS}, but all of them are 0")
