@@ -4,7 +4,7 @@ next to hand-made methods and real-trained networks, on held-out synthetic subje
     python -m bench.accuracy [--preset realistic] [--subjects 48] [--seconds 30] \
         [--variant tiny|small] [--budget 8] [--only fused,rgb,nir,context,fee] \
         [--scenarios still dark light] [--from WHEEL_OR_DIR] [--output runs/accuracy]
-    python -m bench.accuracy --short    # the same path in seconds (CI)
+    python -m bench.accuracy --short    # the same path in seconds, arms fused, nir, fee (CI)
 
 Per preset, in `OUTPUT/PRESET/`:
 1. data: `data_prep synthesize --preset PRESET` once per scenario (`bench.realism.SCENARIOS`:
@@ -49,8 +49,10 @@ WINDOWS = realism.WINDOWS  # {"10 s": 10.0, "whole": None}
 TRAINED = "still"  # the scenario the arms train on
 ARM_ORDER = (*recipe.ARMS, "fee")
 CALIBRATION_STEPS = 8
-# --short: the micro model for the given steps, 2 scenarios
-SHORT = dict(steps=2, scenarios=("still", "dark"))
+# --short: the micro model for the given steps, 2 scenarios, and (without --only) the arms
+# that exercise every path: two streams, one stream, stage 2 (each arm's config is tested
+# apart; the others only add compile time)
+SHORT = dict(steps=2, scenarios=("still", "dark"), arms=("fused", "nir", "fee"))
 METHOD_NAMES = {"fused": "IENet fused", "fused_no_streams": "IENet fused, fused-pulse loss only",
                 "rgb": "IENet RGB only", "nir": "IENet NIR only",
                 "context": "IENet fused + context",
@@ -325,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="minutes of training per arm (stage 2: a fraction of it)")
     parser.add_argument("--steps", type=int, default=None,
                         help="train steps per arm instead of --budget (no calibration)")
-    parser.add_argument("--only", default=",".join(ARM_ORDER),
-                        help=f"comma-separated arms among {ARM_ORDER}")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated arms among {ARM_ORDER} (default: all; with "
+                             f"--short {','.join(SHORT['arms'])})")
     parser.add_argument("--scenarios", nargs="+", default=None,
                         choices=list(realism.SCENARIOS))
     parser.add_argument("--from", dest="from_", default=None,
@@ -337,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/accuracy"))
     args = parser.parse_args(argv)
 
+    if args.only is None:
+        args.only = ",".join(SHORT["arms"] if args.short else ARM_ORDER)
     arms = [a for a in args.only.split(",") if a]
     unknown = [a for a in arms if a not in ARM_ORDER]
     if unknown or not arms:

@@ -10,9 +10,7 @@ import pytest
 
 from bench import accuracy
 
-METHODS = {"IENet fused", "IENet fused, fused-pulse loss only", "IENet RGB only",
-           "IENet NIR only", "IENet fused + context",
-           "IENet fused + residual context", "IENet fused FEE head", "pos", "chrom",
+METHODS = {"IENet fused", "IENet NIR only", "IENet fused FEE head", "pos", "chrom",
            "nir face-mean", "constant", "true pulse"}
 
 
@@ -61,15 +59,14 @@ def test_short_study_has_every_arm_and_method_and_resumes(tmp_path, capsys):
             assert set(values) == {"10 s", "whole"}, (scenario, method)
             assert all(math.isfinite(v) for v in values.values()), (scenario, method)
     runs = results["runs"]["realistic"]
-    assert set(runs) == {"fused", "fused_no_streams", "rgb", "nir", "context",
-                         "context_residual", "fee"}
+    assert set(runs) == {"fused", "nir", "fee"}  # --short's arms (accuracy.SHORT)
     assert all(r["steps"] >= 1 for r in runs.values())
     assert results["settings"]["short"] and results["settings"]["steps"] == 2
-    for path in ("accuracy.png", "accuracy.md", "realistic/rgb/stage1/status.json",
+    for path in ("accuracy.png", "accuracy.md", "realistic/nir/stage1/status.json",
                  "realistic/fused/stage2/status.json", "realistic/clips_dark/.done"):
         assert (out / path).exists(), path
     text = capsys.readouterr().out
-    assert "### realistic / dark" in text and "| IENet RGB only |" in text
+    assert "### realistic / dark" in text and "| IENet NIR only |" in text
 
     assert accuracy.main(["--short", "--output", str(out)]) == 0  # resumed: nothing redone
     assert "[accuracy] train" not in capsys.readouterr().err

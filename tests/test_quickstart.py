@@ -32,6 +32,9 @@ def test_stage_configs_are_the_config_files(tmp_path):
     # windows at random speed cut from the longer stored clips
     assert one.model.drop_path == 0.0 and two.model.input_norm == "temporal"
     assert tuple(one.train.loss.pearson_band_hz) == (0.6, 3.3)
+    # each backbone's pulse in stage 1's loss; stage 2 trains the FEE head on L1 HR only
+    assert one.train.loss.streams == recipe.STREAMS > 0 and two.train.loss.streams == 0
+    assert recipe.dataset_config().preset == "realistic"
     assert one.data.clip_length == 64 and one.data.augment.temporal_crop
     assert tuple(one.data.augment.speed_range) == (0.8, 1.25)
     # step counts given (the quickstart's flags): checkpoint, evaluation, logging follow
