@@ -13,8 +13,8 @@ The arg is a comma-separated list: an IENet size variant of `configs/ienet.py` (
 and steps to a seconds-long run of the same recipe (tests). Stage 1 is the reference's
 stage 1 with the recipe's departures (`RECIPE_MODEL`, `pearson_band_hz`, `STREAMS`,
 augmentation, steps, learning rate; the measurements behind them are in the README); stage 2
-trains only the FEE head (`train.freeze_steps = train.num_steps`) from `train.init_from`. Checkpoint and
-evaluation at the end of the run, a log line every tenth of it (rounded up).
+trains only the FEE head (`train.freeze_steps = train.num_steps`) from `train.init_from`.
+Checkpoint and evaluation at the end of the run, a log line every tenth of it (rounded up).
 
 `tscan`: TS-CAN `tiny`, a 200-step run (the multi-process launch example).
 
