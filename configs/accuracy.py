@@ -45,8 +45,8 @@ FRAME_SIZE = {"tiny": 16, "small": 64, "reference": 64}
 # raw video size per size (the face box should not be smaller than the crop)
 VIDEO_SIZE = {"tiny": "160x120", "small": "320x240", "reference": "320x240"}
 # stage 2 (only the FEE head trains) gets this fraction of stage 1's steps (the quickstart's
-# 100 of 800)
-STAGE2_FRACTION = 1 / 8
+# 400 of 800)
+STAGE2_FRACTION = 1 / 2
 
 
 def parse_arg(arg: str | None) -> tuple[str, str, str, bool]:

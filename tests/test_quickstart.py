@@ -27,7 +27,7 @@ def test_stage_configs_are_the_config_files(tmp_path):
     assert one.train.loss.neg_pearson > 0 and one.train.loss.spectral > 0
     assert two.train.stage == 2 and two.model.fee.enabled and two.train.loss.l1_hr > 0
     assert two.train.init_from == str(tmp_path / "stage1")
-    assert two.train.freeze_steps == two.train.num_steps == 100  # only the FEE head trains
+    assert two.train.freeze_steps == two.train.num_steps == 400  # only the FEE head trains
     # the recipe: temporal input norm, no stochastic depth, band-limited Pearson, random
     # windows at random speed cut from the longer stored clips
     assert one.model.drop_path == 0.0 and two.model.input_norm == "temporal"
