@@ -187,6 +187,12 @@ COMMANDS: dict[str, Chain | Check] = {
         "compiles the reference IENet for 32 TPU and 16 GPU devices (tens of minutes here); "
         "tests/test_topology.py compiles the tiny config. Here: the flags and config parse.",
         parses("bench.topology", ("--only_check_args",))),
+    "python -m bench.topology_grid --config=configs/ienet.py:reference --topology v5e:4x4 "
+    "--strategy dp --strategy fsdp --strategy dp_tp --dtype float32 --dtype bfloat16 "
+    "--largest --out runs/grid": Check(
+        "hours here (a dozen reference compiles and more); tests/test_topology_grid.py "
+        "compiles a micro IENet row. Here: the flags and config parse.",
+        parses("bench.topology_grid", ("--only_check_args",))),
     "python -m bench --json runs/bench.json": Check(
         "4 min and more (the whole benchmark table); tests/test_bench.py runs "
         "`python -m bench --short --json`. Here: the flags parse.", parses("bench")),
