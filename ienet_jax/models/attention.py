@@ -55,6 +55,11 @@ def relative_position_index(window: Window) -> np.ndarray:
     return index.astype(np.int32)
 
 
+def qkv_split(dim: int, heads: int) -> tuple[int, int, int]:
+    """The fused qkv projection's output axes `(3, heads, dim / heads)`."""
+    return 3, heads, dim // heads
+
+
 def table_size(window: Window) -> int:
     """Rows of the relative-position-bias table for a configured window."""
     return (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1)
@@ -128,6 +133,9 @@ class FusedQKV(nn.Module):
     Parameters are those of `nn.Dense(3·C)` (`kernel` `[C, 3·C]`, `bias` `[3·C]`, the
     reference layout); the kernel is used reshaped to `[C, 3, heads, C / heads]`, so that
     the output keeps a separate `heads` axis a tensor-parallel mesh can split.
+
+    `pad[i]` zero tokens appended along axis `1 + i` of the input give the output of the
+    zero-padded input (their projection is the bias alone) without multiplying them.
     """
 
     heads: int
@@ -136,9 +144,9 @@ class FusedQKV(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, pad: Sequence[int] = ()) -> jnp.ndarray:
         c = x.shape[-1]
-        split = (3, self.heads, c // self.heads)
+        split = qkv_split(c, self.heads)
         kernel = self.param(
             "kernel",
             nn.with_logical_partitioning(nn.initializers.lecun_normal(), (axes.EMBED, axes.QKV)),
@@ -146,6 +154,9 @@ class FusedQKV(nn.Module):
         )
         kernel = jnp.asarray(kernel, self.dtype).reshape(c, *split)
         y = jax.lax.dot_general(x.astype(self.dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        if any(pad):
+            widths = [(0, 0)] + [(0, p) for p in pad]
+            y = jnp.pad(y, widths + [(0, 0)] * (y.ndim - len(widths)))
         if self.use_bias:
             bias = self.param(
                 "bias", nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
@@ -156,7 +167,14 @@ class FusedQKV(nn.Module):
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention within windows, with a relative position bias.
+    """(Shifted) window multi-head self-attention over a token grid, with a relative
+    position bias: `[B, D, H, W, C]` (normalised tokens) → the same shape.
+
+    As the reference: zero-pad the grid to window multiples, roll by −shift, attend within
+    windows (shift mask between regions), merge, roll back, crop. The qkv projection runs
+    before the padding (`FusedQKV`'s `pad`) and the output projection after the crop, so
+    neither multiplies padded tokens (the reference's stage 1 pads 16² to 21² tokens per
+    frame pair, stage 2 8² to 14²); the values are those of the reference's order.
 
     Attributes:
       dim: channels C; heads: number of heads (C divisible by heads).
@@ -180,16 +198,44 @@ class WindowAttention(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jnp.ndarray, mask: np.ndarray | None, *, train: bool
+        self, x: jnp.ndarray, shift: Sequence[int], *, train: bool
     ) -> jnp.ndarray:
-        """`x` `[B·nW, N, C]` windows (N ≤ configured window volume); `mask` `[nW, N, N]`|None."""
-        bw, n, c = x.shape
-        hd = c // self.heads
-        dense = functools.partial(
-            nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
-        )
-        init = nn.initializers.lecun_normal()
-        qkv = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype, name="qkv")(x)
+        """`x` `[B, D, H, W, C]`; `shift` the configured shift of this block (0 or window // 2)."""
+        b, d, h, w, c = x.shape
+        window, shift = effective_window((d, h, w), self.window, shift)
+        pads = [(-size) % win for size, win in zip((d, h, w), window)]
+        padded = (d + pads[0], h + pads[1], w + pads[2])
+        qkv = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype,
+                       name="qkv")(x, pads)  # [B, D', H', W', 3, h, d]
+        mask = None
+        with jax.named_scope("window_partition"):  # shift, partition (bench.profile)
+            if any(shift):
+                qkv = jnp.roll(qkv, tuple(-s for s in shift), axis=(1, 2, 3))
+                mask = shift_mask(padded, window, shift)
+            qkv = window_partition(qkv.reshape(b, *padded, 3 * c), window)
+            bw, n = qkv.shape[:2]
+            qkv = nn.with_logical_constraint(qkv.reshape(bw, n, *qkv_split(c, self.heads)),
+                                             axes.WINDOW_QKV)
+        out = self.attend(qkv, mask, train)
+        with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
+            y = window_reverse(out, window, (b, *padded))
+            if any(shift):
+                y = jnp.roll(y, shift, axis=(1, 2, 3))
+            y = y[:, :d, :h, :w]
+        y = nn.Dense(
+            c, dtype=self.dtype, param_dtype=self.param_dtype, name="proj",
+            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                                     (axes.ATTN, axes.EMBED)),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
+        )(y)
+        return nn.Dropout(self.dropout)(y, deterministic=not train)
+
+    def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:
+        """Attention within windows: `qkv` `[B·nW, N, 3, h, d]` (N ≤ the configured window
+        volume), `mask` `[nW, N, N]`|None → `[B·nW, N, C]`."""
+        bw, n = qkv.shape[:2]
+        hd = qkv.shape[-1]
+        c = self.heads * hd
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [Bw, N, h, d]
 
         table = self.param(
@@ -235,10 +281,4 @@ class WindowAttention(nn.Module):
         else:
             raise ValueError(f"model.attention must be one of {ATTENTION_IMPLS}, got {self.impl!r}")
 
-        out = out.reshape(bw, n, c)
-        out = dense(
-            c, name="proj",
-            kernel_init=nn.with_logical_partitioning(init, (axes.ATTN, axes.EMBED)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
-        )(out)
-        return nn.Dropout(self.dropout)(out, deterministic=not train)
+        return out.reshape(bw, n, c)

@@ -43,5 +43,5 @@ ALL = (
 CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
 # Input frames `[B, T, H, W, C]` (C = colour / NIR channels, never sharded).
 FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
-# Window tokens `[B·nW, N, C]`.
-WINDOW_TOKENS = (BATCH, TOKENS, EMBED)
+# The fused qkv projection of window tokens `[B·nW, N, 3, heads, C / heads]`.
+WINDOW_QKV = (BATCH, TOKENS, None, HEADS, KV)
