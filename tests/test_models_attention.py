@@ -11,6 +11,8 @@ from flax import linen as nn
 from ienet_jax.models.attention import (
     WindowAttention,
     effective_window,
+    merge_windows,
+    qkv_windows,
     relative_position_index,
     shift_mask,
     table_size,
@@ -44,6 +46,19 @@ def test_window_partition_round_trip_and_order():
     assert windows.shape == (2 * 2 * 2 * 2, 18, 3)
     np.testing.assert_array_equal(windows[1], x[0, 0:2, 0:3, 3:6].reshape(18, 3))
     np.testing.assert_array_equal(window_reverse(windows, (2, 3, 3), (2, 4, 6, 6)), x)
+
+
+def test_heads_first_windows_match_window_partition():
+    """`qkv_windows` / `merge_windows` are `window_partition` / `window_reverse` with the
+    heads moved before the tokens."""
+    window, shape = (2, 3, 3), (2, 4, 6, 6)
+    qkv = jax.random.normal(jax.random.PRNGKey(0), (*shape, 3, 2, 5))
+    got = qkv_windows(qkv, window)  # [3, Bw, h, N, d]
+    want = window_partition(qkv.reshape(*shape, 30), window).reshape(-1, 18, 3, 2, 5)
+    np.testing.assert_array_equal(got, want.transpose(2, 0, 3, 1, 4))
+    out = got[1]  # [Bw, h, N, d]
+    want = window_reverse(out.transpose(0, 2, 1, 3).reshape(-1, 18, 10), window, shape)
+    np.testing.assert_array_equal(merge_windows(out, window, shape), want)
 
 
 def test_shift_mask_matches_region_rule():

@@ -86,6 +86,28 @@ def window_reverse(
     return x.reshape(b, d, h, w, c)
 
 
+def qkv_windows(qkv: jnp.ndarray, window: Sequence[int]) -> jnp.ndarray:
+    """`[B, D, H, W, 3, h, d]` (multiples of the window) → `[3, B·nW, h, N, d]` in one copy:
+    `window_partition` of each of q, k, v with the heads before the tokens, the layout of
+    the attention matmuls."""
+    b, d, h, w, _, heads, hd = qkv.shape
+    wd, wh, ww = window
+    x = qkv.reshape(b, d // wd, wd, h // wh, wh, w // ww, ww, 3, heads, hd)
+    x = x.transpose(7, 0, 1, 3, 5, 8, 2, 4, 6, 9)
+    return x.reshape(3, -1, heads, wd * wh * ww, hd)
+
+
+def merge_windows(out: jnp.ndarray, window: Sequence[int], shape: Sequence[int]) -> jnp.ndarray:
+    """`[B·nW, h, N, d]` → `[B, D, H, W, h·d]` (`shape=(B, D, H, W)`): `window_reverse` of
+    the heads-first attention output, in one copy."""
+    b, d, h, w = shape
+    wd, wh, ww = window
+    heads, hd = out.shape[1], out.shape[-1]
+    x = out.reshape(b, d // wd, h // wh, w // ww, heads, wd, wh, ww, hd)
+    x = x.transpose(0, 1, 5, 2, 6, 3, 7, 4, 8)
+    return x.reshape(b, d, h, w, heads * hd)
+
+
 @functools.cache
 def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> np.ndarray:
     """`[nW, N, N]` float32 additive mask (0 or −100) for a shifted-window pass (tuples in).
@@ -212,13 +234,10 @@ class WindowAttention(nn.Module):
             if any(shift):
                 qkv = jnp.roll(qkv, tuple(-s for s in shift), axis=(1, 2, 3))
                 mask = shift_mask(padded, window, shift)
-            qkv = window_partition(qkv.reshape(b, *padded, 3 * c), window)
-            bw, n = qkv.shape[:2]
-            qkv = nn.with_logical_constraint(qkv.reshape(bw, n, *qkv_split(c, self.heads)),
-                                             axes.WINDOW_QKV)
+            qkv = nn.with_logical_constraint(qkv_windows(qkv, window), axes.WINDOW_QKV)
         out = self.attend(qkv, mask, train)
         with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
-            y = window_reverse(out, window, (b, *padded))
+            y = merge_windows(out, window, (b, *padded))
             if any(shift):
                 y = jnp.roll(y, shift, axis=(1, 2, 3))
             y = y[:, :d, :h, :w]
@@ -231,12 +250,10 @@ class WindowAttention(nn.Module):
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:
-        """Attention within windows: `qkv` `[B·nW, N, 3, h, d]` (N ≤ the configured window
-        volume), `mask` `[nW, N, N]`|None → `[B·nW, N, C]`."""
-        bw, n = qkv.shape[:2]
-        hd = qkv.shape[-1]
-        c = self.heads * hd
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [Bw, N, h, d]
+        """Attention within windows: `qkv` `[3, B·nW, h, N, d]` (N ≤ the configured window
+        volume), `mask` `[nW, N, N]`|None → `[B·nW, h, N, d]`."""
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [Bw, h, N, d]
+        bw, _, n, hd = q.shape
 
         table = self.param(
             "relative_position_bias_table",
@@ -254,7 +271,7 @@ class WindowAttention(nn.Module):
 
         if self.impl == "einsum":
             with jax.named_scope("qk"):
-                logits = jnp.einsum("bnhd,bmhd->bhnm", q * jnp.asarray(scale, q.dtype), k)
+                logits = jnp.einsum("bhnd,bhmd->bhnm", q * jnp.asarray(scale, q.dtype), k)
             with jax.named_scope("softmax"):
                 logits = add_bias(logits.astype(jnp.float32), bias)
                 if mask is not None:
@@ -265,7 +282,7 @@ class WindowAttention(nn.Module):
                 probs = jax.nn.softmax(logits, axis=-1)
             probs = nn.Dropout(self.attn_dropout)(probs, deterministic=not train)
             with jax.named_scope("av"):
-                out = jnp.einsum("bhnm,bmhd->bnhd", probs.astype(self.dtype), v)
+                out = jnp.einsum("bhnm,bhmd->bhnd", probs.astype(self.dtype), v)
         elif self.impl == "dot_product":
             full = bias[None]
             if mask is not None:
@@ -275,10 +292,11 @@ class WindowAttention(nn.Module):
                 raise ValueError(
                     "model.attention='dot_product' does not support model.attn_dropout > 0"
                 )
+            q, k, v = (t.swapaxes(1, 2) for t in (q, k, v))  # [Bw, N, h, d]
             out = jax.nn.dot_product_attention(
                 q, k, v, bias=full.astype(q.dtype), scale=scale, implementation="xla"
-            )
+            ).swapaxes(1, 2)
         else:
             raise ValueError(f"model.attention must be one of {ATTENTION_IMPLS}, got {self.impl!r}")
 
-        return out.reshape(bw, n, c)
+        return out

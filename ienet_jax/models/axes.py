@@ -43,5 +43,5 @@ ALL = (
 CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
 # Input frames `[B, T, H, W, C]` (C = colour / NIR channels, never sharded).
 FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
-# The fused qkv projection of window tokens `[B·nW, N, 3, heads, C / heads]`.
-WINDOW_QKV = (BATCH, TOKENS, None, HEADS, KV)
+# Queries, keys and values of window tokens `[3, B·nW, heads, N, C / heads]`.
+WINDOW_QKV = (None, BATCH, HEADS, TOKENS, KV)
