@@ -162,6 +162,7 @@ def classify(op_name: str) -> tuple[str, str]:
     if not op_name:
         return UNNAMED, ""
     path = op_name.split("/", 1)[1] if op_name.startswith("jit(") else op_name
+    path = re.sub(r"/\w+\.\w+(?=/)", "", path)  # flax method scopes: attn/attn.attend/qk
     direction = "backward" if path.startswith("transpose(") else "forward"
     if not path.startswith(("jvp(", "transpose(")):
         return OPTIMISER, ""

@@ -14,6 +14,7 @@ Two reference subtleties the checkpoints depend on:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -129,21 +130,22 @@ def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int
 
 
 @jax.custom_vjp
-def add_bias(logits: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
-    """`logits [Bw, ...] + bias [...]` (broadcast over windows), the bias's gradient summed
-    over windows by a matmul with ones: XLA's CPU back-end (YNNPACK) ran that reduction over
-    the leading axis ~6× slower (`python -m bench.profile`: 8 % of the train step)."""
-    return logits + bias
+def add_bias(x: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
+    """`x + bias`, `bias` of `x`'s trailing shape, its gradient summed over the leading axes
+    by a matmul with ones: XLA's CPU back-end ran those reductions up to ~6× slower
+    (`python -m bench.profile`: the relative position bias's over windows was 8 % of the
+    train step)."""
+    return x + bias
 
 
-def _add_bias_fwd(logits, bias):
-    return logits + bias, None
+def _add_bias_fwd(x, bias):
+    return x + bias, bias.shape
 
 
-def _add_bias_bwd(_, g):
-    flat = g.reshape(g.shape[0], -1)
-    ones = jnp.ones((g.shape[0],), g.dtype)
-    return g, jax.lax.dot_general(ones, flat, (((0,), (0,)), ((), ()))).reshape(g.shape[1:])
+def _add_bias_bwd(shape, g):
+    flat = g.reshape(-1, math.prod(shape))
+    ones = jnp.ones((flat.shape[0],), g.dtype)
+    return g, jax.lax.dot_general(ones, flat, (((0,), (0,)), ((), ()))).reshape(shape)
 
 
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
@@ -184,7 +186,7 @@ class FusedQKV(nn.Module):
                 "bias", nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
                 (3 * c,), self.param_dtype,
             )
-            y = y + jnp.asarray(bias, self.dtype).reshape(split)
+            y = add_bias(y, jnp.asarray(bias, self.dtype).reshape(split))
         return y
 
 
