@@ -49,11 +49,11 @@ CLASSES = (
     ("attention relative position bias", r"/attn/bias/"),
     ("attention AV", r"/attn/av/"),
     ("attention output projection", r"/attn/proj/"),
+    ("window partition/shift", r"/window_partition/"),
+    ("window merge/unshift", r"/window_reverse/"),
     ("attention other", r"/attn/"),
     ("MLP matmuls (+GELU)", r"/mlp/"),
     ("layer norms", r"/norm\d?/"),
-    ("window partition/shift", r"/window_partition/"),
-    ("window merge/unshift", r"/window_reverse/"),
     ("patch merging (linear)", r"/merge/"),
     ("context convolutions", r"/context/"),
     ("drop path", r"/DropPath"),
@@ -162,6 +162,7 @@ def classify(op_name: str) -> tuple[str, str]:
     if not op_name:
         return UNNAMED, ""
     path = op_name.split("/", 1)[1] if op_name.startswith("jit(") else op_name
+    path = re.sub(r"/\w+\.\w+(?=/)", "", path)  # flax method scopes: attn/attn.attend/qk
     direction = "backward" if path.startswith("transpose(") else "forward"
     if not path.startswith(("jvp(", "transpose(")):
         return OPTIMISER, ""

@@ -119,6 +119,11 @@ def test_profile_counts_dot_flops_and_classes_ops():
         "MLP matmuls (+GELU)", "forward")
     assert profile.classify("jit(s)/jvp(IENet)/rgb/stage_0/block_0/norm1/mul")[0] == "layer norms"
     assert profile.classify("jit(s)/add")[0] == profile.OPTIMISER
+    # a flax method's scope (WindowAttention.attend) is not part of the class path
+    assert profile.classify("jit(s)/jvp(IENet)/rgb/stage_0/block_0/attn/attn.attend/softmax/"
+                            "div")[0] == "attention softmax (+bias, mask)"
+    assert profile.classify("jit(s)/jvp(IENet)/rgb/stage_0/block_0/attn/window_partition/"
+                            "transpose")[0] == "window partition/shift"
 
 
 def test_convert_bench_runs_all_three_modes(tmp_path):

@@ -11,6 +11,8 @@ from flax import linen as nn
 from ienet_jax.models.attention import (
     WindowAttention,
     effective_window,
+    merge_windows,
+    qkv_windows,
     relative_position_index,
     shift_mask,
     table_size,
@@ -46,6 +48,19 @@ def test_window_partition_round_trip_and_order():
     np.testing.assert_array_equal(window_reverse(windows, (2, 3, 3), (2, 4, 6, 6)), x)
 
 
+def test_heads_first_windows_match_window_partition():
+    """`qkv_windows` / `merge_windows` are `window_partition` / `window_reverse` with the
+    heads moved before the tokens."""
+    window, shape = (2, 3, 3), (2, 4, 6, 6)
+    qkv = jax.random.normal(jax.random.PRNGKey(0), (*shape, 3, 2, 5))
+    got = qkv_windows(qkv, window)  # [3, Bw, h, N, d]
+    want = window_partition(qkv.reshape(*shape, 30), window).reshape(-1, 18, 3, 2, 5)
+    np.testing.assert_array_equal(got, want.transpose(2, 0, 3, 1, 4))
+    out = got[1]  # [Bw, h, N, d]
+    want = window_reverse(out.transpose(0, 2, 1, 3).reshape(-1, 18, 10), window, shape)
+    np.testing.assert_array_equal(merge_windows(out, window, shape), want)
+
+
 def test_shift_mask_matches_region_rule():
     padded, window, shift = (4, 6, 6), (2, 3, 3), (1, 1, 1)
     mask = shift_mask(padded, window, shift)
@@ -67,31 +82,61 @@ def test_shift_mask_matches_region_rule():
 
 def test_shrunken_window_uses_top_left_of_configured_index():
     attn = WindowAttention(dim=8, heads=2, window=(2, 7, 7))
-    x = jax.random.normal(jax.random.PRNGKey(0), (3, 32, 8))
-    variables = nn.unbox(attn.init(jax.random.PRNGKey(1), x, None, train=False))
+    # A 2×4×4 grid: one window of 32 tokens per example (the window shrinks to the grid).
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 4, 4, 8))
+    variables = nn.unbox(attn.init(jax.random.PRNGKey(1), x, (0, 0, 0), train=False))
     params = variables["params"]
-    out = attn.apply(variables, x, None, train=False)
+    out = attn.apply(variables, x, (0, 0, 0), train=False)
     # Independent computation with the [:32, :32] slice of the (2, 7, 7) index.
     table = np.asarray(params["relative_position_bias_table"])
     bias = table[relative_position_index((2, 7, 7))[:32, :32]].transpose(2, 0, 1)
-    qkv = x @ params["qkv"]["kernel"] + params["qkv"]["bias"]
+    qkv = x.reshape(3, 32, 8) @ params["qkv"]["kernel"] + params["qkv"]["bias"]
     q, k, v = (qkv[..., i * 8:(i + 1) * 8].reshape(3, 32, 2, 4) for i in range(3))
     logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias
     o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(3, 32, 8)
     want = o @ params["proj"]["kernel"] + params["proj"]["bias"]
-    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, want.reshape(x.shape), rtol=1e-5, atol=1e-5)
+
+
+def test_projections_skip_padding_with_the_reference_values():
+    """qkv before the zero padding (padded tokens get the bias) and the output projection
+    after the crop equal the reference's order: pad, shift, project, attend, project, crop."""
+    window, shift, grid = (2, 4, 4), (1, 2, 2), (2, 6, 7)
+    attn = WindowAttention(dim=12, heads=3, window=window)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, *grid, 12))
+    variables = nn.unbox(attn.init(jax.random.PRNGKey(1), x, shift, train=False))
+    params = jax.tree.map(lambda p: p + 0.1, variables["params"])  # non-zero biases
+    variables = {"params": params}
+    out = attn.apply(variables, x, shift, train=False)
+
+    win, sh = effective_window(grid, window, shift)
+    padded = (2, 8, 8)
+    y = jnp.pad(x, ((0, 0), (0, 0), (0, 2), (0, 1), (0, 0)))
+    y = jnp.roll(y, tuple(-s for s in sh), axis=(1, 2, 3))
+    windows = window_partition(y, win)
+    bw, n = windows.shape[:2]
+    qkv = windows @ params["qkv"]["kernel"] + params["qkv"]["bias"]
+    q, k, v = (qkv[..., i * 12:(i + 1) * 12].reshape(bw, n, 3, 4) for i in range(3))
+    table = params["relative_position_bias_table"]
+    bias = table[relative_position_index(window)[:n, :n]].transpose(2, 0, 1)
+    mask = np.tile(shift_mask(padded, win, sh), (2, 1, 1))[:, None]
+    logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias + mask
+    o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(bw, n, 12)
+    o = jnp.roll(window_reverse(o, win, (2, *padded)), sh, axis=(1, 2, 3))
+    o = o @ params["proj"]["kernel"] + params["proj"]["bias"]
+    np.testing.assert_allclose(out, o[:, :2, :6, :7], rtol=1e-5, atol=1e-5)
 
 
 def test_einsum_and_dot_product_agree_with_mask():
-    mask = shift_mask((2, 4, 4), (2, 4, 4), (1, 2, 2))
-    x = jax.random.normal(jax.random.PRNGKey(0), (2 * mask.shape[0], 32, 12))
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 8, 8, 12))
     a = WindowAttention(dim=12, heads=3, window=(2, 4, 4), impl="einsum")
     b = WindowAttention(dim=12, heads=3, window=(2, 4, 4), impl="dot_product")
-    variables = nn.unbox(a.init(jax.random.PRNGKey(1), x, mask, train=False))
+    shift = (1, 2, 2)
+    variables = nn.unbox(a.init(jax.random.PRNGKey(1), x, shift, train=False))
     np.testing.assert_allclose(
-        a.apply(variables, x, mask, train=False), b.apply(variables, x, mask, train=False),
+        a.apply(variables, x, shift, train=False), b.apply(variables, x, shift, train=False),
         rtol=1e-5, atol=1e-5,
     )
     with pytest.raises(ValueError, match="model.attention"):
         WindowAttention(dim=12, heads=3, window=(2, 4, 4), impl="flash").apply(
-            variables, x, mask, train=False)
+            variables, x, shift, train=False)

@@ -199,6 +199,9 @@ COMMANDS: dict[str, Chain | Check] = {
     "python -m bench.model --variant reference --batch 1 2": Check(
         "minutes (compiles the reference model twice). Here: the flags parse.",
         parses("bench.model")),
+    "python -m bench.profile --variant reference --batch 1 --context off": Check(
+        "minutes (compiles and profiles the reference train step); tests/test_bench.py tests "
+        "its FLOP counting and op classes. Here: the flags parse.", parses("bench.profile")),
     "python -m bench.convert --seconds 30 --videos 2 --repeats 2": Check(
         "minutes (generates two 30 s 640×480 videos, converts them four times and runs the "
         "toolbox's preprocessing twice); tests/test_bench.py runs it at 6 s 160×120. Here: "

@@ -14,6 +14,7 @@ Two reference subtleties the checkpoints depend on:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -55,6 +56,11 @@ def relative_position_index(window: Window) -> np.ndarray:
     return index.astype(np.int32)
 
 
+def qkv_split(dim: int, heads: int) -> tuple[int, int, int]:
+    """The fused qkv projection's output axes `(3, heads, dim / heads)`."""
+    return 3, heads, dim // heads
+
+
 def table_size(window: Window) -> int:
     """Rows of the relative-position-bias table for a configured window."""
     return (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1)
@@ -81,6 +87,28 @@ def window_reverse(
     return x.reshape(b, d, h, w, c)
 
 
+def qkv_windows(qkv: jnp.ndarray, window: Sequence[int]) -> jnp.ndarray:
+    """`[B, D, H, W, 3, h, d]` (multiples of the window) → `[3, B·nW, h, N, d]` in one copy:
+    `window_partition` of each of q, k, v with the heads before the tokens, the layout of
+    the attention matmuls."""
+    b, d, h, w, _, heads, hd = qkv.shape
+    wd, wh, ww = window
+    x = qkv.reshape(b, d // wd, wd, h // wh, wh, w // ww, ww, 3, heads, hd)
+    x = x.transpose(7, 0, 1, 3, 5, 8, 2, 4, 6, 9)
+    return x.reshape(3, -1, heads, wd * wh * ww, hd)
+
+
+def merge_windows(out: jnp.ndarray, window: Sequence[int], shape: Sequence[int]) -> jnp.ndarray:
+    """`[B·nW, h, N, d]` → `[B, D, H, W, h·d]` (`shape=(B, D, H, W)`): `window_reverse` of
+    the heads-first attention output, in one copy."""
+    b, d, h, w = shape
+    wd, wh, ww = window
+    heads, hd = out.shape[1], out.shape[-1]
+    x = out.reshape(b, d // wd, h // wh, w // ww, heads, wd, wh, ww, hd)
+    x = x.transpose(0, 1, 5, 2, 6, 3, 7, 4, 8)
+    return x.reshape(b, d, h, w, heads * hd)
+
+
 @functools.cache
 def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> np.ndarray:
     """`[nW, N, N]` float32 additive mask (0 or −100) for a shifted-window pass (tuples in).
@@ -101,12 +129,37 @@ def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int
     return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
 
 
+@jax.custom_vjp
+def add_bias(x: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
+    """`x + bias`, `bias` of `x`'s trailing shape, its gradient summed over the leading axes
+    by a matmul with ones: XLA's CPU back-end ran those reductions up to ~6× slower
+    (`python -m bench.profile`: the relative position bias's over windows was 8 % of the
+    train step)."""
+    return x + bias
+
+
+def _add_bias_fwd(x, bias):
+    return x + bias, bias.shape
+
+
+def _add_bias_bwd(shape, g):
+    flat = g.reshape(-1, math.prod(shape))
+    ones = jnp.ones((flat.shape[0],), g.dtype)
+    return g, jax.lax.dot_general(ones, flat, (((0,), (0,)), ((), ()))).reshape(shape)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
 class FusedQKV(nn.Module):
     """The fused query/key/value projection `[..., C]` → `[..., 3, heads, C / heads]`.
 
     Parameters are those of `nn.Dense(3·C)` (`kernel` `[C, 3·C]`, `bias` `[3·C]`, the
     reference layout); the kernel is used reshaped to `[C, 3, heads, C / heads]`, so that
     the output keeps a separate `heads` axis a tensor-parallel mesh can split.
+
+    `pad[i]` zero tokens appended along axis `1 + i` of the input give the output of the
+    zero-padded input (their projection is the bias alone) without multiplying them.
     """
 
     heads: int
@@ -115,9 +168,9 @@ class FusedQKV(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, pad: Sequence[int] = ()) -> jnp.ndarray:
         c = x.shape[-1]
-        split = (3, self.heads, c // self.heads)
+        split = qkv_split(c, self.heads)
         kernel = self.param(
             "kernel",
             nn.with_logical_partitioning(nn.initializers.lecun_normal(), (axes.EMBED, axes.QKV)),
@@ -125,17 +178,27 @@ class FusedQKV(nn.Module):
         )
         kernel = jnp.asarray(kernel, self.dtype).reshape(c, *split)
         y = jax.lax.dot_general(x.astype(self.dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        if any(pad):
+            widths = [(0, 0)] + [(0, p) for p in pad]
+            y = jnp.pad(y, widths + [(0, 0)] * (y.ndim - len(widths)))
         if self.use_bias:
             bias = self.param(
                 "bias", nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
                 (3 * c,), self.param_dtype,
             )
-            y = y + jnp.asarray(bias, self.dtype).reshape(split)
+            y = add_bias(y, jnp.asarray(bias, self.dtype).reshape(split))
         return y
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention within windows, with a relative position bias.
+    """(Shifted) window multi-head self-attention over a token grid, with a relative
+    position bias: `[B, D, H, W, C]` (normalised tokens) → the same shape.
+
+    As the reference: zero-pad the grid to window multiples, roll by −shift, attend within
+    windows (shift mask between regions), merge, roll back, crop. The qkv projection runs
+    before the padding (`FusedQKV`'s `pad`) and the output projection after the crop, so
+    neither multiplies padded tokens (the reference's stage 1 pads 16² to 21² tokens per
+    frame pair, stage 2 8² to 14²); the values are those of the reference's order.
 
     Attributes:
       dim: channels C; heads: number of heads (C divisible by heads).
@@ -159,17 +222,40 @@ class WindowAttention(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jnp.ndarray, mask: np.ndarray | None, *, train: bool
+        self, x: jnp.ndarray, shift: Sequence[int], *, train: bool
     ) -> jnp.ndarray:
-        """`x` `[B·nW, N, C]` windows (N ≤ configured window volume); `mask` `[nW, N, N]`|None."""
-        bw, n, c = x.shape
-        hd = c // self.heads
-        dense = functools.partial(
-            nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
-        )
-        init = nn.initializers.lecun_normal()
-        qkv = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype, name="qkv")(x)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [Bw, N, h, d]
+        """`x` `[B, D, H, W, C]`; `shift` the configured shift of this block (0 or window // 2)."""
+        b, d, h, w, c = x.shape
+        window, shift = effective_window((d, h, w), self.window, shift)
+        pads = [(-size) % win for size, win in zip((d, h, w), window)]
+        padded = (d + pads[0], h + pads[1], w + pads[2])
+        qkv = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype,
+                       name="qkv")(x, pads)  # [B, D', H', W', 3, h, d]
+        mask = None
+        with jax.named_scope("window_partition"):  # shift, partition (bench.profile)
+            if any(shift):
+                qkv = jnp.roll(qkv, tuple(-s for s in shift), axis=(1, 2, 3))
+                mask = shift_mask(padded, window, shift)
+            qkv = nn.with_logical_constraint(qkv_windows(qkv, window), axes.WINDOW_QKV)
+        out = self.attend(qkv, mask, train)
+        with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
+            y = merge_windows(out, window, (b, *padded))
+            if any(shift):
+                y = jnp.roll(y, shift, axis=(1, 2, 3))
+            y = y[:, :d, :h, :w]
+        y = nn.Dense(
+            c, dtype=self.dtype, param_dtype=self.param_dtype, name="proj",
+            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                                     (axes.ATTN, axes.EMBED)),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
+        )(y)
+        return nn.Dropout(self.dropout)(y, deterministic=not train)
+
+    def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:
+        """Attention within windows: `qkv` `[3, B·nW, h, N, d]` (N ≤ the configured window
+        volume), `mask` `[nW, N, N]`|None → `[B·nW, h, N, d]`."""
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [Bw, h, N, d]
+        bw, _, n, hd = q.shape
 
         table = self.param(
             "relative_position_bias_table",
@@ -187,9 +273,9 @@ class WindowAttention(nn.Module):
 
         if self.impl == "einsum":
             with jax.named_scope("qk"):
-                logits = jnp.einsum("bnhd,bmhd->bhnm", q * jnp.asarray(scale, q.dtype), k)
+                logits = jnp.einsum("bhnd,bhmd->bhnm", q * jnp.asarray(scale, q.dtype), k)
             with jax.named_scope("softmax"):
-                logits = logits.astype(jnp.float32) + bias
+                logits = add_bias(logits.astype(jnp.float32), bias)
                 if mask is not None:
                     nw = mask.shape[0]
                     logits = (logits.reshape(bw // nw, nw, self.heads, n, n)
@@ -198,7 +284,7 @@ class WindowAttention(nn.Module):
                 probs = jax.nn.softmax(logits, axis=-1)
             probs = nn.Dropout(self.attn_dropout)(probs, deterministic=not train)
             with jax.named_scope("av"):
-                out = jnp.einsum("bhnm,bmhd->bnhd", probs.astype(self.dtype), v)
+                out = jnp.einsum("bhnm,bhmd->bhnd", probs.astype(self.dtype), v)
         elif self.impl == "dot_product":
             full = bias[None]
             if mask is not None:
@@ -208,16 +294,11 @@ class WindowAttention(nn.Module):
                 raise ValueError(
                     "model.attention='dot_product' does not support model.attn_dropout > 0"
                 )
+            q, k, v = (t.swapaxes(1, 2) for t in (q, k, v))  # [Bw, N, h, d]
             out = jax.nn.dot_product_attention(
                 q, k, v, bias=full.astype(q.dtype), scale=scale, implementation="xla"
-            )
+            ).swapaxes(1, 2)
         else:
             raise ValueError(f"model.attention must be one of {ATTENTION_IMPLS}, got {self.impl!r}")
 
-        out = out.reshape(bw, n, c)
-        out = dense(
-            c, name="proj",
-            kernel_init=nn.with_logical_partitioning(init, (axes.ATTN, axes.EMBED)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
-        )(out)
-        return nn.Dropout(self.dropout)(out, deterministic=not train)
+        return out

@@ -43,5 +43,5 @@ ALL = (
 CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
 # Input frames `[B, T, H, W, C]` (C = colour / NIR channels, never sharded).
 FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
-# Window tokens `[B·nW, N, C]`.
-WINDOW_TOKENS = (BATCH, TOKENS, EMBED)
+# Queries, keys and values of window tokens `[3, B·nW, heads, N, C / heads]`.
+WINDOW_QKV = (None, BATCH, HEADS, TOKENS, KV)

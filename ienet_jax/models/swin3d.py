@@ -27,13 +27,7 @@ import numpy as np
 from flax import linen as nn
 
 from ienet_jax.models import axes
-from ienet_jax.models.attention import (
-    WindowAttention,
-    effective_window,
-    shift_mask,
-    window_partition,
-    window_reverse,
-)
+from ienet_jax.models.attention import WindowAttention
 from ienet_jax.models.context import ContextEnhancement
 from ienet_jax.models.conv import Conv, patchify_conv
 
@@ -93,6 +87,13 @@ class DropPath(nn.Module):
         return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
 
 
+def gelu(x: jnp.ndarray) -> jnp.ndarray:
+    """Exact GELU `x·(1 + erf(x/√2))/2`, as `torch.nn.GELU()`. Written with `erf`:
+    `jax.nn.gelu(approximate=False)` goes through `erfc`, which XLA's CPU back-end computes
+    in several unfused passes (values agree to 1e-6)."""
+    return x * 0.5 * (1.0 + jax.lax.erf(x * np.asarray(2**-0.5, x.dtype)))
+
+
 class Mlp(nn.Module):
     """Linear dim → mlp_ratio·dim, exact (erf) GELU, dropout, Linear back, dropout."""
 
@@ -103,7 +104,7 @@ class Mlp(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         hidden = int(self.dim * self.opts.mlp_ratio)
         x = dense(self.opts, hidden, (axes.EMBED, axes.MLP), "fc1")(x)
-        x = nn.gelu(x, approximate=False)
+        x = gelu(x)
         x = nn.Dropout(self.opts.dropout)(x, deterministic=not train)
         x = dense(self.opts, self.dim, (axes.MLP, axes.EMBED), "fc2")(x)
         return nn.Dropout(self.opts.dropout)(x, deterministic=not train)
@@ -113,8 +114,8 @@ class SwinBlock(nn.Module):
     """Pre-norm Swin block `[B, D, H, W, C]` → same shape and dtype.
 
     `x + drop_path(attn_branch(x))`, then `x + drop_path(mlp(norm2(x)))`, where the
-    attention branch is [context enhancement] → norm1 → zero-pad to window multiples →
-    roll by −shift → window attention (shift mask) → roll back → crop.
+    attention branch is [context enhancement] → norm1 → (shifted) window attention
+    (`WindowAttention`: pad, roll, attend within windows, roll back, crop).
     """
 
     dim: int
@@ -125,8 +126,7 @@ class SwinBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-        b, d, h, w, c = x.shape
-        window, shift = effective_window((d, h, w), self.opts.window, self.shift)
+        c = x.shape[-1]
         y = x
         if self.opts.context:
             y = ContextEnhancement(
@@ -136,27 +136,12 @@ class SwinBlock(nn.Module):
                 name="context",
             )(y, train=train)
         y = layer_norm(self.opts, "norm1")(y)
-        pads = [(-size) % win for size, win in zip((d, h, w), window)]
-        padded = (d + pads[0], h + pads[1], w + pads[2])
-        mask = None
-        with jax.named_scope("window_partition"):  # pad, shift, partition (bench.profile)
-            y = jnp.pad(y, ((0, 0), *((0, p) for p in pads), (0, 0)))
-            if any(shift):
-                y = jnp.roll(y, tuple(-s for s in shift), axis=(1, 2, 3))
-                mask = shift_mask(padded, window, shift)
-            windows = nn.with_logical_constraint(window_partition(y, window),
-                                                 axes.WINDOW_TOKENS)
-        windows = WindowAttention(
+        y = WindowAttention(
             c, self.heads, self.opts.window, qkv_bias=self.opts.qkv_bias,
             attn_dropout=self.opts.attn_dropout, dropout=self.opts.dropout,
             impl=self.opts.attention, dtype=self.opts.dtype, param_dtype=self.opts.param_dtype,
             name="attn",
-        )(windows, mask, train=train)
-        with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
-            y = window_reverse(windows, window, (b, *padded))
-            if any(shift):
-                y = jnp.roll(y, shift, axis=(1, 2, 3))
-            y = y[:, :d, :h, :w]
+        )(y, self.shift, train=train)
         drop = DropPath(self.drop_path)
         x = x + drop(y, train=train).astype(x.dtype)
         y = Mlp(c, self.opts, name="mlp")(layer_norm(self.opts, "norm2")(x), train=train)
