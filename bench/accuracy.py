@@ -252,7 +252,13 @@ def evaluate_all(out: Path, preset: str, dirs: dict[str, Path], clips: dict[str,
             if scenario in done.get(name, []):
                 continue
             _say(f"evaluate {name} on {preset}/{scenario}")
-            found = realism.model_maes(name, checkpoint, c, out / "eval" / scenario / name)
+            try:
+                found = realism.model_maes(name, checkpoint, c, out / "eval" / scenario / name)
+            except ValueError as err:  # e.g. stored clips shorter than the network's input
+                _say(f"{name} cannot run on {preset}/{scenario}: {err}")
+                results.setdefault("not_run", {}).setdefault(preset, {}).setdefault(
+                    scenario, {})[name] = str(err)
+                found = {}
             for key, value in found.items():
                 method, label = key.split("/")
                 mae.setdefault(scenario, {}).setdefault(method, {})[label] = value
@@ -282,6 +288,8 @@ def tables(results: dict) -> str:
                 values = methods[method]
                 cells = ["-" if values.get(w) is None else f"{values[w]:.2f}" for w in WINDOWS]
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            not_run = results.get("not_run", {}).get(preset, {}).get(scenario, {})
+            lines += ["", *(f"Not run: {name}: {why}" for name, why in not_run.items())]
             lines.append("")
     return "\n".join(lines)
 

@@ -71,3 +71,11 @@ def test_short_study_has_every_arm_and_method_and_resumes(tmp_path, capsys):
     assert accuracy.main(["--short", "--output", str(out)]) == 0  # resumed: nothing redone
     assert "[accuracy] train" not in capsys.readouterr().err
     assert json.loads((out / "results.json").read_text())["mae"] == results["mae"]
+
+
+def test_tables_say_which_networks_could_not_run():
+    results = {"mae": {"realistic": {"still": {"pos": {"10 s": 1.0, "whole": 2.0}}}},
+               "not_run": {"realistic": {"still": {"tscan.pure": "159 frames < 160"}}}}
+    text = accuracy.tables(results)
+    assert "| pos | 1.00 | 2.00 |" in text
+    assert "Not run: tscan.pure: 159 frames < 160" in text
