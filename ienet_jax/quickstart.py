@@ -96,6 +96,28 @@ def convert_dataset(raw: Path, clips: Path, frame_size: int,
     (clips / DONE).touch()
 
 
+def check_settings(log_path: Path, old: dict | None, new: dict) -> None:
+    """ValueError naming the settings that differ when `log_path`'s workdir was made with
+    others (its finished steps would otherwise be reused for the new settings, e.g. an
+    `easy` corpus under a `realistic` run)."""
+    if not old:
+        return
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    a, b = flat(json.loads(json.dumps(old))), flat(json.loads(json.dumps(new)))
+    diff = [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+    if diff:
+        raise ValueError(f"{log_path.parent} holds a quickstart run of other settings "
+                         f"({'; '.join(diff)}; {log_path}): pass another --workdir, or delete "
+                         "that folder to start over")
+
+
 def run_quickstart(workdir: str | Path, arg: str = "", dataset: dict | None = None,
                    stage1_steps: int | None = None, stage2_steps: int | None = None) -> dict:
     """Run (or resume) every step in `workdir`; returns the evaluation's metrics dict.
@@ -114,8 +136,10 @@ def run_quickstart(workdir: str | Path, arg: str = "", dataset: dict | None = No
     data = recipe.dataset_config(arg)
     data.update(dataset or {})
     config1, config2 = stage_configs(arg, clips, stage1, stage1_steps, stage2_steps)
-    log["settings"] = dict(arg=arg, dataset=data.to_dict(), stage1_steps=config1.train.num_steps,
-                           stage2_steps=config2.train.num_steps)
+    settings = dict(arg=arg, dataset=data.to_dict(), stage1_steps=config1.train.num_steps,
+                    stage2_steps=config2.train.num_steps)
+    check_settings(log_path, log.get("settings"), settings)
+    log["settings"] = settings
     log.setdefault("seconds", {})
 
     def step(i: int, name: str, done: bool, fn) -> None:

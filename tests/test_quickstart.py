@@ -72,3 +72,19 @@ def test_quickstart_tiny_budget_layout_metrics_and_resume(tmp_path, capsys):
     capsys.readouterr()
     assert run_quickstart(q, "runlocal") == metrics  # resumed: every step skipped
     assert capsys.readouterr().out.count("already done, skipped") == 5
+    # other settings on the same folder: refused, naming them, before any step is reused
+    with pytest.raises(ValueError, match=r"dataset.preset: 'realistic' → 'easy'.*another"):
+        run_quickstart(q, "runlocal", {"preset": "easy"})
+    with pytest.raises(ValueError, match=r"stage2_steps: 2 → 5"):
+        run_quickstart(q, "runlocal", stage2_steps=5)
+
+
+def test_settings_check_names_what_differs(tmp_path):
+    from ienet_jax.quickstart import check_settings
+
+    old = dict(arg="", dataset=dict(preset="easy", subjects=48), stage1_steps=800)
+    check_settings(tmp_path / "quickstart.json", None, old)  # a new folder
+    check_settings(tmp_path / "quickstart.json", old, json.loads(json.dumps(old)))
+    new = dict(old, dataset=dict(preset="realistic", subjects=48))
+    with pytest.raises(ValueError, match=r"dataset.preset: 'easy' → 'realistic'"):
+        check_settings(tmp_path / "quickstart.json", old, new)
