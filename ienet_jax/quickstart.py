@@ -2,7 +2,7 @@
 
     python -m ienet_jax.quickstart --workdir=runs/quickstart
 
-Sized for 2 CPU cores (about 4 minutes with the environment set-up). The recipe, dataset
+Sized for 2 CPU cores (13 minutes at load 11, less on a quiet machine). The recipe, dataset
 and training configs alike, is `configs/quickstart.py` (stage 1 and 2 train exactly
 `configs/quickstart.py:stage1` / `:stage2` on the converted clips). Every
 step is skipped when its output exists, so an interrupted run continues where it stopped:
