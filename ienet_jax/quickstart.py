@@ -103,13 +103,9 @@ def check_settings(log_path: Path, old: dict | None, new: dict) -> None:
     if not old:
         return
 
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-        return out
+    from flax import traverse_util
 
-    a, b = flat(json.loads(json.dumps(old))), flat(json.loads(json.dumps(new)))
+    a, b = (traverse_util.flatten_dict(json.loads(json.dumps(d)), sep=".") for d in (old, new))
     diff = [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
     if diff:
