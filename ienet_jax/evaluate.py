@@ -108,11 +108,18 @@ def constant_hr(workdir: str | Path, run_data_dir: str | Path | None = None,
 
 def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: str) -> list[dict]:
     """Per-clip model outputs and labels of `split`: `{key, start, fps, hr, bvp, means,
-    rppg?, fee?}`; the model runs in fixed batches while clips stream from disk."""
+    rppg?, fee?}`; the model runs in fixed batches while clips stream from disk.
+
+    Stored clips shorter than the model's input (e.g. 128-frame clips at 24 fps for a
+    network reading 160 frames at 30 fps) cannot be run one by one: the model then runs on
+    whole videos (each video's clips joined in frame order, `_run_videos`) and each clip
+    gets its span of the video's pulse."""
     from ienet_jax.data import crop_box_scale, read_clips
 
     box_scale = crop_box_scale(data_dir)
     records, pending = [], []
+    videos: dict[tuple, list[tuple[int, dict]]] = {}  # whole-video mode: clips per video
+    whole = None  # decided on the first clip
 
     def flush():
         if not pending:
@@ -127,22 +134,76 @@ def run_clips(model: inference.ClipModel | None, data_dir: str | Path, split: st
     length = model.clip_length if model is not None else None
     for ex in tqdm(read_clips(data_dir, split), desc=f"evaluate {split}", unit="clip"):
         where = f"{data_dir} split {split!r} video {ex['video']}"
-        for sub in (_subclips(ex, length) if length else [ex]):
+        if model is not None and whole is None:
+            seen = series.model_frames(len(ex["rgb"]), float(ex["fps"]), model)
+            whole = seen < length
+            if whole:
+                logging.info("%s split %r: stored clips of %d frames (%d at the model's rate) "
+                             "are shorter than the model's input of %d frames: the model runs "
+                             "on whole videos", data_dir, split, len(ex["rgb"]), seen, length)
+        for sub in (_subclips(ex, length) if length and not whole else [ex]):
             records.append(dict(key=(str(sub["subject"]), str(sub["video"])),
                                 start=int(sub["start_frame"]), fps=float(sub["fps"]),
                                 hr=float(sub["hr"]), bvp=np.asarray(sub["bvp"], np.float64),
                                 means=_clip_means(sub["rgb"], box_scale)))
-            if model is not None:
-                times = np.arange(len(sub["rgb"])) / float(sub["fps"])
-                pending.append(dict(index=len(records) - 1, series=series.Series(
-                    sub["rgb"], times, sub.get("nir") if model.needs_nir else None, where,
-                    box_scale)))
-                if len(pending) == model.batch_size:
-                    flush()
+            if model is None:
+                continue
+            if whole:
+                videos.setdefault(records[-1]["key"], []).append((len(records) - 1, sub))
+                continue
+            times = np.arange(len(sub["rgb"])) / float(sub["fps"])
+            pending.append(dict(index=len(records) - 1, series=series.Series(
+                sub["rgb"], times, sub.get("nir") if model.needs_nir else None, where,
+                box_scale)))
+            if len(pending) == model.batch_size:
+                flush()
     flush()
+    for clips in videos.values():
+        _run_videos(model, clips, records, box_scale,
+                    f"{data_dir} split {split!r} video {clips[0][1]['video']}")
     if not records:
         raise ValueError(f"{data_dir}: split {split!r} has no clips to evaluate")
     return records
+
+
+def _run_videos(model, clips: list[tuple[int, dict]], records: list[dict], box_scale: float,
+                where: str) -> None:
+    """The model on one video's clips joined in frame order (overlaps read once; a gap
+    starts another series); each clip's record gets its frames' pulse and the FEE head's
+    mean over the windows centred inside it."""
+    clips = sorted(clips, key=lambda c: int(c[1]["start_frame"]))
+    segments: list[list[tuple[int, dict]]] = []
+    end = None
+    for index, ex in clips:
+        start = int(ex["start_frame"])
+        if end is None or start > end:
+            segments.append([])
+        segments[-1].append((index, ex))
+        end = max(end or 0, start + len(ex["rgb"]))
+    for seg in segments:
+        first = int(seg[0][1]["start_frame"])
+        n = max(int(ex["start_frame"]) + len(ex["rgb"]) for _, ex in seg) - first
+        fps = float(seg[0][1]["fps"])
+        rgb = np.zeros((n, *seg[0][1]["rgb"].shape[1:]), np.uint8)
+        nir = np.zeros((n, *seg[0][1]["nir"].shape[1:]), np.uint8) if model.needs_nir else None
+        for _, ex in seg:
+            at = int(ex["start_frame"]) - first
+            rgb[at:at + len(ex["rgb"])] = ex["rgb"]
+            if nir is not None:
+                nir[at:at + len(ex["rgb"])] = ex["nir"]
+        out = series.run_series(model, [series.Series(
+            rgb, np.arange(n) / fps, nir, f"{where} frames {first}-{first + n - 1}",
+            box_scale)])[0]
+        for index, ex in seg:
+            at = int(ex["start_frame"]) - first
+            records[index]["rppg"] = out.pulse[at:at + len(ex["rgb"])]
+            if out.fee is not None:
+                t0, t1 = at / fps, (at + len(ex["rgb"])) / fps
+                inside = (out.window_times >= t0) & (out.window_times < t1)
+                if not inside.any():
+                    inside = np.abs(out.window_times - (t0 + t1) / 2) == np.min(
+                        np.abs(out.window_times - (t0 + t1) / 2))
+                records[index]["fee"] = float(np.mean(out.fee[inside]))
 
 
 def video_series(records: list[dict], series_hr=None) -> list[table.VideoSeries]:

@@ -262,3 +262,54 @@ def test_config_flag_takes_the_clips_of_the_run(tmp_path):
         got = evaluate_module._config(config, tmp_path, ["--config.data.dir=other"])
     assert got.data.dir == "other"
     assert evaluate_module._config(None, tmp_path, []).data.dir == "clips"
+
+
+def _video_clips(directory, spec, starts_per_video):
+    """A converted test split of clips `(video, start)` cut from each video's one frame
+    sequence (the frame at t has brightness set by t and the video)."""
+    from bench.clips import make_clip
+    from ienet_jax.data import features, tfrecord
+
+    examples = []
+    for v, starts in enumerate(starts_per_video):
+        for start in starts:
+            ex = make_clip(spec, v, "test")
+            t = start + np.arange(spec.clip_length)
+            value = ((20 * v + 3 * t) % 250).astype(np.uint8)
+            ex["rgb"] = np.broadcast_to(value[:, None, None, None], ex["rgb"].shape).copy()
+            ex["video"], ex["subject"], ex["start_frame"] = f"v{v}", f"s{v}", np.int64(start)
+            examples.append(features.serialize_example(spec, ex))
+    directory.mkdir(parents=True, exist_ok=True)
+    spec.tfds_features().save_config(str(directory))
+    tfrecord.write_records(directory / "synth-test.tfrecord-00000-of-00001", examples)
+    return directory
+
+
+def test_clips_shorter_than_the_models_input_run_as_whole_videos(tmp_path):
+    from test_eval_series import FrameMeanModel
+
+    from ienet_jax import evaluate
+    from ienet_jax.data import features
+    from ienet_jax.eval import series
+
+    spec = features.ClipSpec(clip_length=8, height=8, width=8, nir=False)
+    data = _video_clips(tmp_path / "clips", spec, [[8, 0, 16], [0, 4, 8]])  # unordered, overlap
+
+    def check(model, calls):
+        model.batch_size = 4
+        records = evaluate.run_clips(model, data, "test")
+        assert len(model.calls) == calls
+        for r in records:
+            v = int(r["key"][1][1:])
+            want = (20 * v + 3 * (r["start"] + np.arange(8))) % 250
+            np.testing.assert_allclose(r["rppg"], want, err_msg=str(r["key"]))
+
+    check(FrameMeanModel(clip_length=8, frame_size=8), calls=2)  # clip by clip, batches of 4
+    check(FrameMeanModel(clip_length=16, frame_size=8), calls=2)  # one call per video
+    assert series.model_frames(8, 30.0, FrameMeanModel(input_fps=60.0)) == 15
+    # a video whose clips leave a gap: each covered span must hold the model's input
+    gap = _video_clips(tmp_path / "gap", spec, [[0, 8], [0, 24]])
+    model = FrameMeanModel(clip_length=16, frame_size=8)
+    model.batch_size = 4
+    with pytest.raises(ValueError, match=r"video v1 frames 0-7: 8 frames .*model.clip_length=16"):
+        evaluate.run_clips(model, gap, "test")

@@ -119,6 +119,15 @@ def _model_frames(model, s: Series) -> tuple:
     return rgb, nir, times, fps, False
 
 
+def model_frames(n: int, fps: float, model) -> int:
+    """Frames a uniform series of `n` frames at `fps` gives `model` (step 2 above: resampled
+    to `model.input_fps` when it has its own rate)."""
+    target = model.input_fps
+    if target and abs(fps / target - 1) > RATE_TOLERANCE:
+        return int(np.floor((n - 1) / fps * target)) + 1
+    return n
+
+
 def run_series(model, series: list[Series]) -> list[Output]:
     """The model's pulse on each series (see the module docstring)."""
     t = model.clip_length
