@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import realism
+from bench import results as study_results
 from configs import accuracy as recipe
 
 WINDOWS = realism.WINDOWS  # {"10 s": 10.0, "whole": None}
@@ -366,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.output.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results, save = study_results.load(out)
     results["settings"] = dict(
         presets=args.preset, variant=args.variant, arms=arms, scenarios=scenarios,
         short=args.short, dataset={k: v for k, v in data.items() if k != "preset"},
@@ -377,9 +377,6 @@ def main(argv: list[str] | None = None) -> int:
                      "slowest arm's step time) steps (runs.budget); stage 2 (fee) "
                      f"{recipe.STAGE2_FRACTION:g} of them"),
         trained_on=TRAINED, windows=list(WINDOWS))
-
-    def save() -> None:
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
 
     models = {}
     if args.from_:
@@ -401,11 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_all(root, preset, dirs, clips, results, save, models)
     results["seconds"] = round(time.perf_counter() - t0, 1) + results.get("seconds", 0.0)
     save()
-    text = tables(results)
-    (out / "accuracy.md").write_text(text + "\n")
-    plot(results, out / "accuracy.png")
-    print(text)
-    print(f"results: {results_path}; plot: {out / 'accuracy.png'}")
+    study_results.report(out, "accuracy", tables(results), lambda path: plot(results, path))
     return 0
 
 

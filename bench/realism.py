@@ -23,12 +23,12 @@ under `--output` (a re-run resumes); `OUTPUT/results.json` holds
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from bench import results as study_results
 from bench.real_models import corpus
 from data_prep.synth.config import DARK
 
@@ -153,12 +153,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.output.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results, save = study_results.load(out)
 
     def record(prefix: str, values: dict[str, float]) -> None:
         results.update({f"{prefix}/{k}": v for k, v in values.items()})
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        save()
 
     def done(prefix: str) -> bool:
         return any(k.startswith(prefix + "/") for k in results)

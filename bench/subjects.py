@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import accuracy
+from bench import results as study_results
 from configs import accuracy as recipe
 
 DEFAULT_COUNTS = (6, 12, 24, 48, 96)
@@ -210,14 +211,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.output.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results, save = study_results.load(out)
     results["settings"] = dict(preset=args.preset, variant=args.variant, arm=args.arm,
                                counts=counts, seeds=args.seeds, steps=steps, short=args.short,
                                dataset=dict(data.items()))
-
-    def save() -> None:
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
 
     clips = accuracy.corpora(out / "data", args.preset, data, [accuracy.TRAINED],
                              args.variant)[accuracy.TRAINED]
@@ -235,11 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: " + ", ".join(f"{w} {runs[key]['model'][w]:.2f}" for w in WINDOWS),
                   flush=True)
     save()
-    text = table(results)
-    (out / "subjects.md").write_text(text + "\n")
-    plot(results, out / "subjects.png")
-    print(text)
-    print(f"results: {results_path}; plot: {out / 'subjects.png'}")
+    study_results.report(out, "subjects", table(results), lambda path: plot(results, path))
     return 0
 
 
