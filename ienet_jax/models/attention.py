@@ -61,6 +61,12 @@ def qkv_split(dim: int, heads: int) -> tuple[int, int, int]:
     return 3, heads, dim // heads
 
 
+def qkv_kernel_init(key, shape, dtype=jnp.float32):
+    """LeCun normal over the fan-in `shape[0]`, as `nn.Dense(3·C)`'s kernel it reshapes."""
+    c = shape[0]
+    return nn.initializers.lecun_normal()(key, (c, math.prod(shape[1:])), dtype).reshape(shape)
+
+
 def table_size(window: Window) -> int:
     """Rows of the relative-position-bias table for a configured window."""
     return (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1)
@@ -143,9 +149,11 @@ def _add_bias_fwd(x, bias):
 
 
 def _add_bias_bwd(shape, g):
-    flat = g.reshape(-1, math.prod(shape))
-    ones = jnp.ones((flat.shape[0],), g.dtype)
-    return g, jax.lax.dot_general(ones, flat, (((0,), (0,)), ((), ()))).reshape(shape)
+    # the bias's own axes stay separate (not flattened): a sharded one (the qkv bias's
+    # heads under tensor parallelism) keeps its sharding instead of being gathered
+    lead = g.reshape(-1, *shape)
+    ones = jnp.ones((lead.shape[0],), g.dtype)
+    return g, jax.lax.dot_general(ones, lead, (((0,), (0,)), ((), ())))
 
 
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
@@ -154,9 +162,12 @@ add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 class FusedQKV(nn.Module):
     """The fused query/key/value projection `[..., C]` → `[..., 3, heads, C / heads]`.
 
-    Parameters are those of `nn.Dense(3·C)` (`kernel` `[C, 3·C]`, `bias` `[3·C]`, the
-    reference layout); the kernel is used reshaped to `[C, 3, heads, C / heads]`, so that
-    the output keeps a separate `heads` axis a tensor-parallel mesh can split.
+    The kernel is stored head-major, `[C, 3, heads, C / heads]` (logical axes `embed`,
+    —, `heads`, `kv`), and the bias `[3, heads, C / heads]`: the reference's `[C, 3·C]`
+    (`qkv.weight` transposed, outputs q|k|v, each head-major) reshaped, so the values are
+    the reference's, while a tensor-parallel mesh splits the `heads` axis of the stored
+    parameter itself (the contiguous `[C, 3·C]` split it had gave a device all of q and
+    half of k: XLA gathered the kernel per block).
 
     `pad[i]` zero tokens appended along axis `1 + i` of the input give the output of the
     zero-padded input (their projection is the bias alone) without multiplying them.
@@ -173,20 +184,21 @@ class FusedQKV(nn.Module):
         split = qkv_split(c, self.heads)
         kernel = self.param(
             "kernel",
-            nn.with_logical_partitioning(nn.initializers.lecun_normal(), (axes.EMBED, axes.QKV)),
-            (c, 3 * c), self.param_dtype,
+            nn.with_logical_partitioning(qkv_kernel_init, (axes.EMBED, None, axes.HEADS, axes.KV)),
+            (c, *split), self.param_dtype,
         )
-        kernel = jnp.asarray(kernel, self.dtype).reshape(c, *split)
+        kernel = jnp.asarray(kernel, self.dtype)
         y = jax.lax.dot_general(x.astype(self.dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
         if any(pad):
             widths = [(0, 0)] + [(0, p) for p in pad]
             y = jnp.pad(y, widths + [(0, 0)] * (y.ndim - len(widths)))
         if self.use_bias:
             bias = self.param(
-                "bias", nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
-                (3 * c,), self.param_dtype,
+                "bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                     (None, axes.HEADS, axes.KV)),
+                split, self.param_dtype,
             )
-            y = add_bias(y, jnp.asarray(bias, self.dtype).reshape(split))
+            y = add_bias(y, jnp.asarray(bias, self.dtype))
         return y
 
 
@@ -236,7 +248,7 @@ class WindowAttention(nn.Module):
             if any(shift):
                 qkv = jnp.roll(qkv, tuple(-s for s in shift), axis=(1, 2, 3))
                 mask = shift_mask(padded, window, shift)
-            qkv = nn.with_logical_constraint(qkv_windows(qkv, window), axes.WINDOW_QKV)
+            qkv = axes.constrain(qkv_windows(qkv, window), axes.WINDOW_QKV)
         out = self.attend(qkv, mask, train)
         with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
             y = merge_windows(out, window, (b, *padded))

@@ -45,3 +45,26 @@ CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
 FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
 # Queries, keys and values of window tokens `[3, B·nW, heads, N, C / heads]`.
 WINDOW_QKV = (None, BATCH, HEADS, TOKENS, KV)
+
+
+def constrain(x, names):
+    """`nn.with_logical_constraint(x, names)`, but a dimension whose mesh axes (the current
+    rules, the current mesh) do not divide its size is constrained replicated, as such a
+    parameter dimension is (`ienet_jax.parallel.rules.logical_to_spec`): e.g. 3 heads on a
+    2-way `model` axis, which XLA would otherwise pad to 4 and gather around every use."""
+    import math
+
+    import jax
+    from flax import linen as nn
+
+    sizes = jax.sharding.get_abstract_mesh().shape
+    if sizes:
+        spec = nn.logical_to_mesh_axes(names)
+        kept = []
+        for name, target, size in zip(names, spec, x.shape):
+            target = (target,) if isinstance(target, str) else target
+            if isinstance(target, tuple) and size % math.prod(sizes.get(a, 1) for a in target):
+                name = None
+            kept.append(name)
+        names = tuple(kept)
+    return nn.with_logical_constraint(x, names)

@@ -54,6 +54,8 @@ MODEL_AXIS = "model"
 FSDP_NAMES = "embed|mlp|qkv|attn|merge|conv_in|conv_out|heads|kv|table"
 # Megatron: hidden MLP width, fused qkv outputs, heads (bias table), attention output width.
 TP_NAMES = "mlp|qkv|heads|attn"
+# Activations kept split over `model`: the heads of the attention windows (q, k, v).
+TP_ACTIVATION_NAMES = "heads"
 
 
 def data_axes(mesh: Mesh) -> tuple[str, ...]:
@@ -88,6 +90,7 @@ def strategy_tables(strategy: str, mesh: Mesh) -> tuple[tuple, tuple]:
             raise ValueError(f"config key mesh.strategy='dp_tp' needs a {MODEL_AXIS!r} mesh "
                              f"axis, got mesh.axes={tuple(mesh.axis_names)}")
         params = (batch_rule, (TP_NAMES, MODEL_AXIS), (".*", None))
+        return params, (batch_rule, (TP_ACTIVATION_NAMES, MODEL_AXIS))
     return params, (batch_rule,)
 
 
