@@ -3,13 +3,15 @@
 Models annotate parameters with `nn.with_logical_partitioning` and key activations with
 `nn.with_logical_constraint` using these names; the mapping onto mesh axes (e.g.
 `batch → "data"`, `embed`/`mlp → "model"`) lives with the mesh, never in a model.
+`constrain` is `nn.with_logical_constraint` that, like the parameter rules, leaves a
+dimension replicated when its mesh axes do not divide it.
 
 - `batch`: examples (or attention windows, which are batch-like).
 - `time`, `height`, `width`: token / frame grid of a clip `[B, T, H, W, C]`.
 - `embed`: model width (channels of a Swin stage, LayerNorm and bias vectors).
 - `mlp`: hidden width of a Swin MLP.
-- `heads`: attention heads; `kv`: per-head width.
-- `qkv`: fused query/key/value projection outputs (3 × embed).
+- `heads`: attention heads; `kv`: per-head width (the fused qkv kernel is
+  `[embed, 3, heads, kv]`).
 - `attn`: attention output width (heads × kv) entering the output projection.
 - `merge`: the 4 × embed channels of a patch-merging layer.
 - `conv_in`, `conv_out`: convolution channels (context enhancement, upsampling, patch
@@ -17,6 +19,11 @@ Models annotate parameters with `nn.with_logical_partitioning` and key activatio
 - `table`: rows of a relative-position-bias table.
 - `tokens`: tokens of an attention window.
 """
+
+import math
+
+import jax
+from flax import linen as nn
 
 BATCH = "batch"
 TIME = "time"
@@ -26,7 +33,6 @@ EMBED = "embed"
 MLP = "mlp"
 HEADS = "heads"
 KV = "kv"
-QKV = "qkv"
 ATTN = "attn"
 MERGE = "merge"
 CONV_IN = "conv_in"
@@ -35,8 +41,7 @@ TABLE = "table"
 TOKENS = "tokens"
 
 ALL = (
-    BATCH, TIME, HEIGHT, WIDTH, EMBED, MLP, HEADS, KV, QKV, ATTN, MERGE, CONV_IN, CONV_OUT, TABLE,
-    TOKENS,
+    BATCH, TIME, HEIGHT, WIDTH, EMBED, MLP, HEADS, KV, ATTN, MERGE, CONV_IN, CONV_OUT, TABLE, TOKENS,
 )
 
 # A clip's activations `[B, T, H, W, C]`.
@@ -52,11 +57,6 @@ def constrain(x, names):
     rules, the current mesh) do not divide its size is constrained replicated, as such a
     parameter dimension is (`ienet_jax.parallel.rules.logical_to_spec`): e.g. 3 heads on a
     2-way `model` axis, which XLA would otherwise pad to 4 and gather around every use."""
-    import math
-
-    import jax
-    from flax import linen as nn
-
     sizes = jax.sharding.get_abstract_mesh().shape
     if sizes:
         spec = nn.logical_to_mesh_axes(names)
