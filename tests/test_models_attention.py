@@ -97,7 +97,7 @@ def test_shrunken_window_uses_top_left_of_configured_index():
     q, k, v = (qkv[..., i * 8:(i + 1) * 8].reshape(3, 32, 2, 4) for i in range(3))
     logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias
     o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(3, 32, 8)
-    want = o @ params["proj"]["kernel"] + params["proj"]["bias"]
+    want = o @ params["proj"]["kernel"].reshape(8, 8) + params["proj"]["bias"]
     np.testing.assert_allclose(out, want.reshape(x.shape), rtol=1e-5, atol=1e-5)
 
 
@@ -126,7 +126,7 @@ def test_projections_skip_padding_with_the_reference_values():
     logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias + mask
     o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(bw, n, 12)
     o = jnp.roll(window_reverse(o, win, (2, *padded)), sh, axis=(1, 2, 3))
-    o = o @ params["proj"]["kernel"] + params["proj"]["bias"]
+    o = o @ params["proj"]["kernel"].reshape(12, 12) + params["proj"]["bias"]
     np.testing.assert_allclose(out, o[:, :2, :6, :7], rtol=1e-5, atol=1e-5)
 
 

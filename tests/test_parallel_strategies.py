@@ -115,7 +115,7 @@ def test_parameter_specs_per_strategy(tiny):
     assert spec(tp, f"{block}/attn/qkv/kernel") == P(None, None, "model", None)
     assert spec(tp, f"{block}/attn/qkv/bias") == P(None, "model", None)
     assert spec(tp, f"{block}/attn/relative_position_bias_table") == P(None, "model")
-    assert spec(tp, f"{block}/attn/proj/kernel") == P("model", None)
+    assert spec(tp, f"{block}/attn/proj/kernel") == P("model", None, None)  # [heads, kv, C]
     assert spec(tp, f"{block}/norm1/scale") == P(None)
     assert spec(tp, "rgb/patch_embed/kernel") == P(None, None, None, None, None)
     # the attention windows' q, k, v stay split by heads (no gather before the attention)

@@ -61,10 +61,14 @@ def qkv_split(dim: int, heads: int) -> tuple[int, int, int]:
     return 3, heads, dim // heads
 
 
-def qkv_kernel_init(key, shape, dtype=jnp.float32):
-    """LeCun normal over the fan-in `shape[0]`, as `nn.Dense(3·C)`'s kernel it reshapes."""
-    c = shape[0]
-    return nn.initializers.lecun_normal()(key, (c, math.prod(shape[1:])), dtype).reshape(shape)
+def dense_init(inputs: int):
+    """LeCun normal of a kernel whose first `inputs` axes are its inputs: the values of
+    `nn.Dense`'s 2-D kernel (the same key), reshaped."""
+    def init(key, shape, dtype=jnp.float32):
+        flat = (math.prod(shape[:inputs]), math.prod(shape[inputs:]))
+        return nn.initializers.lecun_normal()(key, flat, dtype).reshape(shape)
+
+    return init
 
 
 def table_size(window: Window) -> int:
@@ -184,7 +188,7 @@ class FusedQKV(nn.Module):
         split = qkv_split(c, self.heads)
         kernel = self.param(
             "kernel",
-            nn.with_logical_partitioning(qkv_kernel_init, (axes.EMBED, None, axes.HEADS, axes.KV)),
+            nn.with_logical_partitioning(dense_init(1), (axes.EMBED, None, axes.HEADS, axes.KV)),
             (c, *split), self.param_dtype,
         )
         kernel = jnp.asarray(kernel, self.dtype)
@@ -200,6 +204,33 @@ class FusedQKV(nn.Module):
             )
             y = add_bias(y, jnp.asarray(bias, self.dtype))
         return y
+
+
+class HeadsProjection(nn.Module):
+    """The attention's output projection `[..., heads, C / heads]` → `[..., C]`.
+
+    The kernel is stored `[heads, C / heads, C]` (the reference's `proj.weight` transposed,
+    `[C, C]`, reshaped), so a tensor-parallel mesh splits it (row-parallel) exactly when
+    it splits the heads, and leaves it whole with them."""
+
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        heads, hd = x.shape[-2:]
+        c = heads * hd
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(dense_init(2), (axes.HEADS, axes.KV, axes.EMBED)),
+            (heads, hd, c), self.param_dtype,
+        )
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                               (axes.EMBED,)),
+                          (c,), self.param_dtype)
+        y = jax.lax.dot_general(x.astype(self.dtype), jnp.asarray(kernel, self.dtype),
+                                (((x.ndim - 2, x.ndim - 1), (0, 1)), ((), ())))
+        return y + jnp.asarray(bias, self.dtype)
 
 
 class WindowAttention(nn.Module):
@@ -255,12 +286,8 @@ class WindowAttention(nn.Module):
             if any(shift):
                 y = jnp.roll(y, shift, axis=(1, 2, 3))
             y = y[:, :d, :h, :w]
-        y = nn.Dense(
-            c, dtype=self.dtype, param_dtype=self.param_dtype, name="proj",
-            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                     (axes.ATTN, axes.EMBED)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
-        )(y)
+        y = HeadsProjection(self.dtype, self.param_dtype, name="proj")(
+            y.reshape(*y.shape[:-1], self.heads, c // self.heads))
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:

@@ -11,8 +11,7 @@ dimension replicated when its mesh axes do not divide it.
 - `embed`: model width (channels of a Swin stage, LayerNorm and bias vectors).
 - `mlp`: hidden width of a Swin MLP.
 - `heads`: attention heads; `kv`: per-head width (the fused qkv kernel is
-  `[embed, 3, heads, kv]`).
-- `attn`: attention output width (heads × kv) entering the output projection.
+  `[embed, 3, heads, kv]`, the output projection's `[heads, kv, embed]`).
 - `merge`: the 4 × embed channels of a patch-merging layer.
 - `conv_in`, `conv_out`: convolution channels (context enhancement, upsampling, patch
   embedding).
@@ -33,7 +32,6 @@ EMBED = "embed"
 MLP = "mlp"
 HEADS = "heads"
 KV = "kv"
-ATTN = "attn"
 MERGE = "merge"
 CONV_IN = "conv_in"
 CONV_OUT = "conv_out"
@@ -41,8 +39,7 @@ TABLE = "table"
 TOKENS = "tokens"
 
 ALL = (
-    BATCH, TIME, HEIGHT, WIDTH, EMBED, MLP, HEADS, KV, ATTN, MERGE, CONV_IN, CONV_OUT, TABLE,
-    TOKENS,
+    BATCH, TIME, HEIGHT, WIDTH, EMBED, MLP, HEADS, KV, MERGE, CONV_IN, CONV_OUT, TABLE, TOKENS,
 )
 
 # A clip's activations `[B, T, H, W, C]`.

@@ -38,14 +38,15 @@ from ienet_jax.parallel import distributed
 
 STATE, DATA = "state", "data"
 # Parameters whose stored layout changed, and the old layout (same values, reshaped): the
-# fused qkv projection is stored head-major since tensor parallelism splits it by heads
-# (`ienet_jax.models.attention.FusedQKV`). `merge_variables` (train.init_from) reshapes
-# an old one; `Checkpointer.restore` (resuming a workdir) refuses it in one line.
+# attention's projections are stored head-major since tensor parallelism splits them by
+# heads (`ienet_jax.models.attention`). `merge_variables` (train.init_from) reshapes an old
+# one; `Checkpointer.restore` (resuming a workdir) refuses it in one line.
 LAYOUT_CHANGES = (
-    (re.compile(r"(.*/)?qkv/(kernel|bias)"),
-     "qkv is now stored head-major as kernel [C, 3, heads, C/heads] and bias "
-     "[3, heads, C/heads] (it was [C, 3*C] and [3*C]); start a new workdir with "
-     "--config.train.init_from=<this checkpoint>, which reshapes it"),
+    (re.compile(r"(.*/)?(qkv/(kernel|bias)|attn/proj/kernel)"),
+     "the attention's projections are now stored head-major: qkv kernel [C, 3, heads, "
+     "C/heads], qkv bias [3, heads, C/heads], proj kernel [heads, C/heads, C] (they were "
+     "[C, 3*C], [3*C], [C, C]); start a new workdir with "
+     "--config.train.init_from=<this checkpoint>, which reshapes them"),
 )
 
 
