@@ -100,6 +100,28 @@ def collectives(hlo_text: str) -> dict[str, Collective]:
     return out
 
 
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+
+
+def op_names(hlo_text: str, kind: str) -> list[str]:
+    """The source op name (`metadata={op_name=...}`: the jaxpr path, e.g.
+    `jit(train_step)/jvp(IENet)/rgb/stage_0/block_0/attn/qkv/reshape`) of each collective
+    of `kind` in the module, "" where it has none: which layer a collective comes from."""
+    out, computation = [], ""
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group("name")
+            continue
+        m = _INSTR.match(line)
+        if not m or computation.startswith("all-reduce-scatter"):
+            continue
+        if _kind(m.group("op"), m.group("rest")) == kind:
+            name = _OP_NAME.search(m.group("rest"))
+            out.append(name.group(1) if name else "")
+    return out
+
+
 def wire_bytes(found: dict[str, Collective]) -> float:
     """Bytes each device sends for `found`'s collectives (ring estimate, `WIRE_FACTOR`)."""
     return sum(WIRE_FACTOR[k] * c.bytes for k, c in found.items())

@@ -90,11 +90,14 @@ def test_shrunken_window_uses_top_left_of_configured_index():
     # Independent computation with the [:32, :32] slice of the (2, 7, 7) index.
     table = np.asarray(params["relative_position_bias_table"])
     bias = table[relative_position_index((2, 7, 7))[:32, :32]].transpose(2, 0, 1)
-    qkv = x.reshape(3, 32, 8) @ params["qkv"]["kernel"] + params["qkv"]["bias"]
+    # the head-major [C, 3, heads, C/heads] kernel is the reference's [C, 3C] reshaped
+    kernel, qkv_bias = params["qkv"]["kernel"], params["qkv"]["bias"]
+    assert kernel.shape == (8, 3, 2, 4) and qkv_bias.shape == (3, 2, 4)
+    qkv = x.reshape(3, 32, 8) @ kernel.reshape(8, 24) + qkv_bias.reshape(24)
     q, k, v = (qkv[..., i * 8:(i + 1) * 8].reshape(3, 32, 2, 4) for i in range(3))
     logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias
     o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(3, 32, 8)
-    want = o @ params["proj"]["kernel"] + params["proj"]["bias"]
+    want = o @ params["proj"]["kernel"].reshape(8, 8) + params["proj"]["bias"]
     np.testing.assert_allclose(out, want.reshape(x.shape), rtol=1e-5, atol=1e-5)
 
 
@@ -115,7 +118,7 @@ def test_projections_skip_padding_with_the_reference_values():
     y = jnp.roll(y, tuple(-s for s in sh), axis=(1, 2, 3))
     windows = window_partition(y, win)
     bw, n = windows.shape[:2]
-    qkv = windows @ params["qkv"]["kernel"] + params["qkv"]["bias"]
+    qkv = windows @ params["qkv"]["kernel"].reshape(12, 36) + params["qkv"]["bias"].reshape(36)
     q, k, v = (qkv[..., i * 12:(i + 1) * 12].reshape(bw, n, 3, 4) for i in range(3))
     table = params["relative_position_bias_table"]
     bias = table[relative_position_index(window)[:n, :n]].transpose(2, 0, 1)
@@ -123,7 +126,7 @@ def test_projections_skip_padding_with_the_reference_values():
     logits = jnp.einsum("bnhd,bmhd->bhnm", q * 0.5, k) + bias + mask
     o = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(logits, -1), v).reshape(bw, n, 12)
     o = jnp.roll(window_reverse(o, win, (2, *padded)), sh, axis=(1, 2, 3))
-    o = o @ params["proj"]["kernel"] + params["proj"]["bias"]
+    o = o @ params["proj"]["kernel"].reshape(12, 12) + params["proj"]["bias"]
     np.testing.assert_allclose(out, o[:, :2, :6, :7], rtol=1e-5, atol=1e-5)
 
 

@@ -166,7 +166,7 @@ def test_sharded_matches_single_device(tiny, tiny_forward):
     shardings = nn.logical_to_mesh_sharding(specs, mesh, RULES)
     placed = jax.device_put(variables, shardings)
     qkv = placed["params"]["rgb"]["stage_0"]["block_0"]["attn"]["qkv"]["kernel"]
-    assert qkv.sharding.spec == P("model", None)  # embed → model
+    assert qkv.sharding.spec == P("model", None, None, None)  # embed → model
     data = NamedSharding(mesh, P("data"))
     rgb_s, nir_s = jax.device_put(rgb, data), jax.device_put(nir, data)
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):

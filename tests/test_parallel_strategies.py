@@ -98,7 +98,7 @@ def test_parameter_specs_per_strategy(tiny):
     mesh, rules, fsdp = placed(config("fsdp", *MESHES["fsdp"]), *tiny)
     assert batch_spec(rules, mesh, BATCH) == P(("data", "fsdp"))  # every data-like axis
     assert spec(fsdp, f"{block}/mlp/fc1/kernel") == P("fsdp", None)
-    assert spec(fsdp, f"{block}/attn/qkv/kernel") == P("fsdp", None)
+    assert spec(fsdp, f"{block}/attn/qkv/kernel") == P("fsdp", None, None, None)
     # 147 bias-table rows and 2 heads: nothing the 4-way axis divides
     assert spec(fsdp, f"{block}/attn/relative_position_bias_table") == P(None, None)
     # Adam's moments are sharded like their parameters
@@ -111,11 +111,16 @@ def test_parameter_specs_per_strategy(tiny):
     assert spec(tp, f"{block}/mlp/fc1/bias") == P("model")
     assert spec(tp, f"{block}/mlp/fc2/kernel") == P("model", None)   # row-parallel
     assert spec(tp, f"{block}/mlp/fc2/bias") == P(None)
-    assert spec(tp, f"{block}/attn/qkv/kernel") == P(None, "model")
+    # qkv stored head-major [C, 3, heads, C/heads]: split by heads, as it is used
+    assert spec(tp, f"{block}/attn/qkv/kernel") == P(None, None, "model", None)
+    assert spec(tp, f"{block}/attn/qkv/bias") == P(None, "model", None)
     assert spec(tp, f"{block}/attn/relative_position_bias_table") == P(None, "model")
-    assert spec(tp, f"{block}/attn/proj/kernel") == P("model", None)
+    assert spec(tp, f"{block}/attn/proj/kernel") == P("model", None, None)  # [heads, kv, C]
     assert spec(tp, f"{block}/norm1/scale") == P(None)
     assert spec(tp, "rgb/patch_embed/kernel") == P(None, None, None, None, None)
+    # the attention windows' q, k, v stay split by heads (no gather before the attention)
+    assert dict(activation_rules(config("dp_tp", *MESHES["dp_tp"]).mesh, mesh,
+                                 axes.ALL))["heads"] == "model"
 
 
 def test_user_rules_override_the_strategy(tiny):
@@ -123,7 +128,7 @@ def test_user_rules_override_the_strategy(tiny):
     c.mesh.rules = (("mlp", None),)
     _, _, tp = placed(c, *tiny)
     assert spec(tp, "rgb/stage_0/block_0/mlp/fc1/kernel") == P(None, None)
-    assert spec(tp, "rgb/stage_0/block_0/attn/qkv/kernel") == P(None, "model")
+    assert spec(tp, "rgb/stage_0/block_0/attn/qkv/kernel") == P(None, None, "model", None)
     c = config("dp", *MESHES["dp"])
     c.mesh.activation_rules = (("embed", "model"),)
     assert dict(activation_rules(c.mesh, create_mesh(c.mesh), axes.ALL))["embed"] == "model"

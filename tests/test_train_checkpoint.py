@@ -136,3 +136,33 @@ def test_converted_reference_checkpoint_fits_a_stage2_model(tmp_path, golden_dir
     np.testing.assert_array_equal(
         merged["params"]["head"]["conv"]["bias"], state_dict["rPPG_net.dense7.bias"])
 
+
+
+def test_old_qkv_layout_is_reshaped_by_init_from_and_named_on_resume(tmp_path):
+    """Before the head-major qkv layout a checkpoint held qkv kernel [C, 3C], bias [3C]:
+    init_from reshapes them (the same values: q|k|v, each head-major); resuming a workdir
+    with them is a one-line error naming the parameter and the layout."""
+    old = {"params": {"blk": {"qkv": {"kernel": np.arange(48.0).reshape(4, 12),
+                                      "bias": np.arange(12.0)}}}}
+    target = {"params": {"blk": {"qkv": {"kernel": np.zeros((4, 3, 2, 2)),
+                                         "bias": np.zeros((3, 2, 2))}}}}
+    merged, _ = merge_variables(target, old, "init")
+    kernel = merged["params"]["blk"]["qkv"]["kernel"]
+    np.testing.assert_array_equal(kernel[:, 1, 1], old["params"]["blk"]["qkv"]["kernel"][:, 6:8])
+    np.testing.assert_array_equal(merged["params"]["blk"]["qkv"]["bias"][2, 0], [8.0, 9.0])
+    with pytest.raises(ValueError, match="params/blk/qkv/kernel has shape"):
+        merge_variables(target, {"params": {"blk": {"qkv": {"kernel": np.ones((4, 9))}}}},
+                        "init")
+
+    ckpt = Checkpointer(tmp_path, ckpt_config())
+    ckpt.save(3, dict(old, step=np.int32(3)))
+    ckpt.close()
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, np.float64,
+                                                           sharding=sharding),
+                            dict(target, step=np.int32(0)))
+    ckpt = Checkpointer(tmp_path, ckpt_config())
+    with pytest.raises(ValueError, match=r"params/blk/qkv/\w+ has shape \(\d+(, 12)?,?\), "
+                                         r"the model expects .*head-major.*init_from"):
+        ckpt.restore(3, abstract)
+    ckpt.close()

@@ -8,7 +8,9 @@ converted by `ienet_jax.convert.fee.fee_variables`).
 Conversion walks the Flax variable tree the model expects (`jax.eval_shape` of its
 init), so the result has exactly that structure; every leaf names the reference key it
 comes from. Layout changes: Linear `(out, in)` → `(in, out)`; ConvNd
-`(out, in, *k)` → `(*k, in, out)`; the 1×1×1 head conv → a Dense kernel. Of the three
+`(out, in, *k)` → `(*k, in, out)`; the 1×1×1 head conv → a Dense kernel; the attention's
+Linears head-major (`HEAD_MAJOR`, a reshape): `qkv` `(3·C, C)` → `[C, 3, heads, C/heads]`
+(bias `[3, heads, C/heads]`), `proj` `(C, C)` → `[heads, C/heads, C]`. Of the three
 context-enhancement modules the reference stores per block (`context_enhance1/2/3`),
 the one whose width matches the block is used (as the reference chooses it); the others
 are dropped. A NIR model with fewer input channels than the checkpoint (1 vs the
@@ -31,6 +33,9 @@ from ienet_jax.models.attention import relative_position_index
 
 BACKBONES = {"rgb": "RGB_feature_extraction.", "nir": "NIR_feature_extraction."}
 HEAD = "rPPG_net.dense7."
+# Flax modules whose variables are the reference's (transposed) reshaped to head-major axes
+# (`ienet_jax.models.attention`: tensor parallelism splits them by heads).
+HEAD_MAJOR = ("qkv", "proj")
 HR_MODEL_PREFIX = "rPPG_model."
 LEAF_NAMES = {
     "kernel": "weight", "scale": "weight", "bias": "bias",
@@ -147,7 +152,8 @@ def ienet_variables(state_dict: Mapping[str, np.ndarray], model_config) -> dict:
             if path[:2] == ("nir", "patch_embed") and path[-1] == "kernel":
                 value = _fold_channels(value, spec.shape, key)
             if value.shape != spec.shape:
-                if value.size == int(np.prod(spec.shape)) and path[0] == "head":
+                if value.size == int(np.prod(spec.shape)) and (path[0] == "head"
+                                                               or path[-2] in HEAD_MAJOR):
                     value = value.reshape(spec.shape)
                 else:
                     raise ValueError(

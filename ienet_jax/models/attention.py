@@ -61,6 +61,16 @@ def qkv_split(dim: int, heads: int) -> tuple[int, int, int]:
     return 3, heads, dim // heads
 
 
+def dense_init(inputs: int):
+    """LeCun normal of a kernel whose first `inputs` axes are its inputs: the values of
+    `nn.Dense`'s 2-D kernel (the same key), reshaped."""
+    def init(key, shape, dtype=jnp.float32):
+        flat = (math.prod(shape[:inputs]), math.prod(shape[inputs:]))
+        return nn.initializers.lecun_normal()(key, flat, dtype).reshape(shape)
+
+    return init
+
+
 def table_size(window: Window) -> int:
     """Rows of the relative-position-bias table for a configured window."""
     return (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1)
@@ -143,9 +153,11 @@ def _add_bias_fwd(x, bias):
 
 
 def _add_bias_bwd(shape, g):
-    flat = g.reshape(-1, math.prod(shape))
-    ones = jnp.ones((flat.shape[0],), g.dtype)
-    return g, jax.lax.dot_general(ones, flat, (((0,), (0,)), ((), ()))).reshape(shape)
+    # the bias's own axes stay separate (not flattened): a sharded one (the qkv bias's
+    # heads under tensor parallelism) keeps its sharding instead of being gathered
+    lead = g.reshape(-1, *shape)
+    ones = jnp.ones((lead.shape[0],), g.dtype)
+    return g, jax.lax.dot_general(ones, lead, (((0,), (0,)), ((), ())))
 
 
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
@@ -154,9 +166,12 @@ add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 class FusedQKV(nn.Module):
     """The fused query/key/value projection `[..., C]` → `[..., 3, heads, C / heads]`.
 
-    Parameters are those of `nn.Dense(3·C)` (`kernel` `[C, 3·C]`, `bias` `[3·C]`, the
-    reference layout); the kernel is used reshaped to `[C, 3, heads, C / heads]`, so that
-    the output keeps a separate `heads` axis a tensor-parallel mesh can split.
+    The kernel is stored head-major, `[C, 3, heads, C / heads]` (logical axes `embed`,
+    —, `heads`, `kv`), and the bias `[3, heads, C / heads]`: the reference's `[C, 3·C]`
+    (`qkv.weight` transposed, outputs q|k|v, each head-major) reshaped, so the values are
+    the reference's, while a tensor-parallel mesh splits the `heads` axis of the stored
+    parameter itself (the contiguous `[C, 3·C]` split it had gave a device all of q and
+    half of k: XLA gathered the kernel per block).
 
     `pad[i]` zero tokens appended along axis `1 + i` of the input give the output of the
     zero-padded input (their projection is the bias alone) without multiplying them.
@@ -173,21 +188,49 @@ class FusedQKV(nn.Module):
         split = qkv_split(c, self.heads)
         kernel = self.param(
             "kernel",
-            nn.with_logical_partitioning(nn.initializers.lecun_normal(), (axes.EMBED, axes.QKV)),
-            (c, 3 * c), self.param_dtype,
+            nn.with_logical_partitioning(dense_init(1), (axes.EMBED, None, axes.HEADS, axes.KV)),
+            (c, *split), self.param_dtype,
         )
-        kernel = jnp.asarray(kernel, self.dtype).reshape(c, *split)
+        kernel = jnp.asarray(kernel, self.dtype)
         y = jax.lax.dot_general(x.astype(self.dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
         if any(pad):
             widths = [(0, 0)] + [(0, p) for p in pad]
             y = jnp.pad(y, widths + [(0, 0)] * (y.ndim - len(widths)))
         if self.use_bias:
             bias = self.param(
-                "bias", nn.with_logical_partitioning(nn.initializers.zeros, (axes.QKV,)),
-                (3 * c,), self.param_dtype,
+                "bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                     (None, axes.HEADS, axes.KV)),
+                split, self.param_dtype,
             )
-            y = add_bias(y, jnp.asarray(bias, self.dtype).reshape(split))
+            y = add_bias(y, jnp.asarray(bias, self.dtype))
         return y
+
+
+class HeadsProjection(nn.Module):
+    """The attention's output projection `[..., heads, C / heads]` → `[..., C]`.
+
+    The kernel is stored `[heads, C / heads, C]` (the reference's `proj.weight` transposed,
+    `[C, C]`, reshaped), so a tensor-parallel mesh splits it (row-parallel) exactly when
+    it splits the heads, and leaves it whole with them."""
+
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        heads, hd = x.shape[-2:]
+        c = heads * hd
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(dense_init(2), (axes.HEADS, axes.KV, axes.EMBED)),
+            (heads, hd, c), self.param_dtype,
+        )
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                               (axes.EMBED,)),
+                          (c,), self.param_dtype)
+        y = jax.lax.dot_general(x.astype(self.dtype), jnp.asarray(kernel, self.dtype),
+                                (((x.ndim - 2, x.ndim - 1), (0, 1)), ((), ())))
+        return y + jnp.asarray(bias, self.dtype)
 
 
 class WindowAttention(nn.Module):
@@ -236,19 +279,15 @@ class WindowAttention(nn.Module):
             if any(shift):
                 qkv = jnp.roll(qkv, tuple(-s for s in shift), axis=(1, 2, 3))
                 mask = shift_mask(padded, window, shift)
-            qkv = nn.with_logical_constraint(qkv_windows(qkv, window), axes.WINDOW_QKV)
+            qkv = axes.constrain(qkv_windows(qkv, window), axes.WINDOW_QKV)
         out = self.attend(qkv, mask, train)
         with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
             y = merge_windows(out, window, (b, *padded))
             if any(shift):
                 y = jnp.roll(y, shift, axis=(1, 2, 3))
             y = y[:, :d, :h, :w]
-        y = nn.Dense(
-            c, dtype=self.dtype, param_dtype=self.param_dtype, name="proj",
-            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                     (axes.ATTN, axes.EMBED)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.EMBED,)),
-        )(y)
+        y = HeadsProjection(self.dtype, self.param_dtype, name="proj")(
+            y.reshape(*y.shape[:-1], self.heads, c // self.heads))
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:

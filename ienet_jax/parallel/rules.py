@@ -4,7 +4,7 @@ Rules come from config (`mesh.rules` for parameters and optimizer state,
 `mesh.activation_rules` for the activation constraints the models place with
 `nn.with_logical_constraint`) as `(pattern, mesh_axes)` pairs, e.g.
 
-    (("batch", "data"), ("embed|mlp|heads|qkv|attn", "model"), (".*", None))
+    (("batch", "data"), ("embed|mlp|heads", "model"), (".*", None))
 
 `pattern` is a regex matched against the whole logical name; the FIRST matching rule
 wins; `mesh_axes` is a mesh axis name, a tuple of them, or None (replicated). A mesh axis

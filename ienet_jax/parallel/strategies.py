@@ -22,16 +22,23 @@ order), whatever the strategy; other axes (`model`) hold replicas of the batch.
   `("data", "model")` = parameters over all devices; `axes=("data", "fsdp")`,
   `shape=(2, 4)` = 2 replicas each sharding the model 4 ways.
 - `dp_tp`: data + tensor parallel (Megatron-style) over a `model` axis: the Swin MLP
-  hidden dimension (`fc1` column- / `fc2` row-parallel), the attention heads (the fused
-  `qkv` projection, the relative-position-bias table and the output projection `attn`)
-  are split over `model`; everything else (norms, patch embedding and merging, context
-  convolutions, upsampling, heads) is replicated. Forward: one all-reduce after the
-  attention and one after the MLP of each block, as Megatron. The `qkv` kernel is stored
-  `[C, 3·C]` (the reference layout), split contiguously over `model`, and used as
-  `[C, 3, heads, C/heads]` split by heads, so XLA all-gathers that (small) weight per
-  block, never an activation. A dimension `model` does not divide (e.g. 3 heads on a
-  2-way `model` axis) stays replicated. With `model` of size 1 this is `dp`.
-  This is the default (`mesh.shape=(-1, 1)`: pure data parallel).
+  hidden dimension (`fc1` column- / `fc2` row-parallel) and the attention heads (the fused
+  `qkv` projection, column-parallel; the relative-position-bias table; the output
+  projection `proj`, row-parallel) are split over `model`; everything else (norms, patch
+  embedding and merging, context convolutions, upsampling, heads) is replicated.
+  Forward: one all-reduce after the attention and one after the MLP of each block, as
+  Megatron (and one each for their input gradients in the backward). The attention's
+  parameters are stored head-major (`qkv` kernel `[C, 3, heads, C/heads]`, bias
+  `[3, heads, C/heads]`, `proj` kernel `[heads, C/heads, C]`), so a split of `heads` is a
+  split of the stored arrays, and the windows' q, k, v stay split by heads (the
+  activation rule `heads → model`): no weight or activation is gathered
+  (`tests/test_parallel_tp_collectives.py`; a micro IENet on a 4 × 2 data × model mesh had
+  12 all-gathers per step when the `qkv` kernel was stored `[C, 3·C]` and split
+  contiguously, device 0 holding q and half of k). A dimension `model` does not divide
+  (e.g. 3 heads, the reference's first stage, on a 2-way `model` axis) stays replicated,
+  parameters and activations alike: that block's attention runs whole on each device of
+  a model group, without collectives. With `model` of size 1 this is `dp`. This is the
+  default (`mesh.shape=(-1, 1)`: pure data parallel).
 """
 
 from __future__ import annotations
@@ -51,9 +58,11 @@ MODEL_AXIS = "model"
 
 # Logical names (ienet_jax/models/axes.py) of parameter dimensions FSDP may split: every
 # named one. The first named dimension the fsdp axis divides is split.
-FSDP_NAMES = "embed|mlp|qkv|attn|merge|conv_in|conv_out|heads|kv|table"
-# Megatron: hidden MLP width, fused qkv outputs, heads (bias table), attention output width.
-TP_NAMES = "mlp|qkv|heads|attn"
+FSDP_NAMES = "embed|mlp|merge|conv_in|conv_out|heads|kv|table"
+# Megatron: hidden MLP width; heads (qkv kernel and bias, bias table, output projection).
+TP_NAMES = "mlp|heads"
+# Activations kept split over `model`: the heads of the attention windows (q, k, v).
+TP_ACTIVATION_NAMES = "heads"
 
 
 def data_axes(mesh: Mesh) -> tuple[str, ...]:
@@ -88,6 +97,7 @@ def strategy_tables(strategy: str, mesh: Mesh) -> tuple[tuple, tuple]:
             raise ValueError(f"config key mesh.strategy='dp_tp' needs a {MODEL_AXIS!r} mesh "
                              f"axis, got mesh.axes={tuple(mesh.axis_names)}")
         params = (batch_rule, (TP_NAMES, MODEL_AXIS), (".*", None))
+        return params, (batch_rule, (TP_ACTIVATION_NAMES, MODEL_AXIS))
     return params, (batch_rule,)
 
 

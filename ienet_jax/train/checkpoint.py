@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging as logging_lib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,32 @@ from orbax.checkpoint import checkpoint_managers as policies
 from ienet_jax.parallel import distributed
 
 STATE, DATA = "state", "data"
+# Parameters whose stored layout changed, and the old layout (same values, reshaped): the
+# attention's projections are stored head-major since tensor parallelism splits them by
+# heads (`ienet_jax.models.attention`). `merge_variables` (train.init_from) reshapes an old
+# one; `Checkpointer.restore` (resuming a workdir) refuses it in one line.
+LAYOUT_CHANGES = (
+    (re.compile(r"(.*/)?(qkv/(kernel|bias)|attn/proj/kernel)"),
+     "the attention's projections are now stored head-major: qkv kernel [C, 3, heads, "
+     "C/heads], qkv bias [3, heads, C/heads], proj kernel [heads, C/heads, C] (they were "
+     "[C, 3*C], [3*C], [C, C]); start a new workdir with "
+     "--config.train.init_from=<this checkpoint>, which reshapes them"),
+)
+
+
+def _layout_change(name: str) -> str | None:
+    return next((why for regex, why in LAYOUT_CHANGES if regex.fullmatch(name)), None)
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+    """`{"params/a/b": shape}` of the array leaves of a state or of its orbax metadata."""
+    def name(path):
+        return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                        for k in path)
+
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
+    return {name(path): tuple(x.shape) for path, x in leaves if hasattr(x, "shape")}
 
 
 class _QuietOrbax(logging_lib.Filter):
@@ -121,6 +148,7 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_state: Any, iterator: Any = None) -> tuple[Any, Any]:
         """`(state, iterator)` of `step`; `abstract_state` carries the target shardings."""
+        self._check_shapes(step, abstract_state)
         items = {STATE: ocp.args.StandardRestore(abstract_state)}
         has_data = iterator is not None and self._has_data_state(step)
         if has_data:
@@ -128,6 +156,19 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         logging.info("checkpoint: restored step %d from %s", step, self.directory)
         return restored[STATE], restored.get(DATA, iterator) if has_data else iterator
+
+    def _check_shapes(self, step: int, abstract_state: Any) -> None:
+        """A stored array whose shape is not the model's is a one-line error naming it
+        (orbax's own names neither the array nor the reason)."""
+        with ocp.StandardCheckpointer() as checkpointer:
+            stored = _shapes(_tree(checkpointer.metadata(self.directory / str(step) / STATE)))
+        for name, shape in _shapes(abstract_state).items():
+            if name in stored and stored[name] != shape:
+                why = _layout_change(name)
+                raise ValueError(
+                    f"checkpoint {self.directory / str(step)}: {name} has shape "
+                    f"{stored[name]}, the model expects {shape}"
+                    + (f": {why}" if why else " (a different model config?)"))
 
     def _has_data_state(self, step: int) -> bool:
         """Whether step `step` holds an input-iterator state for THIS process (grain writes
@@ -154,6 +195,12 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _tree(metadata: Any) -> Any:
+    """The array-metadata tree of a `StandardCheckpointer.metadata(...)` result."""
+    tree = getattr(metadata, "item_metadata", metadata)
+    return getattr(tree, "tree", tree)
 
 
 def _replicated_target(metadata_tree: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -191,9 +238,7 @@ def load_variables(path: str | Path) -> dict:
         step_dir = path / str(steps[-1])
     replicated = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # every process
     with ocp.StandardCheckpointer() as checkpointer:
-        meta = checkpointer.metadata(step_dir / STATE)
-        tree = getattr(meta, "item_metadata", meta)
-        tree = getattr(tree, "tree", tree)
+        tree = _tree(checkpointer.metadata(step_dir / STATE))
         restored = checkpointer.restore(step_dir / STATE, _replicated_target(tree, replicated))
     logging.info("init_from: variables of %s", step_dir)
     return jax.tree.map(np.asarray, {k: restored[k] for k in ("params", "batch_stats")})
@@ -203,8 +248,9 @@ def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[s
     """`target` with every leaf that `source` also has replaced by the source's value.
 
     Returns `(merged, missing)`: `missing` lists target paths absent from `source` (kept
-    from `target`, e.g. the FEE head of a stage-1 checkpoint). A shape mismatch or a source
-    leaf unknown to the target is a ValueError naming the path.
+    from `target`, e.g. the FEE head of a stage-1 checkpoint). A source in an old layout
+    (`LAYOUT_CHANGES`) is reshaped; another shape mismatch or a source leaf unknown to the
+    target is a ValueError naming the path.
     """
     flat_source = {"/".join(map(str, k)): v
                    for k, v in traverse_util.flatten_dict(source).items()}
@@ -215,6 +261,11 @@ def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[s
         name = "/".join(map(str, key))
         if name in flat_source:
             src = flat_source[name]
+            if (tuple(src.shape) != tuple(value.shape) and _layout_change(name)
+                    and np.size(src) == np.size(value)):
+                logging.info("%s: %s reshaped from the old layout %s to %s", what, name,
+                             tuple(src.shape), tuple(value.shape))
+                src = np.reshape(src, value.shape)
             if tuple(src.shape) != tuple(value.shape):
                 raise ValueError(f"{what}: {name} has shape {tuple(src.shape)}, the model "
                                  f"expects {tuple(value.shape)}")
