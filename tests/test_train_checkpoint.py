@@ -166,3 +166,43 @@ def test_old_qkv_layout_is_reshaped_by_init_from_and_named_on_resume(tmp_path):
                                          r"the model expects .*head-major.*init_from"):
         ckpt.restore(3, abstract)
     ckpt.close()
+
+
+def test_inference_loads_a_checkpoint_of_the_old_qkv_layout(tmp_path):
+    """`inference.load` (evaluate, predict, the studies) reads a checkpoint written before
+    the head-major layout (qkv kernel [C, 3C], bias [3C], proj kernel [C, C]) and gives the
+    same outputs as the same values stored head-major."""
+    from flax import traverse_util
+    from train_configs import micro_ienet_model
+
+    from ienet_jax.eval import inference
+    from ienet_jax.train.state import abstract_variables
+
+    cfg = micro_ienet_model()
+    cfg.heads = (2, 2)
+    model = build(cfg)
+    variables = model.init({"params": jax.random.key(1)},
+                           *contract.get(cfg).example_inputs(cfg), train=False)
+    variables = jax.tree.map(np.asarray, nn.unbox(variables))
+    assert jax.tree.map(np.shape, abstract_variables(model, cfg)) == \
+        jax.tree.map(np.shape, variables)
+    old = {}
+    for key, value in traverse_util.flatten_dict(variables).items():
+        name = "/".join(key)
+        if name.endswith("qkv/kernel"):
+            value = value.reshape(value.shape[0], -1)
+        elif name.endswith("attn/proj/kernel"):
+            value = value.reshape(-1, value.shape[-1])
+        elif name.endswith("qkv/bias"):
+            value = value.reshape(-1)
+        old[key] = value
+    old = traverse_util.unflatten_dict(old)
+    assert old["params"]["rgb"]["stage_0"]["block_0"]["attn"]["qkv"]["kernel"].shape == (6, 18)
+    save_converted(tmp_path / "new", variables, cfg)
+    save_converted(tmp_path / "old", old, cfg)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (2, 16, 16, 16, 3), np.uint8)
+    nir = rng.integers(0, 255, (2, 16, 16, 16, 1), np.uint8)
+    want = inference.load(tmp_path / "new")(rgb, nir)["rppg"]
+    got = inference.load(tmp_path / "old")(rgb, nir)["rppg"]
+    np.testing.assert_array_equal(got, want)

@@ -48,10 +48,13 @@ def load_model_config(checkpoint: str | Path,
 def load(checkpoint: str | Path, config: ml_collections.ConfigDict | None = None,
          batch_size: int = 8) -> ClipModel:
     """`ClipModel` from a trainer workdir / checkpoint folder or a converted reference dir."""
-    from ienet_jax.train.checkpoint import load_variables
+    from ienet_jax.train import checkpoint as checkpoint_lib
+    from ienet_jax.train.state import abstract_variables
 
     model_config = load_model_config(checkpoint, config)
-    variables = load_variables(checkpoint)
+    variables = checkpoint_lib.load_variables(checkpoint)
+    variables = checkpoint_lib.upgrade_layout(
+        variables, abstract_variables(build(model_config), model_config), str(checkpoint))
     return ClipModel(model_config, variables, batch_size=batch_size)
 
 

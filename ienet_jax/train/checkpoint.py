@@ -244,6 +244,29 @@ def load_variables(path: str | Path) -> dict:
     return jax.tree.map(np.asarray, {k: restored[k] for k in ("params", "batch_stats")})
 
 
+def _upgrade(name: str, value: Any, shape: tuple, what: str) -> Any:
+    """`value` reshaped to `shape` when it is `name` stored in an old layout
+    (`LAYOUT_CHANGES`: the same values in another shape), else as it is."""
+    if (tuple(value.shape) != shape and _layout_change(name)
+            and np.size(value) == int(np.prod(shape))):
+        logging.info("%s: %s reshaped from the old layout %s to %s", what, name,
+                     tuple(value.shape), shape)
+        return np.reshape(value, shape)
+    return value
+
+
+def upgrade_layout(variables: dict, expected: Any, what: str) -> dict:
+    """`variables` with every array stored in an old layout (`LAYOUT_CHANGES`) reshaped to
+    its shape in `expected` (the model's variables or their `ShapeDtypeStruct`s); other
+    arrays as they are (a mismatch left is the model's own error)."""
+    shapes = {"/".join(map(str, k)): tuple(v.shape)
+              for k, v in traverse_util.flatten_dict(expected).items()}
+    flat = traverse_util.flatten_dict(variables)
+    return traverse_util.unflatten_dict({
+        k: _upgrade(name, v, shapes[name], what) if (name := "/".join(map(str, k))) in shapes
+        else v for k, v in flat.items()})
+
+
 def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[str]]:
     """`target` with every leaf that `source` also has replaced by the source's value.
 
@@ -261,11 +284,7 @@ def merge_variables(target: dict, source: dict, what: str) -> tuple[dict, list[s
         name = "/".join(map(str, key))
         if name in flat_source:
             src = flat_source[name]
-            if (tuple(src.shape) != tuple(value.shape) and _layout_change(name)
-                    and np.size(src) == np.size(value)):
-                logging.info("%s: %s reshaped from the old layout %s to %s", what, name,
-                             tuple(src.shape), tuple(value.shape))
-                src = np.reshape(src, value.shape)
+            src = _upgrade(name, src, tuple(value.shape), what)
             if tuple(src.shape) != tuple(value.shape):
                 raise ValueError(f"{what}: {name} has shape {tuple(src.shape)}, the model "
                                  f"expects {tuple(value.shape)}")

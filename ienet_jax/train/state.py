@@ -50,6 +50,12 @@ def _init_variables(model: nn.Module, model_config, rng) -> dict:
                       *contract.get(model_config).example_inputs(model_config), train=False)
 
 
+def abstract_variables(model: nn.Module, model_config) -> dict:
+    """The `ShapeDtypeStruct`s of the model's variables (unboxed; nothing computed)."""
+    return nn.unbox(jax.eval_shape(lambda r: _init_variables(model, model_config, r),
+                                   jax.random.PRNGKey(0)))
+
+
 @dataclasses.dataclass(frozen=True)
 class InitTrace:
     """`model.init` traced once: `boxed` holds the variables' `ShapeDtypeStruct`s in their
