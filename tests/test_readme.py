@@ -209,6 +209,10 @@ COMMANDS: dict[str, Chain | Check] = {
     "python -m bench.accuracy --preset realistic --variant tiny --budget 8": Check(
         "about an hour (five training runs of 8 minutes, evaluation); tests/test_accuracy.py "
         "runs the same path with --short. Here: the flags parse.", parses("bench.accuracy")),
+    "python -m bench.subjects --preset realistic --variant tiny --counts 6 12 24 48 96 "
+    "--seeds 0 1 2": Check(
+        "about an hour (15 training runs of 2-5 minutes); tests/test_subjects.py tests its "
+        "views and report. Here: the flags parse.", parses("bench.subjects")),
     "python -m bench.accuracy --short": Check(
         "run by tests/test_accuracy.py already. Here: the flags parse.",
         parses("bench.accuracy")),
