@@ -70,6 +70,23 @@ def _operands(rest: str) -> list[str]:
     return _OPERAND.findall(rest[:end])
 
 
+def _collective_instructions(lines: list[str]):
+    """`(kind, instruction match)` of each collective of the module's text, in order; the
+    body of a TPU reduce-scatter fusion is skipped (its call counts)."""
+    computation = ""
+    for line in lines:
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group("name")
+            continue
+        m = _INSTR.match(line)
+        if not m or computation.startswith("all-reduce-scatter"):
+            continue
+        kind = _kind(m.group("op"), m.group("rest"))
+        if kind is not None:
+            yield kind, m
+
+
 def collectives(hlo_text: str) -> dict[str, Collective]:
     """`{kind: Collective(count, bytes)}` for every kind in `KINDS` (zeros included)."""
     lines = hlo_text.splitlines()
@@ -79,18 +96,7 @@ def collectives(hlo_text: str) -> dict[str, Collective]:
         if m:
             types[m.group("name")] = _bytes(m.group("type"))
     out = {k: Collective() for k in KINDS}
-    computation = ""
-    for line in lines:
-        header = _COMPUTATION.match(line)
-        if header:
-            computation = header.group("name")
-            continue
-        m = _INSTR.match(line)
-        if not m or computation.startswith("all-reduce-scatter"):
-            continue  # (the body of a TPU reduce-scatter fusion: counted at its call)
-        kind = _kind(m.group("op"), m.group("rest"))
-        if kind is None:
-            continue
+    for kind, m in _collective_instructions(lines):
         result = types[m.group("name")]
         inputs = sum(types.get(o, 0) for o in _operands(m.group("rest")))
         if m.group("op").endswith("-start"):  # its type holds the operands and the results
@@ -107,16 +113,9 @@ def op_names(hlo_text: str, kind: str) -> list[str]:
     """The source op name (`metadata={op_name=...}`: the jaxpr path, e.g.
     `jit(train_step)/jvp(IENet)/rgb/stage_0/block_0/attn/qkv/reshape`) of each collective
     of `kind` in the module, "" where it has none: which layer a collective comes from."""
-    out, computation = [], ""
-    for line in hlo_text.splitlines():
-        header = _COMPUTATION.match(line)
-        if header:
-            computation = header.group("name")
-            continue
-        m = _INSTR.match(line)
-        if not m or computation.startswith("all-reduce-scatter"):
-            continue
-        if _kind(m.group("op"), m.group("rest")) == kind:
+    out = []
+    for found, m in _collective_instructions(hlo_text.splitlines()):
+        if found == kind:
             name = _OP_NAME.search(m.group("rest"))
             out.append(name.group(1) if name else "")
     return out
