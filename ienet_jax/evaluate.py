@@ -200,9 +200,8 @@ def _run_videos(model, clips: list[tuple[int, dict]], records: list[dict], box_s
             if out.fee is not None:
                 t0, t1 = at / fps, (at + len(ex["rgb"])) / fps
                 inside = (out.window_times >= t0) & (out.window_times < t1)
-                if not inside.any():
-                    inside = np.abs(out.window_times - (t0 + t1) / 2) == np.min(
-                        np.abs(out.window_times - (t0 + t1) / 2))
+                if not inside.any():  # the window centred nearest to the clip's centre
+                    inside = np.argmin(np.abs(out.window_times - (t0 + t1) / 2))
                 records[index]["fee"] = float(np.mean(out.fee[inside]))
 
 

@@ -313,3 +313,27 @@ def test_clips_shorter_than_the_models_input_run_as_whole_videos(tmp_path):
     model.batch_size = 4
     with pytest.raises(ValueError, match=r"video v1 frames 0-7: 8 frames .*model.clip_length=16"):
         evaluate.run_clips(model, gap, "test")
+
+
+def test_whole_video_fee_is_the_windows_centred_in_each_clip(tmp_path):
+    """A model with an HR head on clips shorter than its input: each clip gets the mean HR of
+    the windows centred inside it, else of the window centred nearest."""
+    from test_eval_series import FrameMeanModel
+
+    from ienet_jax import evaluate
+    from ienet_jax.data import features
+
+    class WithHead(FrameMeanModel):
+        def __call__(self, rgb, nir, where, fps):
+            out = super().__call__(rgb, nir, where, fps)
+            out["hr"] = np.arange(len(rgb), dtype=np.float64) * 10.0  # window k → 10 k
+            return out
+
+    spec = features.ClipSpec(clip_length=8, height=8, width=8, nir=False)
+    data = _video_clips(tmp_path / "clips", spec, [[0, 8, 16]])
+    model = WithHead(clip_length=16, frame_size=8)
+    model.batch_size = 4
+    records = sorted(evaluate.run_clips(model, data, "test"), key=lambda r: r["start"])
+    # windows start at frames 0 and 8 (centres 7.5 and 15.5): clip [0, 8) holds the first,
+    # [8, 16) the second, [16, 24) none (the second is nearest its centre, 20)
+    assert [r["fee"] for r in records] == [0.0, 10.0, 10.0]

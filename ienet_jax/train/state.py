@@ -50,12 +50,6 @@ def _init_variables(model: nn.Module, model_config, rng) -> dict:
                       *contract.get(model_config).example_inputs(model_config), train=False)
 
 
-def abstract_variables(model: nn.Module, model_config) -> dict:
-    """The `ShapeDtypeStruct`s of the model's variables (unboxed; nothing computed)."""
-    return nn.unbox(jax.eval_shape(lambda r: _init_variables(model, model_config, r),
-                                   jax.random.PRNGKey(0)))
-
-
 @dataclasses.dataclass(frozen=True)
 class InitTrace:
     """`model.init` traced once: `boxed` holds the variables' `ShapeDtypeStruct`s in their
@@ -81,6 +75,11 @@ def trace_init(model: nn.Module, model_config) -> InitTrace:
     jaxpr, boxed = jax.make_jaxpr(lambda rng: _init_variables(model, model_config, rng),
                                   return_shape=True)(jax.random.PRNGKey(0))
     return InitTrace(jaxpr, boxed)
+
+
+def abstract_variables(model: nn.Module, model_config) -> dict:
+    """Unboxed `ShapeDtypeStruct` tree of all the model's variables (no computation)."""
+    return nn.unbox(trace_init(model, model_config).boxed)
 
 
 def abstract_params(model: nn.Module, model_config, init: InitTrace | None = None) -> Any:
