@@ -28,7 +28,7 @@ _ITEMSIZE = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 
              "f8e4m3fn": 1, "f8e5m2": 1, "s4": 1, "u4": 1}
 _SHAPE = re.compile(r"\b(" + "|".join(_ITEMSIZE) + r")\[([0-9,]*)\]")
 # `[ROOT] %name = TYPE op(operands), attributes`; TYPE may be a tuple `(f32[..], f32[..])`
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%(?P<name>[\w.\-]+)\s*=\s*(?P<type>.+?)\s+"
+INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%(?P<name>[\w.\-]+)\s*=\s*(?P<type>.+?)\s+"
                     r"(?P<op>[a-z][\w\-]*)\((?P<rest>.*)$")
 # `%name (params) -> type {` or `ENTRY %name ...{`
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%(?P<name>[\w.\-]+)\s*[({]")
@@ -41,9 +41,18 @@ class Collective:
     bytes: int = 0
 
 
-def _bytes(text: str) -> int:
+_LAYOUT_SPACE = re.compile(r"\[[0-9,]*\](\{[^}]*\})?")
+
+
+def shape_bytes(text: str, main_memory_only: bool = False) -> int:
+    """Bytes of the array shapes in `text` (an HLO type, e.g. `(f32[2,3], bf16[4])`).
+    `main_memory_only`: leave out arrays whose layout places them in another memory space
+    (`S(1)`: XLA:TPU's on-chip VMEM, where memory-space assignment stages operands)."""
     total = 0
-    for dtype, dims in _SHAPE.findall(text):
+    spaces = [m.group(1) or "" for m in _LAYOUT_SPACE.finditer(text)]
+    for (dtype, dims), layout in zip(_SHAPE.findall(text), spaces, strict=True):
+        if main_memory_only and re.search(r"S\([1-9]", layout):
+            continue
         size = 1
         for d in filter(None, dims.split(",")):
             size *= int(d)
@@ -79,7 +88,7 @@ def _collective_instructions(lines: list[str]):
         if header:
             computation = header.group("name")
             continue
-        m = _INSTR.match(line)
+        m = INSTRUCTION.match(line)
         if not m or computation.startswith("all-reduce-scatter"):
             continue
         kind = _kind(m.group("op"), m.group("rest"))
@@ -92,9 +101,9 @@ def collectives(hlo_text: str) -> dict[str, Collective]:
     lines = hlo_text.splitlines()
     types = {}
     for line in lines:
-        m = _INSTR.match(line)
+        m = INSTRUCTION.match(line)
         if m:
-            types[m.group("name")] = _bytes(m.group("type"))
+            types[m.group("name")] = shape_bytes(m.group("type"))
     out = {k: Collective() for k in KINDS}
     for kind, m in _collective_instructions(lines):
         result = types[m.group("name")]

@@ -39,6 +39,9 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from bench import hlo
 
 # (class, regex over the op_name without the leading transformations), first match wins
 CLASSES = (
@@ -75,8 +78,12 @@ ELEMENTWISE = {
 }
 
 _COMP = re.compile(r"^(?:ENTRY )?%([\w.\-]+) .*\{$")
-_INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\([^=]*\)|[\w\[\],{}:]+) ([\w\-]+)\((.*)$")
 _SHAPE = re.compile(r"[a-z]\w*\[([\d,]*)\]")
+
+
+_NO_TRAFFIC = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast", "while",
+               "call", "conditional", "after-all", "opt-barrier", "partition-id",
+               "replica-id"}
 
 
 def _dims(shape: str) -> list[list[int]]:
@@ -98,9 +105,9 @@ class HloModule:
             if m and "=" not in line.split("{")[0].split("(")[0]:
                 comp = self.comps.setdefault(m.group(1), [])
                 continue
-            m = _INSTR.match(line)
+            m = hlo.INSTRUCTION.match(line)
             if m and comp is not None:
-                name, shape, opcode, rest = m.groups()
+                name, shape, opcode, rest = m.group("name", "type", "op", "rest")
                 op_name = re.search(r'op_name="([^"]*)"', rest)
                 calls = re.findall(r"(?:calls|body)=%([\w.\-]+)", rest)
                 trips = re.search(r'known_trip_count[^0-9]*(\d+)', rest)
@@ -113,6 +120,42 @@ class HloModule:
         self.comp_of = {i["name"]: c for c, instrs in self.comps.items() for i in instrs}
         self._callers = {c: i for i in self.instr.values() for c in i["calls"]}
         self._flops: dict[str, float] = {}
+
+    def top_level(self) -> list[dict]:
+        """Instructions that run as kernels of their own: those of computations no fusion
+        inlines (the entry, loop bodies and conditions, called computations), without the
+        bookkeeping ops that move no data (parameters, tuples, bitcasts, the loops and calls
+        themselves, whose bodies are listed)."""
+        inlined = {c for i in self.instr.values() if i["opcode"] == "fusion" for c in i["calls"]}
+        inlined |= {m for i in self.instr.values() for m in re.findall(
+            r"(?:to_apply|scatter|comparator)=%([\w.\-]+)", i["rest"])}
+        return [i for c, instrs in self.comps.items() if c not in inlined for i in instrs
+                if i["opcode"] not in _NO_TRAFFIC and not i["opcode"].endswith("-start")]
+
+    def source_op_name(self, name: str) -> str:
+        """`name`'s op_name, or for a copy XLA added (none: memory-space staging, layout
+        changes) that of the first named array it moves, through up to 4 such copies."""
+        i = self.instr[name]
+        for _ in range(4):
+            if i["op_name"] or not i["operands"] or i["operands"][0] not in self.instr:
+                break
+            i = self.instr[i["operands"][0]]
+        return i["op_name"]
+
+    def bytes_accessed(self, name: str) -> int:
+        """Bytes one execution of top-level instruction `name` reads and writes: its
+        operands' and its result's sizes (XLA's estimate for a fused kernel; in-place
+        updates and operands read in part count whole; an async `-start`/`-done` pair
+        counts at its `-done`); arrays staged in on-chip memory (`S(1)` layouts) do not
+        count: main-memory (HBM) traffic only."""
+        i = self.instr[name]
+        read = i["operands"]
+        if i["opcode"].endswith("-done"):  # an async pair: the start's operands, once
+            start = self.instr.get(read[0]) if read else None
+            read = start["operands"] if start else []
+        operands = sum(hlo.shape_bytes(self.instr[o]["shape"], main_memory_only=True)
+                       for o in read if o in self.instr)
+        return operands + hlo.shape_bytes(i["shape"], main_memory_only=True)
 
     def executions(self, name: str) -> int:
         """How often one step runs instruction `name`: the known trip counts of the loops
@@ -134,6 +177,41 @@ class HloModule:
     def comp_flops(self, comp: str) -> float:
         return sum(self.flops(i["name"]) for i in self.comps.get(comp, ()))
 
+    def _convolution_flops(self, i: dict, n_out: int) -> float:
+        """2 × (batch × output features) × input features × the kernel taps that meet the
+        input (not its padding, nor the holes of an lhs dilation), per spatial dimension:
+        exact for XLA:TPU's batched matmuls written as base-dilated convolutions, whose
+        batch dimensions are spatial ones with one valid tap per output position."""
+        lhs = _dims(self.instr[i["operands"][0]]["shape"])[0]
+        kernel = _dims(self.instr[i["operands"][1]]["shape"])[0]
+        labels = re.search(r"dim_labels=(\w+)_(\w+)->(\w+)", i["rest"])
+        if labels is None:  # 1-D default labels: b f _ o i: no spatial dimensions
+            return 2.0 * n_out * _prod(kernel) / max(kernel[-1], 1)
+        lhs_l, rhs_l, out_l = labels.groups()
+        out = _dims(i["shape"])[0]
+        spatial = sorted(c for c in rhs_l if c.isdigit())
+        window = re.search(r"window=\{([^}]*)\}", i["rest"])
+        attrs = dict(kv.split("=", 1) for kv in window.group(1).split()) if window else {}
+
+        def per_dim(key: str, default: int) -> list[int]:
+            return ([int(v) for v in attrs[key].split("x")] if key in attrs
+                    else [default] * len(spatial))
+
+        strides, lhs_dil, rhs_dil = per_dim("stride", 1), per_dim("lhs_dilate", 1), per_dim(
+            "rhs_dilate", 1)
+        pads = ([int(p.split("_")[0]) for p in attrs["pad"].split("x")] if "pad" in attrs
+                else [0] * len(spatial))
+        taps = 1
+        for d, c in enumerate(spatial):
+            size_in, size_k, size_out = lhs[lhs_l.index(c)], kernel[rhs_l.index(c)], out[
+                out_l.index(c)]
+            pos = (np.arange(size_out)[:, None] * strides[d] - pads[d]
+                   + np.arange(size_k)[None, :] * rhs_dil[d])
+            taps *= int(np.count_nonzero((pos >= 0) & (pos <= (size_in - 1) * lhs_dil[d])
+                                         & (pos % lhs_dil[d] == 0)))
+        per_output = _prod([out[out_l.index(c)] for c in spatial])
+        return 2.0 * (n_out / per_output) * kernel[rhs_l.index("i")] * taps
+
     def _compute(self, i: dict) -> float:
         op, out = i["opcode"], _dims(i["shape"])
         n_out = sum(_prod(d) for d in out)
@@ -143,10 +221,7 @@ class HloModule:
             k = _prod([lhs[int(d)] for d in contract.group(1).split(",") if d]) if contract else 1
             return 2.0 * n_out * k
         if op == "convolution":
-            kernel = _dims(self.instr[i["operands"][1]]["shape"])[0]
-            labels = re.search(r"dim_labels=\w+_(\w+)->", i["rest"])
-            o = labels.group(1).index("o") if labels else len(kernel) - 1
-            return 2.0 * n_out * _prod(kernel) / max(kernel[o], 1)
+            return self._convolution_flops(i, n_out)
         if op in ("fusion", "call", "while"):
             return i["trips"] * sum(self.comp_flops(c) for c in i["calls"])
         if op in ("reduce", "reduce-window"):
@@ -170,6 +245,41 @@ def classify(op_name: str) -> tuple[str, str]:
         if re.search(pattern, path if pattern.startswith("^") else "/" + path + "/"):
             return label, direction
     return "other", direction
+
+
+def hlo_classes(module: HloModule) -> list[dict]:
+    """Rows per (class, direction) of one step's FLOPs and bytes accessed, read from the
+    compiled module alone (no execution: an accelerator's step compiled on this machine),
+    each top-level kernel once per loop trip; sorted by bytes. A copy XLA added counts for
+    the class of the array it moves (`source_op_name`). GPU library calls (cuBLAS GEMMs,
+    cuDNN convolutions: custom calls) count 0 FLOPs."""
+    rows: dict[tuple[str, str], dict] = {}
+    for i in module.top_level():
+        label, direction = classify(module.source_op_name(i["name"]))
+        n = module.executions(i["name"])
+        row = rows.setdefault((label, direction), dict(cls=label, direction=direction,
+                                                       flops=0.0, bytes=0.0, ops=0))
+        row["flops"] += module.flops(i["name"]) * n
+        row["bytes"] += module.bytes_accessed(i["name"]) * n
+        row["ops"] += 1
+    return sorted(rows.values(), key=lambda r: -r["bytes"])
+
+
+def format_classes(rows: list[dict], peak_flops: float, memory_bytes_per_s: float) -> str:
+    """`hlo_classes` rows as a table with each class's roofline: ms at the chip's peak
+    FLOP/s and at its memory bandwidth (the larger bounds that class)."""
+    head = (f"{'op class':<38}{'pass':<9}{'kernels':>8}{'GFLOP':>9}{'GB':>8}{'FLOP/B':>8}"
+            f"{'ms FLOP':>9}{'ms HBM':>8}{'% bytes':>8}")
+    total_bytes = sum(r["bytes"] for r in rows) or 1.0
+    lines = [head, "-" * len(head)]
+    for r in rows + [dict(cls="total", direction="", ops=sum(r["ops"] for r in rows),
+                          flops=sum(r["flops"] for r in rows), bytes=total_bytes)]:
+        lines.append(f"{r['cls']:<38}{r['direction']:<9}{r['ops']:>8}{r['flops'] / 1e9:>9.2f}"
+                     f"{r['bytes'] / 1e9:>8.2f}{r['flops'] / max(r['bytes'], 1.0):>8.1f}"
+                     f"{1e3 * r['flops'] / peak_flops:>9.2f}"
+                     f"{1e3 * r['bytes'] / memory_bytes_per_s:>8.2f}"
+                     f"{100 * r['bytes'] / total_bytes:>8.1f}")
+    return "\n".join(lines)
 
 
 def profile_events(run, repeats: int, module_name: str) -> tuple[dict, float]:

@@ -1,7 +1,7 @@
 """Compile the trainer's train step for a TPU or GPU topology on this machine, and size it.
 
     python -m bench.topology --config=configs/ienet.py:reference [--config.key=value ...] \
-        --topology v5p:2x4x4 --topology h100:1x2x8 [--json out.json]
+        --topology v5p:2x4x4 --topology h100:1x2x8 [--json out.json] [--classes]
 
 No accelerator is needed: JAX compiles ahead of time for the compile-only devices of the
 topology (`bench.targets`; install the `aot` extra). What is compiled is the trainer's own
@@ -31,6 +31,12 @@ without a GPU).
 The roofline is a lower bound on the step time: it ignores overlap limits, kernel
 efficiency and input feeding. A preset batch the data-parallel devices do not divide is
 raised to their next multiple (logged; `global_batch` is what was compiled).
+
+Each row also holds `classes`: one step's FLOPs and main-memory bytes by op class
+(attention, MLP, layer norms, window partition, …, forward and backward;
+`bench.profile.hlo_classes`, from the compiled HLO's kernels and their op names; bytes of
+arrays staged in on-chip memory left out), printed with a roofline per class by
+`--classes`: where an accelerator's step spends its memory traffic, before renting one.
 """
 
 from __future__ import annotations
@@ -48,13 +54,17 @@ from absl import app, flags, logging
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
-from bench import hlo, targets
+from bench import hlo, profile, targets
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config, e.g. configs/ienet.py:reference.", lock_config=True)
 _TOPOLOGY = flags.DEFINE_multi_string(
     "topology", None, "Target topology, e.g. v5e:4x4, v5p:2x4x4, h100:1x2x8 (repeatable).")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+_CLASSES = flags.DEFINE_bool(
+    "classes", False, "Also print each step's FLOPs and main-memory bytes by op class "
+    "(the row's `classes`: bench.profile's classes, from the compiled HLO) with a roofline "
+    "per class.")
 flags.mark_flags_as_required(["config", "topology"])
 
 
@@ -229,6 +239,7 @@ def analyse(config: ml_collections.ConfigDict, name: str,
         "clips_per_s": low.global_batch / step_s if step_s > 0 else float("inf"),
         "mfu": flops / (step_s * peak) if step_s > 0 else 0.0,
         "peak_flops": peak, "chip_source": target.chip.source,
+        "classes": profile.hlo_classes(profile.HloModule(text)),
     }
     return row, text
 
@@ -264,9 +275,15 @@ def main(argv) -> None:
     rows = []
     for name in _TOPOLOGY.value:
         logging.info("compiling the train step of %s for %s", config.model.name, name)
-        rows.append(analyse(config, name)[0])
+        row = analyse(config, name)[0]
+        rows.append(row)
         print(format_table(rows[-1:]).splitlines()[-1] if len(rows) > 1
               else format_table(rows), flush=True)
+        if _CLASSES.value:
+            chip = targets.parse(name).chip
+            print(f"{name}: the compiled step by op class (bytes: each kernel's operands and "
+                  "result, before any overlap)\n" + profile.format_classes(
+                      row["classes"], row["peak_flops"], chip.memory_bytes_per_s), flush=True)
         if _JSON.value:  # after each row: a long run keeps what it has compiled
             Path(_JSON.value).write_text(json.dumps(rows, indent=2) + "\n")
     for r in rows:

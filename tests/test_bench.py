@@ -113,6 +113,12 @@ def test_profile_counts_dot_flops_and_classes_ops():
     module = profile.HloModule(jax.jit(f).lower(a, b).compile().as_text())
     dots = [n for n, i in module.instr.items() if i["opcode"] == "dot"]
     assert dots and {module.flops(n) * module.executions(n) for n in dots} == {3 * 2 * 8 * 16 * 16}
+    # bytes of a kernel: its operands and result; per step: once per loop trip
+    assert {module.bytes_accessed(n) for n in dots} == {4 * (8 * 16 + 16 * 16 + 8 * 16)}
+    rows = profile.hlo_classes(module)
+    assert sum(r["flops"] for r in rows) >= 3 * 2 * 8 * 16 * 16
+    assert sum(r["bytes"] for r in rows) >= 3 * 4 * (8 * 16 + 16 * 16 + 8 * 16)
+    assert not any(i["opcode"] in ("parameter", "tuple", "while") for i in module.top_level())
     assert profile.classify("jit(s)/transpose(jvp(IENet))/rgb/stage_1/block_0/attn/qk/dot") == (
         "attention QK", "backward")
     assert profile.classify("jit(s)/jvp(IENet)/nir/stage_0/block_1/mlp/fc1/dot") == (

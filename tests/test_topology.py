@@ -154,3 +154,25 @@ def test_accelerator_step_uses_native_convolutions(compiled, name):
     assert " while(" not in text
     if name == GPU:
         assert text.count("__cudnn$conv") >= 4
+
+
+@needs_aot
+def test_tpu_step_by_op_class(compiled):
+    """`bench.topology --classes`: the compiled TPU step's FLOPs split by op class (XLA:TPU
+    writes batched matmuls as base-dilated convolutions: one valid tap per batch position)
+    add up to XLA's own count, and the attention and MLP matmuls appear in both passes."""
+    from bench import profile
+
+    row, text, _ = compiled(TPU, "dp")
+    assert row["flops_source"].startswith("compiled")
+    rows = row["classes"]
+    assert rows == profile.hlo_classes(profile.HloModule(text))
+    flops = sum(r["flops"] for r in rows)
+    assert abs(flops - row["flops_per_device"]) < 0.03 * row["flops_per_device"]
+    found = {(r["cls"], r["direction"]) for r in rows if r["flops"] > 0}
+    for cls in ("attention QK", "attention AV", "MLP matmuls (+GELU)"):
+        assert {(cls, "forward"), (cls, "backward")} <= found
+    assert all(r["bytes"] >= 0 for r in rows) and sum(r["bytes"] for r in rows) > 0
+    table = profile.format_classes(rows, row["peak_flops"],
+                                   targets.parse(TPU).chip.memory_bytes_per_s)
+    assert table.splitlines()[-1].startswith("total")
