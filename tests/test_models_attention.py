@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from ienet_jax.models import platform as compile_target
 from ienet_jax.models.attention import (
     WindowAttention,
     effective_window,
@@ -101,16 +102,19 @@ def test_shrunken_window_uses_top_left_of_configured_index():
     np.testing.assert_allclose(out, want.reshape(x.shape), rtol=1e-5, atol=1e-5)
 
 
-def test_projections_skip_padding_with_the_reference_values():
-    """qkv before the zero padding (padded tokens get the bias) and the output projection
-    after the crop equal the reference's order: pad, shift, project, attend, project, crop."""
+@pytest.mark.parametrize("target", ["cpu", "tpu"])
+def test_projections_skip_padding_with_the_reference_values(target):
+    """Compiled for the CPU, qkv before the zero padding (padded tokens get the bias) and
+    the output projection after the crop; for an accelerator, the tokens partitioned
+    first: both equal the reference's order: pad, shift, project, attend, project, crop."""
     window, shift, grid = (2, 4, 4), (1, 2, 2), (2, 6, 7)
     attn = WindowAttention(dim=12, heads=3, window=window)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, *grid, 12))
-    variables = nn.unbox(attn.init(jax.random.PRNGKey(1), x, shift, train=False))
-    params = jax.tree.map(lambda p: p + 0.1, variables["params"])  # non-zero biases
-    variables = {"params": params}
-    out = attn.apply(variables, x, shift, train=False)
+    with compile_target.target(target):
+        variables = nn.unbox(attn.init(jax.random.PRNGKey(1), x, shift, train=False))
+        params = jax.tree.map(lambda p: p + 0.1, variables["params"])  # non-zero biases
+        variables = {"params": params}
+        out = attn.apply(variables, x, shift, train=False)
 
     win, sh = effective_window(grid, window, shift)
     padded = (2, 8, 8)
@@ -128,6 +132,30 @@ def test_projections_skip_padding_with_the_reference_values():
     o = jnp.roll(window_reverse(o, win, (2, *padded)), sh, axis=(1, 2, 3))
     o = o @ params["proj"]["kernel"].reshape(12, 12) + params["proj"]["bias"]
     np.testing.assert_allclose(out, o[:, :2, :6, :7], rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_and_accelerator_formulations_have_the_same_gradients():
+    """The two orders of `WindowAttention` (`ienet_jax.models.platform`) differ only in
+    where the work happens: same loss, same gradients of every parameter and the input."""
+    window, shift, grid = (2, 4, 4), (1, 2, 2), (4, 6, 7)
+    attn = WindowAttention(dim=12, heads=3, window=window)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, *grid, 12))
+    params = nn.unbox(attn.init(jax.random.PRNGKey(1), x, shift, train=False))["params"]
+    params = jax.tree.map(lambda p: p + 0.1, params)
+
+    def grads(target):
+        def loss(p, x):
+            return jnp.sum(jnp.sin(attn.apply({"params": p}, x, shift, train=False)))
+
+        with compile_target.target(target):
+            return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, x)
+
+    (cpu_loss, cpu_grads), (tpu_loss, tpu_grads) = grads("cpu"), grads("tpu")
+    np.testing.assert_allclose(cpu_loss, tpu_loss, rtol=1e-5)
+    flat_cpu, flat_tpu = jax.tree.leaves(cpu_grads), jax.tree.leaves(tpu_grads)
+    assert len(flat_cpu) == len(flat_tpu) == 6
+    for a, b in zip(flat_cpu, flat_tpu, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_einsum_and_dot_product_agree_with_mask():

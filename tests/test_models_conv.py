@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 
 from ienet_jax.models import conv
+from ienet_jax.models import platform as compile_target
 
 
 @pytest.mark.parametrize("platform, nsp, expected", [
     ("cpu", 3, "scan"), ("cpu", 2, "taps"), ("tpu", 3, "xla"), ("gpu", 2, "xla")])
 def test_auto_follows_target_platform(platform, nsp, expected):
     assert jax.default_backend() == "cpu"
-    with conv.target_platform(platform):
+    with compile_target.target(platform):
         assert conv._resolve("auto", nsp) == expected
     assert conv._resolve("auto", nsp) == ("scan" if nsp == 3 else "taps")  # restored
-    with conv.target_platform("tpu"):
+    with compile_target.target("tpu"):
         assert conv._resolve("taps", nsp) == "taps"  # an explicit choice is kept
 
 
@@ -25,11 +26,11 @@ def test_lowering_for_an_accelerator_uses_xla_convolution():
     pad = ((1, 1),) * 3
 
     def text(platform):
-        with conv.target_platform(platform):
+        with compile_target.target(platform):
             return jax.jit(lambda x, k: conv.conv(x, k, pad)).lower(x, k).as_text()
 
     assert "convolution" in text("tpu")
     assert "convolution" not in text(None)  # this CPU: the tap sum
-    with conv.target_platform("gpu"):
+    with compile_target.target("gpu"):
         native = conv.conv(x, k, pad)
     np.testing.assert_allclose(native, conv.conv(x, k, pad, impl="taps"), rtol=1e-4, atol=1e-4)

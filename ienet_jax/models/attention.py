@@ -23,6 +23,7 @@ import numpy as np
 from flax import linen as nn
 
 from ienet_jax.models import axes
+from ienet_jax.models import platform as compile_target
 
 Window = tuple[int, int, int]
 
@@ -139,12 +140,18 @@ def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int
     return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
 
 
-@jax.custom_vjp
 def add_bias(x: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
-    """`x + bias`, `bias` of `x`'s trailing shape, its gradient summed over the leading axes
-    by a matmul with ones: XLA's CPU back-end ran those reductions up to ~6× slower
-    (`python -m bench.profile`: the relative position bias's over windows was 8 % of the
-    train step)."""
+    """`x + bias`, `bias` of `x`'s trailing shape. Compiled for the CPU its gradient is
+    summed over the leading axes by a matmul with ones: XLA's CPU back-end ran those
+    reductions up to ~6× slower (`python -m bench.profile`: the relative position bias's
+    over windows was 8 % of the train step); elsewhere XLA's own reduction."""
+    if compile_target.current() == "cpu":
+        return _add_bias_matmul_grad(x, bias)
+    return x + bias
+
+
+@jax.custom_vjp
+def _add_bias_matmul_grad(x: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
     return x + bias
 
 
@@ -160,7 +167,7 @@ def _add_bias_bwd(shape, g):
     return g, jax.lax.dot_general(ones, lead, (((0,), (0,)), ((), ())))
 
 
-add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+_add_bias_matmul_grad.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 class FusedQKV(nn.Module):
@@ -238,10 +245,15 @@ class WindowAttention(nn.Module):
     position bias: `[B, D, H, W, C]` (normalised tokens) → the same shape.
 
     As the reference: zero-pad the grid to window multiples, roll by −shift, attend within
-    windows (shift mask between regions), merge, roll back, crop. The qkv projection runs
-    before the padding (`FusedQKV`'s `pad`) and the output projection after the crop, so
-    neither multiplies padded tokens (the reference's stage 1 pads 16² to 21² tokens per
-    frame pair, stage 2 8² to 14²); the values are those of the reference's order.
+    windows (shift mask between regions), merge, roll back, crop. Compiled for the CPU
+    (`ienet_jax.models.platform`), the qkv projection runs before the padding (`FusedQKV`'s
+    `pad`) and the output projection after the crop, so neither multiplies padded tokens
+    (the reference's stage 1 pads 16² to 21² tokens per frame pair, stage 2 8² to 14²):
+    −15 % FLOPs, which set a CPU step's time. Compiled for a TPU or GPU, whose step is
+    bound by memory traffic, the reference's order: the C-channel tokens are padded,
+    rolled and partitioned, and projected per window (the other order moves q, k and v,
+    3·C channels, through the roll and the partition: +45 % bytes per step on v5e). The
+    values are the same either way.
 
     Attributes:
       dim: channels C; heads: number of heads (C divisible by heads).
@@ -272,22 +284,36 @@ class WindowAttention(nn.Module):
         window, shift = effective_window((d, h, w), self.window, shift)
         pads = [(-size) % win for size, win in zip((d, h, w), window)]
         padded = (d + pads[0], h + pads[1], w + pads[2])
-        qkv = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype,
-                       name="qkv")(x, pads)  # [B, D', H', W', 3, h, d]
-        mask = None
-        with jax.named_scope("window_partition"):  # shift, partition (bench.profile)
-            if any(shift):
-                qkv = jnp.roll(qkv, tuple(-s for s in shift), axis=(1, 2, 3))
-                mask = shift_mask(padded, window, shift)
-            qkv = axes.constrain(qkv_windows(qkv, window), axes.WINDOW_QKV)
-        out = self.attend(qkv, mask, train)
-        with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
-            y = merge_windows(out, window, (b, *padded))
-            if any(shift):
-                y = jnp.roll(y, shift, axis=(1, 2, 3))
-            y = y[:, :d, :h, :w]
-        y = HeadsProjection(self.dtype, self.param_dtype, name="proj")(
-            y.reshape(*y.shape[:-1], self.heads, c // self.heads))
+        qkv_proj = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype, name="qkv")
+        out_proj = HeadsProjection(self.dtype, self.param_dtype, name="proj")
+        mask = shift_mask(padded, window, shift) if any(shift) else None
+        back = tuple(-s for s in shift)
+        if compile_target.current() == "cpu":  # projections off the padded tokens
+            qkv = qkv_proj(x, pads)  # [B, D', H', W', 3, h, d]
+            with jax.named_scope("window_partition"):  # shift, partition (bench.profile)
+                if any(shift):
+                    qkv = jnp.roll(qkv, back, axis=(1, 2, 3))
+                qkv = axes.constrain(qkv_windows(qkv, window), axes.WINDOW_QKV)
+            out = self.attend(qkv, mask, train)
+            with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
+                y = merge_windows(out, window, (b, *padded))
+                if any(shift):
+                    y = jnp.roll(y, shift, axis=(1, 2, 3))
+                y = y[:, :d, :h, :w]
+            y = out_proj(y.reshape(*y.shape[:-1], self.heads, c // self.heads))
+        else:  # the C-channel tokens padded, shifted and partitioned, not q, k, v
+            with jax.named_scope("window_partition"):
+                xw = jnp.pad(x, ((0, 0), *((0, p) for p in pads), (0, 0)))
+                if any(shift):
+                    xw = jnp.roll(xw, back, axis=(1, 2, 3))
+                xw = window_partition(xw, window)  # [B·nW, N, C]
+            qkv = axes.constrain(qkv_proj(xw).transpose(2, 0, 3, 1, 4), axes.WINDOW_QKV)
+            y = out_proj(self.attend(qkv, mask, train).transpose(0, 2, 1, 3))  # [B·nW, N, C]
+            with jax.named_scope("window_reverse"):
+                y = window_reverse(y, window, (b, *padded))
+                if any(shift):
+                    y = jnp.roll(y, shift, axis=(1, 2, 3))
+                y = y[:, :d, :h, :w]
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:

@@ -4,10 +4,8 @@ XLA's CPU convolutions (3D ones above all, and their gradients) are many times s
 than the same convolution written as a sum over kernel taps of shifted-slice matmuls
 (see the project's performance notes). `conv` picks that tap sum on CPU and XLA's native
 convolution on GPU/TPU; both give the same numbers. "CPU" means the platform the program is
-compiled FOR: the one `target_platform(...)` names while tracing (the trainer's compiled
-steps set it from their mesh's devices, `ienet_jax.train.step.Compiled`), else
-`jax.default_backend()`; a CPU-only process compiling for a TPU or GPU topology gets XLA's
-convolution. A convolution whose stride equals
+compiled FOR (`ienet_jax.models.platform`): a CPU-only process compiling for a TPU or GPU
+topology gets XLA's convolution. A convolution whose stride equals
 its kernel (patch embedding) is a reshape and one matmul: `patchify_conv`. `impl="scan"`
 runs the same tap sum as a `lax.scan` over taps: same numbers, one matmul in the HLO
 instead of one per tap. On CPU, "auto" uses it for 3D kernels (IENet, reference size:
@@ -20,40 +18,28 @@ stride 1 unless stated.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from ienet_jax.models import platform as compile_target
+
 Padding = Sequence[tuple[int, int]]
 
 IMPLEMENTATIONS = ("auto", "taps", "scan", "xla")
-_TARGET: contextvars.ContextVar[str | None] = contextvars.ContextVar("conv_target", default=None)
-
-
-@contextlib.contextmanager
-def target_platform(platform: str | None) -> Iterator[None]:
-    """Within this context, "auto" convolutions are chosen for `platform` ("cpu", "tpu",
-    "gpu"/"cuda", …; None: `jax.default_backend()`), the platform being compiled for."""
-    token = _TARGET.set(platform)
-    try:
-        yield
-    finally:
-        _TARGET.reset(token)
 
 
 def _resolve(impl: str, nsp: int = 2, platform: str | None = None) -> str:
-    """The implementation "auto" stands for on `platform` (default: the `target_platform`
-    in effect, else `jax.default_backend()`)."""
+    """The implementation "auto" stands for on `platform` (default: the platform compiled
+    for, `ienet_jax.models.platform.current()`)."""
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {impl!r}")
     if impl == "auto":
-        platform = platform or _TARGET.get() or jax.default_backend()
+        platform = platform or compile_target.current()
         if platform != "cpu":
             return "xla"
         return "scan" if nsp == 3 else "taps"

@@ -20,7 +20,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ienet_jax.models import contract, conv
+from ienet_jax.models import contract, platform
 from ienet_jax.parallel import distributed
 from ienet_jax.train import objectives
 from ienet_jax.train.state import TrainState
@@ -134,8 +134,9 @@ def compiler_options(train_config) -> dict | None:
 class Compiled:
     """A step function jitted once with shardings, traced under the mesh, the activation
     rules (so that `nn.with_logical_constraint` in the models takes effect) and the mesh's
-    platform as the convolutions' target (`ienet_jax.models.conv.target_platform`: a mesh of
-    TPU or GPU devices gets XLA's convolutions even in a CPU-only process).
+    platform as the models' compile target (`ienet_jax.models.platform`: a mesh of TPU or
+    GPU devices gets their formulations, XLA's convolutions among them, even in a CPU-only
+    process).
 
     `lower(*args)` lowers for `args` (arrays or `ShapeDtypeStruct`s with shardings) without
     running: `.compile()` it for ahead-of-time analysis (`bench.topology`)."""
@@ -152,11 +153,11 @@ class Compiled:
 
     @contextlib.contextmanager
     def context(self):
-        """The mesh, activation rules and convolution target the step is traced under."""
+        """The mesh, activation rules and platform the step is traced under."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(jax.set_mesh(self.mesh))
             stack.enter_context(nn.logical_axis_rules(self.activation_rules))
-            stack.enter_context(conv.target_platform(self.platform))
+            stack.enter_context(platform.target(self.platform))
             yield
 
     def lower(self, *args):
