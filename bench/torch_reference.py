@@ -80,8 +80,8 @@ def compute_mask(D, H, W, window_size, shift_size, device):
                 cnt += 1
     mask_windows = window_partition(img_mask, window_size).squeeze(-1)
     attn_mask = mask_windows.unsqueeze(1) - mask_windows.unsqueeze(2)
-    attn_mask = attn_mask.masked_fill(attn_mask != 0, float(-100.0))
-    return attn_mask.masked_fill(attn_mask == 0, float(0.0))
+    attn_mask = attn_mask.masked_fill(attn_mask != 0, -100.0)
+    return attn_mask.masked_fill(attn_mask == 0, 0.0)
 
 
 class DropPath(nn.Module):
@@ -478,7 +478,8 @@ def train_step(model, optimizer, rgb, nir, label, fs=30.0):
 
 
 def normalize(frames_u8):
-    """uint8 clips `[B, T, H, W, C]` (numpy) → float32 `[B, C, T, H, W]` tensor, `(x/255−0.5)/0.25`."""
+    """uint8 clips `[B, T, H, W, C]` (numpy) → float32 tensor `[B, C, T, H, W]`,
+    `(x / 255 − 0.5) / 0.25`."""
     x = torch.from_numpy(np.ascontiguousarray(frames_u8)).float()
     return ((x / 255.0 - 0.5) / 0.25).permute(0, 4, 1, 2, 3).contiguous()
 
