@@ -202,6 +202,10 @@ COMMANDS: dict[str, Chain | Check] = {
     "python -m bench.profile --variant reference --batch 1 --context off": Check(
         "minutes (compiles and profiles the reference train step); tests/test_bench.py tests "
         "its FLOP counting and op classes. Here: the flags parse.", parses("bench.profile")),
+    "python -m bench.vs_torch --repeats 5 --rounds 2": Check(
+        "minutes, needs the torch extra and a quiet machine; tests/test_torch_reference.py "
+        "runs it at a tiny size where torch is installed. Here: the flags parse.",
+        parses("bench.vs_torch")),
     "python -m bench.convert --seconds 30 --videos 2 --repeats 2": Check(
         "minutes (generates two 30 s 640×480 videos, converts them four times and runs the "
         "toolbox's preprocessing twice); tests/test_bench.py runs it at 6 s 160×120. Here: "
