@@ -1,15 +1,17 @@
 """The project's train step against the reference PyTorch code's, in the same run (issue 19).
 
     python -m bench.vs_torch [--repeats 5] [--rounds 2] [--frames 128] [--size 64]
-        [--batch 1] [--variant reference] [--json out.json]
+        [--batch 1] [--variant reference] [--torch-eval] [--json out.json]
 
 Needs the `torch` extra (`pip install -e '.[torch]'`) in the interpreter that runs it.
 Two steps on the same clip size, context enhancement off as the published code:
 - `pytorch`: `bench.torch_reference` (a port of the published `fusion()` model, equal to
-  its golden outputs), `model.eval()` (running BatchNorm statistics, no drop path) with
-  gradients on: forward of both streams, `0.3·NegPearson + 0.3·spectral`, backward, Adam
-  (lr 1e-4, coupled weight decay 5e-5). Inputs are float `[B, 3, T, H, W]` prepared
-  outside the step (the reference's data loader does that); NIR has three channels.
+  its golden outputs), in train mode like the trainer's step (batch statistics, drop
+  path; `--torch-eval`: `model.eval()`, running statistics and no drop path, gradients
+  still on, as the issue's 2.36 s was measured): forward of both streams,
+  `0.3·NegPearson + 0.3·spectral`, backward, Adam (lr 1e-4, coupled weight decay 5e-5).
+  Inputs are float `[B, 3, T, H, W]` prepared outside the step (the reference's data
+  loader does that); NIR has three channels.
 - `jax`: the trainer's own stage-1 train step as `python -m bench.model --variant
   reference --batch 1 --context off` times it (`bench.model.trainer_config`/`trainer_steps`,
   uint8 clips normalised inside the step, the 1-channel folded NIR input of the
@@ -70,7 +72,9 @@ def run_pytorch(args) -> dict:
     model = tr.Fusion(frames=args.frames, embed_dim=dims[0], depths=size["depths"],
                       num_heads=size["heads"], window_size=size["window"],
                       drop_path_rate=size["drop_path"], context=False)
-    model.eval()  # eval-mode normalisation; gradients stay on
+    # train mode (batch statistics, drop path), as the trainer's step it is compared with;
+    # --torch-eval: running statistics and no drop path (gradients stay on)
+    model.train(not args.torch_eval)
     optimizer = tr.make_optimizer(model)
     rng = np.random.default_rng(0)
     clip = (args.batch, args.frames, args.size, args.size)
@@ -122,7 +126,8 @@ def run_jax(args) -> dict:
 def _worker_argv(args, framework: str) -> list[str]:
     return [sys.executable, "-m", "bench.vs_torch", "--worker", framework,
             "--repeats", str(args.repeats), "--frames", str(args.frames), "--size", str(args.size),
-            "--batch", str(args.batch), "--variant", args.variant]
+            "--batch", str(args.batch), "--variant", args.variant,
+            *(["--torch-eval"] if args.torch_eval else [])]
 
 
 def _run_worker(args, framework: str) -> dict:
@@ -145,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--variant", default="reference", choices=("reference", "small", "tiny"),
                         help="model size (configs/ienet.py VARIANTS), both frameworks")
+    parser.add_argument("--torch-eval", action="store_true",
+                        help="PyTorch in eval mode (running BatchNorm statistics, no drop "
+                             "path) instead of train mode like the trainer's step")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     from ienet_jax import cli
