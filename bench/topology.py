@@ -1,7 +1,7 @@
 """Compile the trainer's train step for a TPU or GPU topology on this machine, and size it.
 
     python -m bench.topology --config=configs/ienet.py:reference [--config.key=value ...] \
-        --topology v5p:2x4x4 --topology h100:1x2x8 [--json out.json] [--classes]
+        --topology v5p:2x4x4 --topology h100:1x2x8 [--json out.json] [--classes] [--frozen]
 
 No accelerator is needed: JAX compiles ahead of time for the compile-only devices of the
 topology (`bench.targets`; install the `aot` extra). What is compiled is the trainer's own
@@ -61,6 +61,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _TOPOLOGY = flags.DEFINE_multi_string(
     "topology", None, "Target topology, e.g. v5e:4x4, v5p:2x4x4, h100:1x2x8 (repeatable).")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+_FROZEN = flags.DEFINE_bool(
+    "frozen", False, "Compile the frozen phase's step (stage 2's first train.freeze_steps "
+    "steps) instead of the train step.")
 _CLASSES = flags.DEFINE_bool(
     "classes", False, "Also print each step's FLOPs and main-memory bytes by op class "
     "(the row's `classes`: bench.profile's classes, from the compiled HLO) with a roofline "
@@ -107,18 +110,22 @@ class Lowered:
     global_batch: int
     params: int  # parameter count
     state_bytes: object  # ienet_jax.parallel.memory.StateBytes (per device, abstract)
+    phase: str = "train"  # or "frozen": the frozen phase's step (`train.freeze_steps`)
 
 
-def lower_train_step(config: ml_collections.ConfigDict, devices) -> Lowered:
+def lower_train_step(config: ml_collections.ConfigDict, devices,
+                     frozen: bool = False) -> Lowered:
     """The trainer's train step for `config` lowered on a mesh over `devices` (any platform:
-    compile-only devices too), without allocating anything."""
+    compile-only devices too), without allocating anything. `frozen`: the step of the
+    frozen phase instead (stage 2's first `train.freeze_steps` steps: only what
+    `train.freeze_pattern` leaves free is differentiated and updated)."""
     from ienet_jax.models import axes, build, contract
     from ienet_jax.parallel.memory import state_bytes_per_device
     from ienet_jax.parallel.mesh import create_mesh
     from ienet_jax.parallel.rules import batch_spec
     from ienet_jax.parallel.strategies import activation_rules, param_rules
     from ienet_jax.train.objectives import check_weights
-    from ienet_jax.train.optim import make_optimizer
+    from ienet_jax.train.optim import frozen_mask, make_optimizer
     from ienet_jax.train.state import (
         abstract_params,
         abstract_state,
@@ -126,7 +133,7 @@ def lower_train_step(config: ml_collections.ConfigDict, devices) -> Lowered:
         count_params,
         state_shardings,
     )
-    from ienet_jax.train.step import compile_steps
+    from ienet_jax.train.step import compile_steps, compile_train_step
 
     # as ienet_jax.train.loop.setup: mesh, rules, model, optimiser, shardings, steps
     mesh = create_mesh(config.mesh, devices)
@@ -138,18 +145,28 @@ def lower_train_step(config: ml_collections.ConfigDict, devices) -> Lowered:
     weights = check_weights(config.train.loss, config.model)
     if int(config.train.stage) == 2 and not contract.get(config.model).has_hr(config.model):
         raise ValueError("config key train.stage=2 needs an IENet with model.fee.enabled=True")
-    tx = make_optimizer(config.train, abstract_params(model, config.model))
+    params_shape = abstract_params(model, config.model)
+    tx = make_optimizer(config.train, params_shape)
     boxed = boxed_abstract_state(model, config.model, tx)
     shardings = state_shardings(model, config.model, tx, mesh, rules, boxed)
     state = abstract_state(shardings, model, config.model, tx, boxed)
-    train_step, _ = compile_steps(
-        model=model, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
-        state_shardings=shardings, batch_spec=data_sharding.spec, activation_rules=act_rules,
-        pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
+    common = dict(model=model, model_config=config.model, tx=tx, weights=weights, mesh=mesh,
+                  state_shardings=shardings, batch_spec=data_sharding.spec,
+                  activation_rules=act_rules,
+                  pearson_band_hz=tuple(config.train.loss.pearson_band_hz))
+    if frozen:
+        mask = frozen_mask(config.train, params_shape)
+        if mask is None:
+            raise ValueError("config key train.freeze_steps=0: this config has no frozen "
+                             "phase to compile (--frozen needs a stage-2 preset)")
+        train_step = compile_train_step(**common, frozen_mask=mask)
+    else:
+        train_step, _ = compile_steps(**common)
     rng = jax.ShapeDtypeStruct((2,), np.uint32, sharding=NamedSharding(mesh, PartitionSpec()))
     lowered = train_step.lower(state, abstract_batch(config, data_sharding), rng)
     return Lowered(lowered, mesh, str(config.mesh.strategy), int(config.train.batch_size),
-                   count_params(state.params), state_bytes_per_device(state))
+                   count_params(state.params), state_bytes_per_device(state),
+                   "frozen" if frozen else "train")
 
 
 def _cost(compiled) -> dict:
@@ -181,13 +198,13 @@ def roofline(flops: float, bytes_accessed: float, wire_bytes: float, target: tar
 
 
 def analyse(config: ml_collections.ConfigDict, name: str,
-            low: Lowered | None = None) -> tuple[dict, str]:
-    """Compile `config`'s train step for topology `name`: its row (see the module
-    docstring) and its optimised HLO text. `low`: the step already lowered for `name`'s
-    devices (`lower_train_step`), else it is lowered here."""
+            low: Lowered | None = None, frozen: bool = False) -> tuple[dict, str]:
+    """Compile `config`'s train step (`frozen`: its frozen phase's) for topology `name`:
+    its row (see the module docstring) and its optimised HLO text. `low`: the step already
+    lowered for `name`'s devices (`lower_train_step`), else it is lowered here."""
     target = targets.parse(name)
     devices = targets.devices(target)
-    low = lower_train_step(config, devices) if low is None else low
+    low = lower_train_step(config, devices, frozen) if low is None else low
     start = time.perf_counter()
     compiled = low.lowered.compile(compiler_options=target.compiler_options or None)
     compile_s = time.perf_counter() - start
@@ -218,7 +235,7 @@ def analyse(config: ml_collections.ConfigDict, name: str,
         "topology": target.name, "chip": target.chip.name, "devices": n,
         "mesh": {k: int(v) for k, v in low.mesh.shape.items()}, "strategy": low.strategy,
         "model": config.model.name, "variant": str(config.get("variant", "")),
-        "stage": int(config.train.stage), "dtype": dtype,
+        "stage": int(config.train.stage), "phase": low.phase, "dtype": dtype,
         "remat": bool(config.model.get("remat", False)), "params": low.params,
         "global_batch": low.global_batch, "compile_s": compile_s,
         "bytes_per_device": int(total),
@@ -275,7 +292,7 @@ def main(argv) -> None:
     rows = []
     for name in _TOPOLOGY.value:
         logging.info("compiling the train step of %s for %s", config.model.name, name)
-        row = analyse(config, name)[0]
+        row = analyse(config, name, frozen=_FROZEN.value)[0]
         rows.append(row)
         print(format_table(rows[-1:]).splitlines()[-1] if len(rows) > 1
               else format_table(rows), flush=True)

@@ -13,7 +13,8 @@ clips per device), then doubled while it fits or halved until it does. `dp_tp` u
 plus `"fits"`, written to `--out/<name>.json` as soon as it is compiled; a row whose file
 exists is read, not compiled again, so an interrupted grid resumes where it stopped. A
 step XLA refuses to compile for lack of memory (RESOURCE_EXHAUSTED, XLA:TPU) is a row with
-`"fits": false` and the `"error"`.
+`"fits": false` and the `"error"`. `--frozen` (a `bench.topology` flag) compiles the frozen
+phase's step of a stage-2 config instead (rows named `…_s2frozen_…`).
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ def variant(config: ml_collections.ConfigDict, strategy: str, dtype: str, remat:
     return config
 
 
-def row_name(config: ml_collections.ConfigDict, name: str, per_way: int | None) -> str:
-    """File stem of a row: model, stage, topology, strategy, dtype, remat, batch."""
+def row_name(config: ml_collections.ConfigDict, name: str, per_way: int | None,
+             frozen: bool = False) -> str:
+    """File stem of a row: model, stage (+ frozen phase), topology, strategy, dtype, remat,
+    batch."""
     m = config.model
     batch = "paper" if per_way is None else f"b{per_way}"
-    return "_".join([m.name, f"s{int(config.train.stage)}", name.replace(":", "-"),
+    stage = f"s{int(config.train.stage)}" + ("frozen" if frozen else "")
+    return "_".join([m.name, stage, name.replace(":", "-"),
                      str(config.mesh.strategy), str(m.dtype),
                      "remat" if m.remat else "noremat", batch])
 
@@ -81,22 +85,23 @@ def predict_per_way(row: dict, per_way: int) -> int:
 
 
 class Grid:
-    """Rows compiled or read back from `out`."""
+    """Rows compiled or read back from `out` (`frozen`: of the frozen phase's step)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, frozen: bool = False):
         self.out = out
+        self.frozen = frozen
         out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
 
     def row(self, config: ml_collections.ConfigDict, name: str,
             per_way: int | None) -> dict:
-        path = self.out / f"{row_name(config, name, per_way)}.json"
+        path = self.out / f"{row_name(config, name, per_way, self.frozen)}.json"
         if path.exists():
             row = json.loads(path.read_text())
         else:
             logging.info("compiling %s", path.stem)
             try:
-                row = topology.analyse(config, name)[0]
+                row = topology.analyse(config, name, frozen=self.frozen)[0]
                 row["fits"] = row["bytes_per_device"] <= row["device_memory_bytes"]
             except Exception as e:  # XLA:TPU refuses a program larger than HBM
                 if "RESOURCE_EXHAUSTED" not in str(e):
@@ -138,7 +143,7 @@ def largest(grid: Grid, base: ml_collections.ConfigDict, name: str, first: dict,
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    grid = Grid(Path(_OUT.value))
+    grid = Grid(Path(_OUT.value), topology._FROZEN.value)
     tp = _TP.value
     for name, strategy, dtype, remat in itertools.product(
             _TOPOLOGY.value, _STRATEGY.value, _DTYPE.value, _REMAT.value):

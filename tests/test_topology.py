@@ -176,3 +176,13 @@ def test_tpu_step_by_op_class(compiled):
     table = profile.format_classes(rows, row["peak_flops"],
                                    targets.parse(TPU).chip.memory_bytes_per_s)
     assert table.splitlines()[-1].startswith("total")
+
+
+@needs_aot
+def test_frozen_phase_needs_a_config_that_freezes():
+    """`--frozen` compiles stage 2's frozen-phase step; a config without one says so."""
+    from bench import topology
+
+    with pytest.raises(ValueError, match=r"train.freeze_steps=0.*--frozen"):
+        topology.lower_train_step(micro_config("dp"), targets.devices(targets.parse(TPU)),
+                                  frozen=True)

@@ -36,7 +36,7 @@ def test_variant_sets_the_grid_keys_on_a_copy():
 
 def fake_analyse(calls, limit_gib=16.0, refuse_above=None):
     """A row whose temporaries are 3 GiB per clip per data way (+1 GiB of arguments)."""
-    def analyse(config, name):
+    def analyse(config, name, frozen=False):
         calls.append(int(config.train.batch_size))
         ways = 16 // (2 if config.mesh.strategy == "dp_tp" else 1)
         per_way = int(config.train.batch_size) // ways
@@ -92,7 +92,7 @@ def test_largest_halves_when_the_prediction_does_not_fit(tmp_path, monkeypatch):
 
 
 def test_other_compile_errors_are_raised(tmp_path, monkeypatch):
-    def broken(config, name):
+    def broken(config, name, frozen=False):
         raise RuntimeError("INVALID_ARGUMENT: something else")
     monkeypatch.setattr(topology, "analyse", broken)
     with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
