@@ -120,6 +120,15 @@ def merge_windows(out: jnp.ndarray, window: Sequence[int], shape: Sequence[int])
     return x.reshape(b, d, h, w, heads * hd)
 
 
+def unshift_crop(y: jnp.ndarray, shift: Sequence[int], grid: Sequence[int]) -> jnp.ndarray:
+    """The padded, shifted token grid `[B, D', H', W', ...]` rolled back by `shift` and
+    cropped to `grid` = `(D, H, W)`."""
+    if any(shift):
+        y = jnp.roll(y, tuple(shift), axis=(1, 2, 3))
+    d, h, w = grid
+    return y[:, :d, :h, :w]
+
+
 @functools.cache
 def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> np.ndarray:
     """`[nW, N, N]` float32 additive mask (0 or −100) for a shifted-window pass (tuples in).
@@ -296,10 +305,7 @@ class WindowAttention(nn.Module):
                 qkv = axes.constrain(qkv_windows(qkv, window), axes.WINDOW_QKV)
             out = self.attend(qkv, mask, train)
             with jax.named_scope("window_reverse"):  # merge windows, unshift, crop
-                y = merge_windows(out, window, (b, *padded))
-                if any(shift):
-                    y = jnp.roll(y, shift, axis=(1, 2, 3))
-                y = y[:, :d, :h, :w]
+                y = unshift_crop(merge_windows(out, window, (b, *padded)), shift, (d, h, w))
             y = out_proj(y.reshape(*y.shape[:-1], self.heads, c // self.heads))
         else:  # the C-channel tokens padded, shifted and partitioned, not q, k, v
             with jax.named_scope("window_partition"):
@@ -310,10 +316,7 @@ class WindowAttention(nn.Module):
             qkv = axes.constrain(qkv_proj(xw).transpose(2, 0, 3, 1, 4), axes.WINDOW_QKV)
             y = out_proj(self.attend(qkv, mask, train).transpose(0, 2, 1, 3))  # [B·nW, N, C]
             with jax.named_scope("window_reverse"):
-                y = window_reverse(y, window, (b, *padded))
-                if any(shift):
-                    y = jnp.roll(y, shift, axis=(1, 2, 3))
-                y = y[:, :d, :h, :w]
+                y = unshift_crop(window_reverse(y, window, (b, *padded)), shift, (d, h, w))
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:
