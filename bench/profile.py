@@ -49,6 +49,7 @@ CLASSES = (
     ("attention qkv projection", r"/attn/qkv/"),
     ("attention QK", r"/attn/qk/"),
     ("attention softmax (+bias, mask)", r"/attn/softmax/"),
+    ("attention fused kernel (QK, softmax, AV)", r"/attn/fused/"),
     ("attention relative position bias", r"/attn/bias/"),
     ("attention AV", r"/attn/av/"),
     ("attention output projection", r"/attn/proj/"),
@@ -77,6 +78,7 @@ ELEMENTWISE = {
     "not", "shift-left", "shift-right-logical", "shift-right-arithmetic",
 }
 
+_KERNEL_FLOPS = re.compile(r'"cost_estimate":\{"flops":"(\d+)"')
 _COMP = re.compile(r"^(?:ENTRY )?%([\w.\-]+) .*\{$")
 _SHAPE = re.compile(r"[a-z]\w*\[([\d,]*)\]")
 
@@ -229,6 +231,9 @@ class HloModule:
                              for d in _dims(self.instr[o]["shape"])))
         if op in ELEMENTWISE:
             return float(n_out)
+        if op == "custom-call":  # a Pallas kernel's own cost estimate (TPU); else unknown
+            estimate = _KERNEL_FLOPS.search(i["rest"])
+            return float(estimate.group(1)) if estimate else 0.0
         return 0.0
 
 

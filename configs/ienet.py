@@ -77,7 +77,7 @@ def model_config(variant: str = "reference") -> ml_collections.ConfigDict:
             fps=30.0,
             dtype="float32",
             remat=False,
-            attention="einsum",
+            attention="einsum",  # einsum | dot_product | fused (TPU: models.fused_attention)
             conv_impl="auto",
             # reference: frames as the published model sees them; temporal: each pixel's
             # relative change over the clip (models.ienet.temporal_normalize)

@@ -28,11 +28,11 @@ MICRO = dict(clip_length=16, frame_size=16, dims=(12, 24), depths=(1, 1), heads=
              window=(2, 2, 2))
 
 
-def micro_config(strategy: str):
+def micro_config(strategy: str, attention: str = "einsum"):
     from configs import ienet
 
     config = ienet.get_config("tiny")
-    config.model.update(MICRO)
+    config.model.update(MICRO, attention=attention)
     config.mesh.strategy = strategy
     config.train.batch_size = 4
     return config
@@ -40,18 +40,19 @@ def micro_config(strategy: str):
 
 @pytest.fixture(scope="module")
 def compiled():
-    """`get(topology, strategy)` → `(row, optimised HLO text, Lowered)`, each lowered and
-    compiled once per module."""
+    """`get(topology, strategy[, attention])` → `(row, optimised HLO text, Lowered)`, each
+    lowered and compiled once per module."""
     from bench import topology
 
     cache = {}
 
-    def get(name, strategy):
-        if (name, strategy) not in cache:
-            config = micro_config(strategy)
+    def get(name, strategy, attention="einsum"):
+        key = name, strategy, attention
+        if key not in cache:
+            config = micro_config(strategy, attention)
             low = topology.lower_train_step(config, targets.devices(targets.parse(name)))
-            cache[name, strategy] = (*topology.analyse(config, name, low), low)
-        return cache[name, strategy]
+            cache[key] = (*topology.analyse(config, name, low), low)
+        return cache[key]
 
     return get
 
@@ -176,6 +177,25 @@ def test_tpu_step_by_op_class(compiled):
     table = profile.format_classes(rows, row["peak_flops"],
                                    targets.parse(TPU).chip.memory_bytes_per_s)
     assert table.splitlines()[-1].startswith("total")
+
+
+@needs_aot
+def test_tpu_fused_attention_is_one_kernel_per_pass(compiled):
+    """`model.attention=fused` compiled for a TPU: each block's window attention is one
+    Mosaic kernel forward and one backward (run per device: the step's batch is split over
+    4 chips), no softmax of materialised logits is left, and the kernels' FLOPs come from
+    their cost estimates: the step's FLOPs are the einsum step's (the backward kernel
+    recomputes q·kᵀ: a few % more)."""
+    row, text, _ = compiled(TPU, "dp", "fused")
+    plain, _, _ = compiled(TPU, "dp")
+    blocks = 2 * sum(MICRO["depths"])  # RGB and NIR
+    assert text.count('custom_call_target="tpu_custom_call"') == 2 * blocks
+    classes = {(r["cls"], r["direction"]): r for r in row["classes"]}
+    for direction in ("forward", "backward"):
+        kernel = classes["attention fused kernel (QK, softmax, AV)", direction]
+        assert kernel["ops"] >= blocks and kernel["flops"] > 0 and kernel["bytes"] > 0
+        assert ("attention softmax (+bias, mask)", direction) not in classes
+    assert plain["flops_per_device"] <= row["flops_per_device"] < 1.1 * plain["flops_per_device"]
 
 
 @needs_aot

@@ -22,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from ienet_jax.models import axes
+from ienet_jax.models import axes, fused_attention
 from ienet_jax.models import platform as compile_target
 
 Window = tuple[int, int, int]
 
-ATTENTION_IMPLS = ("einsum", "dot_product")
-MASK_VALUE = -100.0
+ATTENTION_IMPLS = ("einsum", "dot_product", "fused")
+MASK_VALUE = fused_attention.MASK_VALUE  # between tokens of different shift regions
 
 
 def effective_window(grid: Sequence[int], window: Sequence[int], shift: Sequence[int]):
@@ -130,13 +130,15 @@ def unshift_crop(y: jnp.ndarray, shift: Sequence[int], grid: Sequence[int]) -> j
 
 
 @functools.cache
-def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> np.ndarray:
-    """`[nW, N, N]` float32 additive mask (0 or −100) for a shifted-window pass (tuples in).
+def region_labels(padded: Sequence[int], window: Sequence[int],
+                  shift: Sequence[int]) -> np.ndarray:
+    """`[nW, N]` int32 region label of each token of each window for a shifted-window pass
+    (tuples in): tokens of different regions may not attend to each other.
 
     Regions are labelled over the slices `[0:-w), [-w:-s), [-s:]` per axis of the padded
     grid, exactly as the reference (including its `-0` slice on unshifted axes).
     """
-    labels = np.zeros(tuple(padded), np.float32)
+    labels = np.zeros(tuple(padded), np.int32)
     count = 0
     slices = [(slice(-w), slice(-w, -s), slice(-s, None)) for w, s in zip(window, shift)]
     for sd in slices[0]:
@@ -144,7 +146,14 @@ def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int
             for sw in slices[2]:
                 labels[sd, sh, sw] = count
                 count += 1
-    windows = np.asarray(window_partition(labels[None, ..., None], window))[..., 0]
+    return np.asarray(window_partition(labels[None, ..., None], window))[..., 0]
+
+
+@functools.cache
+def shift_mask(padded: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> np.ndarray:
+    """`[nW, N, N]` float32 additive mask (0 or −100) for a shifted-window pass (tuples
+    in): −100 between tokens of different `region_labels`."""
+    windows = region_labels(padded, window, shift)
     diff = windows[:, None, :] - windows[:, :, None]
     return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
 
@@ -271,7 +280,9 @@ class WindowAttention(nn.Module):
       attn_dropout, dropout: dropout on attention weights / on the output projection
         (rng collection "dropout").
       impl: "einsum" (batched einsum → f32 softmax → einsum; fastest on CPU) or
-        "dot_product" (`jax.nn.dot_product_attention` with bias + mask as `bias`).
+        "dot_product" (`jax.nn.dot_product_attention` with bias + mask as `bias`), or
+        "fused" (TPU: one kernel per window and head that keeps the logits on chip,
+        `ienet_jax.models.fused_attention`; no attention dropout).
     """
 
     dim: int
@@ -295,7 +306,7 @@ class WindowAttention(nn.Module):
         padded = (d + pads[0], h + pads[1], w + pads[2])
         qkv_proj = FusedQKV(self.heads, self.qkv_bias, self.dtype, self.param_dtype, name="qkv")
         out_proj = HeadsProjection(self.dtype, self.param_dtype, name="proj")
-        mask = shift_mask(padded, window, shift) if any(shift) else None
+        mask = (padded, window, shift) if any(shift) else None  # see `attend`
         back = tuple(-s for s in shift)
         if compile_target.current() == "cpu":  # projections off the padded tokens
             qkv = qkv_proj(x, pads)  # [B, D', H', W', 3, h, d]
@@ -319,9 +330,10 @@ class WindowAttention(nn.Module):
                 y = unshift_crop(window_reverse(y, window, (b, *padded)), shift, (d, h, w))
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
-    def attend(self, qkv: jnp.ndarray, mask: np.ndarray | None, train: bool) -> jnp.ndarray:
+    def attend(self, qkv: jnp.ndarray, mask: tuple | None, train: bool) -> jnp.ndarray:
         """Attention within windows: `qkv` `[3, B·nW, h, N, d]` (N ≤ the configured window
-        volume), `mask` `[nW, N, N]`|None → `[B·nW, h, N, d]`."""
+        volume), `mask` the shifted pass's `(padded grid, window, shift)` (the arguments
+        of `shift_mask`) or None → `[B·nW, h, N, d]`."""
         q, k, v = qkv[0], qkv[1], qkv[2]  # [Bw, h, N, d]
         bw, _, n, hd = q.shape
 
@@ -334,10 +346,18 @@ class WindowAttention(nn.Module):
             self.param_dtype,
         )
         index = relative_position_index(self.window)[:n, :n]
+        scale = hd**-0.5
+        if self.impl == "fused":
+            if train and self.attn_dropout > 0:
+                raise ValueError("model.attention='fused' does not support model.attn_dropout > 0")
+            labels = None if mask is None else region_labels(*mask)
+            with jax.named_scope("fused"):
+                return fused_attention.window_attention(
+                    q, k, v, jnp.asarray(table), index, labels, scale, compile_target.current())
+        mask = None if mask is None else shift_mask(*mask)
         with jax.named_scope("bias"):  # scopes name the ops for bench.profile
             bias = jnp.asarray(table)[index.reshape(-1)].reshape(n, n, self.heads)
             bias = bias.transpose(2, 0, 1).astype(jnp.float32)  # [h, N, N]
-        scale = hd**-0.5
 
         if self.impl == "einsum":
             with jax.named_scope("qk"):

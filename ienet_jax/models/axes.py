@@ -50,19 +50,32 @@ FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
 WINDOW_QKV = (None, BATCH, HEADS, TOKENS, KV)
 
 
-def constrain(x, names):
-    """`nn.with_logical_constraint(x, names)`, but a dimension whose mesh axes (the current
-    rules, the current mesh) do not divide its size is constrained replicated, as such a
-    parameter dimension is (`ienet_jax.parallel.rules.logical_to_spec`): e.g. 3 heads on a
-    2-way `model` axis, which XLA would otherwise pad to 4 and gather around every use."""
+def divisible(names, shape) -> tuple:
+    """`names` of an array of `shape`, with None for each dimension whose mesh axes (the
+    current rules, the current mesh) do not divide its size: such a dimension stays
+    replicated, as a parameter's does (`ienet_jax.parallel.rules.logical_to_spec`)."""
     sizes = jax.sharding.get_abstract_mesh().shape
-    if sizes:
-        spec = nn.logical_to_mesh_axes(names)
-        kept = []
-        for name, target, size in zip(names, spec, x.shape):
-            target = (target,) if isinstance(target, str) else target
-            if isinstance(target, tuple) and size % math.prod(sizes.get(a, 1) for a in target):
-                name = None
-            kept.append(name)
-        names = tuple(kept)
-    return nn.with_logical_constraint(x, names)
+    if not sizes:
+        return tuple(names)
+    kept = []
+    for name, target, size in zip(names, nn.logical_to_mesh_axes(names), shape):
+        target = (target,) if isinstance(target, str) else target
+        if isinstance(target, tuple) and size % math.prod(sizes.get(a, 1) for a in target):
+            name = None
+        kept.append(name)
+    return tuple(kept)
+
+
+def constrain(x, names):
+    """`nn.with_logical_constraint(x, names)`, but a dimension whose mesh axes do not divide
+    its size is constrained replicated (`divisible`): e.g. 3 heads on a 2-way `model`
+    axis, which XLA would otherwise pad to 4 and gather around every use."""
+    return nn.with_logical_constraint(x, divisible(names, x.shape))
+
+
+def spec(names, shape, whole=()) -> jax.sharding.PartitionSpec:
+    """The mesh PartitionSpec of an array of `shape` with logical `names` under the current
+    rules and mesh (`divisible`), the dimensions named in `whole` never split: what a
+    `shard_map` around a kernel that needs them whole takes."""
+    names = tuple(None if n in whole else n for n in divisible(names, shape))
+    return nn.logical_to_mesh_axes(names)
