@@ -49,7 +49,7 @@ CLASSES = (
     ("attention qkv projection", r"/attn/qkv/"),
     ("attention QK", r"/attn/qk/"),
     ("attention softmax (+bias, mask)", r"/attn/softmax/"),
-    ("attention fused kernel (QK, softmax, AV)", r"/attn/fused/"),
+    ("attention fused kernel", r"/attn/fused/"),
     ("attention relative position bias", r"/attn/bias/"),
     ("attention AV", r"/attn/av/"),
     ("attention output projection", r"/attn/proj/"),
@@ -270,6 +270,15 @@ def hlo_classes(module: HloModule) -> list[dict]:
     return sorted(rows.values(), key=lambda r: -r["bytes"])
 
 
+def intensity(row: dict) -> str:
+    """FLOP per byte of main-memory traffic, for a table: "–" when the class moves less than
+    a megabyte (held on chip), "≥10000" beyond the column."""
+    if row["bytes"] < 1e6:
+        return "–"
+    ratio = row["flops"] / row["bytes"]
+    return f"{ratio:.1f}" if ratio < 1e4 else "≥10000"
+
+
 def format_classes(rows: list[dict], peak_flops: float, memory_bytes_per_s: float) -> str:
     """`hlo_classes` rows as a table with each class's roofline: ms at the chip's peak
     FLOP/s and at its memory bandwidth (the larger bounds that class)."""
@@ -280,7 +289,7 @@ def format_classes(rows: list[dict], peak_flops: float, memory_bytes_per_s: floa
     for r in rows + [dict(cls="total", direction="", ops=sum(r["ops"] for r in rows),
                           flops=sum(r["flops"] for r in rows), bytes=total_bytes)]:
         lines.append(f"{r['cls']:<38}{r['direction']:<9}{r['ops']:>8}{r['flops'] / 1e9:>9.2f}"
-                     f"{r['bytes'] / 1e9:>8.2f}{r['flops'] / max(r['bytes'], 1.0):>8.1f}"
+                     f"{r['bytes'] / 1e9:>8.2f}{intensity(r):>8}"
                      f"{1e3 * r['flops'] / peak_flops:>9.2f}"
                      f"{1e3 * r['bytes'] / memory_bytes_per_s:>8.2f}"
                      f"{100 * r['bytes'] / total_bytes:>8.1f}")

@@ -60,13 +60,15 @@ def variant(config: ml_collections.ConfigDict, strategy: str, dtype: str, remat:
 def row_name(config: ml_collections.ConfigDict, name: str, per_way: int | None,
              frozen: bool = False) -> str:
     """File stem of a row: model, stage (+ frozen phase), topology, strategy, dtype, remat,
-    batch."""
+    batch, and the attention's formulation unless the default (`--config.model.attention`)."""
     m = config.model
     batch = "paper" if per_way is None else f"b{per_way}"
     stage = f"s{int(config.train.stage)}" + ("frozen" if frozen else "")
+    attention = str(m.get("attention", "einsum"))
     return "_".join([m.name, stage, name.replace(":", "-"),
                      str(config.mesh.strategy), str(m.dtype),
-                     "remat" if m.remat else "noremat", batch])
+                     "remat" if m.remat else "noremat", batch]
+                    + ([] if attention == "einsum" else [attention]))
 
 
 def data_ways(row: dict, strategy: str, tp: int) -> int:

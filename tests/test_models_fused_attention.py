@@ -61,8 +61,8 @@ def test_fused_equals_einsum_sharded_over_data_and_heads():
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         # 2 heads over `model`, the 4 clips' windows over `data`: a kernel per device,
         # the table's gradient summed over `data` by the shard_map's transpose
-        assert axes.spec(axes.WINDOW_QKV[1:], (16, 2, 32, 6)) == PartitionSpec(
-            "data", "model", None, None)
+        assert axes.spec(axes.WINDOW_TOKENS_QKV, (16, 32, 3, 2, 6)) == PartitionSpec(
+            "data", None, None, "model", None)
         fused = values_and_grads("fused", shift, x, heads=2)
     assert_same(plain, fused)
 

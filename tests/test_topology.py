@@ -182,20 +182,20 @@ def test_tpu_step_by_op_class(compiled):
 @needs_aot
 def test_tpu_fused_attention_is_one_kernel_per_pass(compiled):
     """`model.attention=fused` compiled for a TPU: each block's window attention is one
-    Mosaic kernel forward and one backward (run per device: the step's batch is split over
-    4 chips), no softmax of materialised logits is left, and the kernels' FLOPs come from
-    their cost estimates: the step's FLOPs are the einsum step's (the backward kernel
-    recomputes q·kᵀ: a few % more)."""
+    Mosaic kernel forward and one backward (run per device in a shard_map: the step's batch
+    is split over 4 chips), no softmax of materialised logits is left, and the kernels' FLOPs come from
+    their cost estimates: the step's FLOPs are the einsum step's within 10 % (the backward
+    kernel recomputes q·kᵀ; the estimates count the matmuls only, XLA also the softmax)."""
     row, text, _ = compiled(TPU, "dp", "fused")
     plain, _, _ = compiled(TPU, "dp")
     blocks = 2 * sum(MICRO["depths"])  # RGB and NIR
     assert text.count('custom_call_target="tpu_custom_call"') == 2 * blocks
     classes = {(r["cls"], r["direction"]): r for r in row["classes"]}
     for direction in ("forward", "backward"):
-        kernel = classes["attention fused kernel (QK, softmax, AV)", direction]
+        kernel = classes["attention fused kernel", direction]
         assert kernel["ops"] >= blocks and kernel["flops"] > 0 and kernel["bytes"] > 0
         assert ("attention softmax (+bias, mask)", direction) not in classes
-    assert plain["flops_per_device"] <= row["flops_per_device"] < 1.1 * plain["flops_per_device"]
+    assert abs(row["flops_per_device"] - plain["flops_per_device"]) < 0.1 * plain["flops_per_device"]
 
 
 @needs_aot

@@ -32,6 +32,9 @@ def test_variant_sets_the_grid_keys_on_a_copy():
     assert topology_grid.variant(base, "fsdp", "float32", False, 2).mesh.shape == (-1, 1)
     name = topology_grid.row_name(config, "v5e:4x4", 8)
     assert name == "ienet_s1_v5e-4x4_dp_tp_bfloat16_remat_b8"
+    config.model.attention = "fused"  # a formulation other than the default is named
+    assert topology_grid.row_name(config, "v5e:4x4", None) == (
+        "ienet_s1_v5e-4x4_dp_tp_bfloat16_remat_paper_fused")
 
 
 def fake_analyse(calls, limit_gib=16.0, refuse_above=None):

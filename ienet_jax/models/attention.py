@@ -308,7 +308,7 @@ class WindowAttention(nn.Module):
         out_proj = HeadsProjection(self.dtype, self.param_dtype, name="proj")
         mask = (padded, window, shift) if any(shift) else None  # see `attend`
         back = tuple(-s for s in shift)
-        if compile_target.current() == "cpu":  # projections off the padded tokens
+        if compile_target.current() == "cpu" and self.impl != "fused":  # off padded tokens
             qkv = qkv_proj(x, pads)  # [B, D', H', W', 3, h, d]
             with jax.named_scope("window_partition"):  # shift, partition (bench.profile)
                 if any(shift):
@@ -324,19 +324,19 @@ class WindowAttention(nn.Module):
                 if any(shift):
                     xw = jnp.roll(xw, back, axis=(1, 2, 3))
                 xw = window_partition(xw, window)  # [B·nW, N, C]
-            qkv = axes.constrain(qkv_proj(xw).transpose(2, 0, 3, 1, 4), axes.WINDOW_QKV)
-            y = out_proj(self.attend(qkv, mask, train).transpose(0, 2, 1, 3))  # [B·nW, N, C]
+            qkv = qkv_proj(xw)  # [B·nW, N, 3, h, d]
+            if self.impl == "fused":  # the kernel reads the projection as it comes
+                y = self.attend_fused(qkv, mask, train)
+            else:
+                qkv = axes.constrain(qkv.transpose(2, 0, 3, 1, 4), axes.WINDOW_QKV)
+                y = self.attend(qkv, mask, train).transpose(0, 2, 1, 3)
+            y = out_proj(y)  # [B·nW, N, C]
             with jax.named_scope("window_reverse"):
                 y = unshift_crop(window_reverse(y, window, (b, *padded)), shift, (d, h, w))
         return nn.Dropout(self.dropout)(y, deterministic=not train)
 
-    def attend(self, qkv: jnp.ndarray, mask: tuple | None, train: bool) -> jnp.ndarray:
-        """Attention within windows: `qkv` `[3, B·nW, h, N, d]` (N ≤ the configured window
-        volume), `mask` the shifted pass's `(padded grid, window, shift)` (the arguments
-        of `shift_mask`) or None → `[B·nW, h, N, d]`."""
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [Bw, h, N, d]
-        bw, _, n, hd = q.shape
-
+    def bias_table(self) -> jnp.ndarray:
+        """The relative-position-bias table `[(2Wd−1)(2Wh−1)(2Ww−1), heads]`."""
         table = self.param(
             "relative_position_bias_table",
             nn.with_logical_partitioning(
@@ -345,15 +345,29 @@ class WindowAttention(nn.Module):
             (table_size(self.window), self.heads),
             self.param_dtype,
         )
+        return jnp.asarray(table)
+
+    def attend_fused(self, qkv: jnp.ndarray, mask: tuple | None, train: bool) -> jnp.ndarray:
+        """`attend` as one kernel (`fused_attention`): `qkv` `[B·nW, N, 3, h, d]` →
+        `[B·nW, N, h, d]`."""
+        if train and self.attn_dropout > 0:
+            raise ValueError("model.attention='fused' does not support model.attn_dropout > 0")
+        n, hd = qkv.shape[1], qkv.shape[-1]
+        labels = None if mask is None else region_labels(*mask)
+        with jax.named_scope("fused"):  # (bench.profile)
+            return fused_attention.window_attention(
+                qkv, self.bias_table(), relative_position_index(self.window)[:n, :n], labels,
+                hd**-0.5, compile_target.current())
+
+    def attend(self, qkv: jnp.ndarray, mask: tuple | None, train: bool) -> jnp.ndarray:
+        """Attention within windows: `qkv` `[3, B·nW, h, N, d]` (N ≤ the configured window
+        volume), `mask` the shifted pass's `(padded grid, window, shift)` (the arguments
+        of `shift_mask`) or None → `[B·nW, h, N, d]`."""
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [Bw, h, N, d]
+        bw, _, n, hd = q.shape
+        table = self.bias_table()
         index = relative_position_index(self.window)[:n, :n]
         scale = hd**-0.5
-        if self.impl == "fused":
-            if train and self.attn_dropout > 0:
-                raise ValueError("model.attention='fused' does not support model.attn_dropout > 0")
-            labels = None if mask is None else region_labels(*mask)
-            with jax.named_scope("fused"):
-                return fused_attention.window_attention(
-                    q, k, v, jnp.asarray(table), index, labels, scale, compile_target.current())
         mask = None if mask is None else shift_mask(*mask)
         with jax.named_scope("bias"):  # scopes name the ops for bench.profile
             bias = jnp.asarray(table)[index.reshape(-1)].reshape(n, n, self.heads)

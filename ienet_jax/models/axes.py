@@ -48,6 +48,8 @@ CLIP = (BATCH, TIME, HEIGHT, WIDTH, EMBED)
 FRAMES = (BATCH, TIME, HEIGHT, WIDTH, None)
 # Queries, keys and values of window tokens `[3, B·nW, heads, N, C / heads]`.
 WINDOW_QKV = (None, BATCH, HEADS, TOKENS, KV)
+# ... as the qkv projection of windows' tokens gives them `[B·nW, N, 3, heads, C / heads]`.
+WINDOW_TOKENS_QKV = (BATCH, TOKENS, None, HEADS, KV)
 
 
 def divisible(names, shape) -> tuple:

@@ -1,31 +1,34 @@
-"""Fused window attention: one TPU kernel per (head, window) that never writes the logits.
+"""Fused window attention: one TPU kernel per window that never writes the logits.
 
-`softmax(q·kᵀ·scale + bias + shift mask)·v` for the window attention's `[B·nW, h, N, d]`
-layout, forward and backward, as Pallas kernels (Mosaic on TPU). The unfused formulation
+`softmax(q·kᵀ·scale + bias + shift mask)·v` for every head of every window, forward and
+backward, as Pallas kernels (Mosaic on TPU). The unfused formulation
 (`model.attention='einsum'`) writes the float32 `N×N` logits and probabilities of every
 window and head to main memory and reads them back, forward and backward: compiled for
 TPU v5e, the softmax alone was 16 % of the reference step's kernel I/O
 (`python -m bench.topology --classes`), on a step bound by memory traffic. Here a window's
-`N×N` block (N ≤ 8·7·7 = 392 tokens: ≤ 600 KiB in float32) lives in on-chip memory only:
+`N×N` blocks (N ≤ 8·7·7 = 392 tokens: ≤ 600 KiB in float32) live in on-chip memory only:
 
-- forward: `s = (q·scale)·kᵀ + bias (+ mask)`, row softmax `p`, `o = p·v`; only `o` is
-  written. Nothing else is saved: the backward recomputes `p` from q, k and the bias
-  (the softmax of a whole row is cheap next to the traffic it saves);
-- backward: `dv = pᵀ·do`, `dp = do·vᵀ`, `ds = p ⊙ (dp − rowsum(p ⊙ dp))`,
+- the kernels read the qkv projection of a window's tokens as the projection writes it,
+  `[N, 3·h·d]` (q, k, v, each head-major), and write the output `[N, h·d]` as the output
+  projection reads it: no transpose of q, k, v or of the output around them;
+- forward, per head: `s = (q·scale)·kᵀ + bias (+ mask)`, row softmax `p`, `o = p·v`; only
+  `o` is written. Nothing else is saved: the backward recomputes `p` from q, k and the
+  bias (a row's softmax is cheap next to the traffic it saves);
+- backward, per head: `dv = pᵀ·do`, `dp = do·vᵀ`, `ds = p ⊙ (dp − rowsum(p ⊙ dp))`,
   `dq = ds·k·scale`, `dk = dsᵀ·q·scale`, and the bias gradient `Σ_windows ds`, accumulated
-  in the kernel's output block over the window axis of the grid (heads outer, windows
-  inner: each head's bias block is read once).
-
-The shift mask is not read as an `nW×N×N` array: each window's token region labels
-(`[nW, N]`, `attention.region_labels`) come in as a column and a row, and the kernel
-builds `−100·[label_i ≠ label_j]` on chip.
+  in one output block over the grid of windows (so that grid is "arbitrary": one core of a
+  megacore chip);
+- the bias `[h, N, N]` is one block, read once per call; the shift mask is not read as an
+  `nW×N×N` array: each window's token region labels (`[nW, N]`,
+  `attention.region_labels`) come in as a column and a row and the kernel builds
+  `−100·[label_i ≠ label_j]` on chip.
 
 A Mosaic kernel cannot be partitioned by XLA: under a mesh (`jax.set_mesh`, as the
-trainer's compiled steps run) the kernel runs per device in a `shard_map` over the
-windows' and heads' mesh axes (`axes.WINDOW_QKV`, as the rules shard them); the bias is
-gathered from its table inside, so its gradient leaves the `shard_map` as the table's
-(summed over the data axes there, a table-sized all-reduce). Compiled for the CPU the
-kernels run in Pallas's interpreter (tests; slow), a GPU has no such kernel
+trainer's compiled steps run) the kernels run per device in a `shard_map` over the
+windows' and heads' mesh axes (`axes.WINDOW_TOKENS_QKV`, as the rules shard them); the
+bias is gathered from its table inside, so its gradient leaves the `shard_map` as the
+table's (summed over the data axes there: a table-sized all-reduce). Compiled for the CPU
+the kernels run in Pallas's interpreter (tests; slow); a GPU has no such kernel
 (`model.attention='einsum'` there).
 """
 
@@ -59,57 +62,70 @@ def _probs(q, k, bias, labels, scale):
     return p * (1.0 / jnp.sum(p, axis=-1, keepdims=True))
 
 
-def _forward_kernel(*refs, scale: float, masked: bool):
-    q_ref, k_ref, v_ref, b_ref, *rest = refs
+def _heads(ref, part: int, heads: int, d: int):
+    """Per head, the `[N, d]` lane slice of `part` (0: q, 1: k, 2: v, of a `[N, 3·h·d]`
+    block; 0 of a `[N, h·d]` one)."""
+    return [(slice(None), slice((part * heads + h) * d, (part * heads + h + 1) * d))
+            for h in range(heads)]
+
+
+def _forward_kernel(*refs, heads: int, d: int, scale: float, masked: bool):
+    qkv_ref, b_ref, *rest = refs
     labels = (rest[0][...], rest[1][...]) if masked else None
     o_ref = rest[-1]
-    p = _probs(q_ref[...], k_ref[...], b_ref[...], labels, scale)
-    v = v_ref[...]
-    o = jax.lax.dot_general(p.astype(v.dtype), v, _NN, preferred_element_type=jnp.float32)
-    o_ref[...] = o.astype(o_ref.dtype)
+    for h, (q, k, v, o) in enumerate(zip(*(_heads(qkv_ref, i, heads, d) for i in range(3)),
+                                         _heads(o_ref, 0, heads, d), strict=True)):
+        v = qkv_ref[v]
+        p = _probs(qkv_ref[q], qkv_ref[k], b_ref[h], labels, scale)
+        o_ref[o] = jax.lax.dot_general(p.astype(v.dtype), v, _NN,
+                                       preferred_element_type=jnp.float32).astype(o_ref.dtype)
 
 
-def _backward_kernel(*refs, scale: float, masked: bool):
-    q_ref, k_ref, v_ref, b_ref, *rest = refs
+def _backward_kernel(*refs, heads: int, d: int, scale: float, masked: bool):
+    qkv_ref, b_ref, *rest = refs
     labels = (rest[0][...], rest[1][...]) if masked else None
-    do_ref, dq_ref, dk_ref, dv_ref, db_ref = rest[-5:]
-    q, k, v, do = q_ref[...], k_ref[...], v_ref[...], do_ref[...]
-    p = _probs(q, k, b_ref[...], labels, scale)
-    dv = jax.lax.dot_general(p.astype(do.dtype), do, _TN, preferred_element_type=jnp.float32)
-    dp = jax.lax.dot_general(do, v, _NT, preferred_element_type=jnp.float32)
-    ds = p * (dp - jnp.sum(p * dp, axis=-1, keepdims=True))  # d logits
-    dq = jax.lax.dot_general(ds.astype(k.dtype), k, _NN, preferred_element_type=jnp.float32)
-    dk = jax.lax.dot_general(ds.astype(q.dtype), q, _TN, preferred_element_type=jnp.float32)
-    dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
-    dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
-    dv_ref[...] = dv.astype(dv_ref.dtype)
+    do_ref, dqkv_ref, db_ref = rest[-3:]
 
-    @pl.when(pl.program_id(1) == 0)
+    @pl.when(pl.program_id(0) == 0)
     def _():
         db_ref[...] = jnp.zeros_like(db_ref)
 
-    db_ref[...] += ds
+    for h, (qs, ks, vs, os) in enumerate(zip(*(_heads(qkv_ref, i, heads, d) for i in range(3)),
+                                             _heads(do_ref, 0, heads, d), strict=True)):
+        q, k, v, do = qkv_ref[qs], qkv_ref[ks], qkv_ref[vs], do_ref[os]
+        p = _probs(q, k, b_ref[h], labels, scale)
+        dv = jax.lax.dot_general(p.astype(do.dtype), do, _TN, preferred_element_type=jnp.float32)
+        dp = jax.lax.dot_general(do, v, _NT, preferred_element_type=jnp.float32)
+        ds = p * (dp - jnp.sum(p * dp, axis=-1, keepdims=True))  # d logits
+        dq = jax.lax.dot_general(ds.astype(k.dtype), k, _NN, preferred_element_type=jnp.float32)
+        dk = jax.lax.dot_general(ds.astype(q.dtype), q, _TN, preferred_element_type=jnp.float32)
+        dqkv_ref[qs] = (dq * scale).astype(dqkv_ref.dtype)
+        dqkv_ref[ks] = (dk * scale).astype(dqkv_ref.dtype)
+        dqkv_ref[vs] = dv.astype(dqkv_ref.dtype)
+        db_ref[h] += ds
 
 
-def _specs(shape, n_windows: int | None):
-    """Block specs of the grid `(heads, windows)`: q/k/v/o blocks, the bias's, the labels'."""
-    _, _, n, d = shape
-    token = pl.BlockSpec((None, None, n, d), lambda h, w: (w, h, 0, 0))
-    bias = pl.BlockSpec((None, n, n), lambda h, w: (h, 0, 0))
+def _specs(n: int, heads: int, d: int, n_windows: int | None):
+    """Block specs over the grid of windows: qkv `[N, 3·h·d]`, output `[N, h·d]`, the whole
+    bias `[h, N, N]` (one block: read once), each window's labels."""
+    qkv = pl.BlockSpec((None, n, 3 * heads * d), lambda w: (w, 0, 0))
+    out = pl.BlockSpec((None, n, heads * d), lambda w: (w, 0, 0))
+    bias = pl.BlockSpec((heads, n, n), lambda w: (0, 0, 0))
     labels = []
     if n_windows is not None:  # window w of the batch is window w % nW of its clip
-        labels = [pl.BlockSpec((None, n, 1), lambda h, w: (w % n_windows, 0, 0)),
-                  pl.BlockSpec((None, 1, n), lambda h, w: (w % n_windows, 0, 0))]
-    return token, bias, labels
+        labels = [pl.BlockSpec((None, n, 1), lambda w: (w % n_windows, 0, 0)),
+                  pl.BlockSpec((None, 1, n), lambda w: (w % n_windows, 0, 0))]
+    return qkv, out, bias, labels
 
 
-def _cost(shape, itemsize: int, matmuls: int, arrays: int, bias_arrays: int) -> pl.CostEstimate:
+def _cost(bw: int, n: int, heads: int, d: int, itemsize: int, matmuls: int, widths: int,
+          bias_arrays: int) -> pl.CostEstimate:
     """What one call computes and moves: `matmuls` `N×N×d` products per window and head,
-    `arrays` `[B·nW, h, N, d]` arrays read or written, `bias_arrays` float32 `[h, N, N]`."""
-    bw, heads, n, d = shape
+    `widths` × `h·d` channels of every window token read or written, `bias_arrays` float32
+    `[h, N, N]`."""
     return pl.CostEstimate(flops=2 * matmuls * bw * heads * n * n * d,
                            transcendentals=bw * heads * n * n,
-                           bytes_accessed=arrays * bw * heads * n * d * itemsize
+                           bytes_accessed=widths * bw * n * heads * d * itemsize
                            + bias_arrays * heads * n * n * 4)
 
 
@@ -117,82 +133,87 @@ def _label_args(labels):
     return [] if labels is None else [labels[:, :, None], labels[:, None, :]]
 
 
-def _forward(q, k, v, bias, labels, scale, interpret):
-    token, bias_spec, label_specs = _specs(q.shape, None if labels is None else labels.shape[0])
+def _call(kernel, qkv, bias, labels, extra, out_shape, out_specs, semantics, cost, scale,
+          interpret):
+    bw, n, _, heads, d = qkv.shape
+    qkv_spec, out_spec, bias_spec, label_specs = _specs(
+        n, heads, d, None if labels is None else labels.shape[0])
+    specs = {"qkv": qkv_spec, "out": out_spec, "bias": bias_spec}
     return pl.pallas_call(
-        functools.partial(_forward_kernel, scale=scale, masked=labels is not None),
-        grid=(q.shape[1], q.shape[0]),
-        in_specs=[token, token, token, bias_spec, *label_specs],
-        out_specs=token,
-        out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
-        compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "parallel")),
-        cost_estimate=_cost(q.shape, q.dtype.itemsize, 2, 4, 1),
+        functools.partial(kernel, heads=heads, d=d, scale=scale, masked=labels is not None),
+        grid=(bw,),
+        in_specs=[qkv_spec, bias_spec, *label_specs, *(out_spec for _ in extra)],
+        out_specs=[specs[k] for k in out_specs],
+        out_shape=out_shape,
+        compiler_params=pltpu.CompilerParams(dimension_semantics=(semantics,)),
+        cost_estimate=_cost(bw, n, heads, d, qkv.dtype.itemsize, *cost),
         interpret=interpret,
-    )(q, k, v, bias, *_label_args(labels))
+    )(qkv.reshape(bw, n, -1), bias, *_label_args(labels), *(e.reshape(bw, n, -1) for e in extra))
 
 
-def _backward(q, k, v, bias, labels, do, scale, interpret):
-    token, bias_spec, label_specs = _specs(q.shape, None if labels is None else labels.shape[0])
-    like = jax.ShapeDtypeStruct(q.shape, q.dtype)
-    return pl.pallas_call(
-        functools.partial(_backward_kernel, scale=scale, masked=labels is not None),
-        grid=(q.shape[1], q.shape[0]),
-        in_specs=[token, token, token, bias_spec, *label_specs, token],
-        out_specs=[token, token, token, bias_spec],
-        out_shape=[like, like, like, jax.ShapeDtypeStruct(bias.shape, jnp.float32)],
-        # the bias gradient accumulates over the (inner) window axis
-        compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
-        cost_estimate=_cost(q.shape, q.dtype.itemsize, 5, 7, 2),
-        interpret=interpret,
-    )(q, k, v, bias, *_label_args(labels), do)
+def _forward(qkv, bias, labels, scale, interpret):
+    bw, n, _, heads, d = qkv.shape
+    (out,) = _call(_forward_kernel, qkv, bias, labels, (),
+                   [jax.ShapeDtypeStruct((bw, n, heads * d), qkv.dtype)], ["out"],
+                   "parallel", (2, 4, 1), scale, interpret)
+    return out.reshape(bw, n, heads, d)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _attention(q, k, v, bias, labels, scale, interpret):
-    return _forward(q, k, v, bias, labels, scale, interpret)
+def _backward(qkv, bias, labels, do, scale, interpret):
+    bw, n = qkv.shape[:2]
+    # the bias gradient accumulates in one block over all windows: an "arbitrary" grid
+    dqkv, dbias = _call(_backward_kernel, qkv, bias, labels, (do,),
+                        [jax.ShapeDtypeStruct((bw, n, qkv[0].size // n), qkv.dtype),
+                         jax.ShapeDtypeStruct(bias.shape, jnp.float32)], ["qkv", "bias"],
+                        "arbitrary", (5, 7, 2), scale, interpret)
+    return dqkv.reshape(qkv.shape), dbias
 
 
-def _attention_fwd(q, k, v, bias, labels, scale, interpret):
-    return _forward(q, k, v, bias, labels, scale, interpret), (q, k, v, bias, labels)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _attention(qkv, bias, labels, scale, interpret):
+    return _forward(qkv, bias, labels, scale, interpret)
+
+
+def _attention_fwd(qkv, bias, labels, scale, interpret):
+    return _forward(qkv, bias, labels, scale, interpret), (qkv, bias, labels)
 
 
 def _attention_bwd(scale, interpret, res, do):
-    q, k, v, bias, labels = res
-    dq, dk, dv, dbias = _backward(q, k, v, bias, labels, do, scale, interpret)
-    return dq, dk, dv, dbias.astype(bias.dtype), None if labels is None else np.zeros(
+    qkv, bias, labels = res
+    dqkv, dbias = _backward(qkv, bias, labels, do, scale, interpret)
+    return dqkv, dbias.astype(bias.dtype), None if labels is None else np.zeros(
         labels.shape, jax.dtypes.float0)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
-def window_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, table: jnp.ndarray,
-                     index: np.ndarray, labels: np.ndarray | None, scale: float,
-                     platform: str) -> jnp.ndarray:
-    """Attention within windows, fused: `q, k, v` `[B·nW, h, N, d]`, the bias `table`
-    `[T, h]` gathered by `index` `[N, N]`, the shift mask's region `labels` `[nW, N]`
-    (None: no mask) → `[B·nW, h, N, d]`, as `attention.WindowAttention`'s einsum formulation.
-    `platform`: the compile target ("tpu"; "cpu" runs the Pallas interpreter)."""
+def window_attention(qkv: jnp.ndarray, table: jnp.ndarray, index: np.ndarray,
+                     labels: np.ndarray | None, scale: float, platform: str) -> jnp.ndarray:
+    """Attention within windows, fused: `qkv` `[B·nW, N, 3, h, d]` (the qkv projection of
+    the windows' tokens as it comes), the bias `table` `[T, h]` gathered by `index`
+    `[N, N]`, the shift mask's region `labels` `[nW, N]` (None: no mask) → `[B·nW, N, h, d]`,
+    as `attention.WindowAttention`'s einsum formulation. `platform`: the compile target
+    ("tpu"; "cpu" runs the Pallas interpreter)."""
     if platform not in ("tpu", "cpu"):
         raise ValueError(f"config key model.attention='fused' is a TPU kernel; compiled for "
                          f"{platform!r} use model.attention='einsum'")
-    n = q.shape[2]
+    n = qkv.shape[1]
     interpret = platform == "cpu"
     labels_arg = None if labels is None else jnp.asarray(labels, jnp.int32)
 
-    def local(q, k, v, table, labels):
+    def local(qkv, table, labels):
         bias = table[index.reshape(-1)].reshape(n, n, -1).transpose(2, 0, 1)
-        return _attention(q, k, v, bias.astype(jnp.float32), labels, scale, interpret)
+        return _attention(qkv, bias.astype(jnp.float32), labels, scale, interpret)
 
     mesh = jax.sharding.get_abstract_mesh()
     if not mesh.shape:
-        return local(q, k, v, table, labels_arg)
-    spec = axes.spec(axes.WINDOW_QKV[1:], q.shape, whole=(axes.TOKENS, axes.KV))
-    table_spec = jax.sharding.PartitionSpec(None, spec[1])
-    label_spec = jax.sharding.PartitionSpec()
+        return local(qkv, table, labels_arg)
+    spec = axes.spec(axes.WINDOW_TOKENS_QKV, qkv.shape, whole=(axes.TOKENS, axes.KV))
+    out_spec = jax.sharding.PartitionSpec(*spec[:2], *spec[3:])
+    table_spec = jax.sharding.PartitionSpec(None, spec[3])
     if labels_arg is None:
-        return jax.shard_map(lambda q, k, v, t: local(q, k, v, t, None),
-                             in_specs=(spec, spec, spec, table_spec), out_specs=spec,
-                             check_vma=False)(q, k, v, table)
-    return jax.shard_map(local, in_specs=(spec, spec, spec, table_spec, label_spec),
-                         out_specs=spec, check_vma=False)(q, k, v, table, labels_arg)
+        return jax.shard_map(lambda qkv, t: local(qkv, t, None), in_specs=(spec, table_spec),
+                             out_specs=out_spec, check_vma=False)(qkv, table)
+    return jax.shard_map(local, in_specs=(spec, table_spec, jax.sharding.PartitionSpec()),
+                         out_specs=out_spec, check_vma=False)(qkv, table, labels_arg)
