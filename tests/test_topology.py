@@ -184,8 +184,9 @@ def test_tpu_fused_attention_is_one_kernel_per_pass(compiled):
     """`model.attention=fused` compiled for a TPU: each block's window attention is one
     Mosaic kernel forward and one backward (run per device in a shard_map: the step's batch
     is split over 4 chips), no softmax of materialised logits is left, and the kernels'
-    FLOPs come from their cost estimates: the step's FLOPs are the einsum step's within 10 % (the backward
-    kernel recomputes q·kᵀ; the estimates count the matmuls only, XLA also the softmax)."""
+    FLOPs come from their cost estimates: the step's FLOPs are the einsum step's within
+    10 % (the backward kernel recomputes q·kᵀ; the estimates count the matmuls only, XLA
+    also the softmax)."""
     row, text, _ = compiled(TPU, "dp", "fused")
     plain, _, _ = compiled(TPU, "dp")
     blocks = 2 * sum(MICRO["depths"])  # RGB and NIR
