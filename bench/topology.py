@@ -36,7 +36,9 @@ Each row also holds `classes`: one step's FLOPs and main-memory bytes by op clas
 (attention, MLP, layer norms, window partition, …, forward and backward;
 `bench.profile.hlo_classes`, from the compiled HLO's kernels and their op names; bytes of
 arrays staged in on-chip memory left out), printed with a roofline per class by
-`--classes`: where an accelerator's step spends its memory traffic, before renting one.
+`--classes`: where an accelerator's step spends its memory traffic, before renting one. A
+Pallas kernel (`--config.model.attention=fused` on TPU) counts with the cost estimate it
+was built with (`ienet_jax.models.fused_attention`), in XLA's totals as in `classes`.
 """
 
 from __future__ import annotations
@@ -236,7 +238,8 @@ def analyse(config: ml_collections.ConfigDict, name: str,
         "mesh": {k: int(v) for k, v in low.mesh.shape.items()}, "strategy": low.strategy,
         "model": config.model.name, "variant": str(config.get("variant", "")),
         "stage": int(config.train.stage), "phase": low.phase, "dtype": dtype,
-        "remat": bool(config.model.get("remat", False)), "params": low.params,
+        "remat": bool(config.model.get("remat", False)),
+        "attention": str(config.model.get("attention", "")), "params": low.params,
         "global_batch": low.global_batch, "compile_s": compile_s,
         "bytes_per_device": int(total),
         "argument_bytes": int(mem.argument_size_in_bytes),
