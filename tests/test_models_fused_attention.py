@@ -38,10 +38,13 @@ def assert_same(a, b):
                                    err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("shift", [(0, 0, 0), (1, 2, 2)], ids=["plain", "shifted"])
-def test_fused_equals_einsum(shift):
-    # a 4×6×6 grid: padded to 4×8×8 (zero tokens attended to, as the reference)
-    x = jax.random.normal(jax.random.key(0), (2, 4, 6, 6, 12))
+@pytest.mark.parametrize("shape, shift", [
+    ((2, 4, 6, 6, 12), (0, 0, 0)),  # padded to 4×8×8 (zero tokens attended, as the reference)
+    ((2, 4, 6, 6, 12), (1, 2, 2)),
+    ((1, 2, 4, 12, 12), (1, 2, 2)),  # 3 windows: the grid does not split in two parts
+], ids=["plain", "shifted", "odd"])
+def test_fused_equals_einsum(shape, shift):
+    x = jax.random.normal(jax.random.key(0), shape)
     assert_same(values_and_grads("einsum", shift, x), values_and_grads("fused", shift, x))
 
 

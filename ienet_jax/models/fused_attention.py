@@ -16,8 +16,8 @@ TPU v5e, the softmax alone was 16 % of the reference step's kernel I/O
   bias (a row's softmax is cheap next to the traffic it saves);
 - backward, per head: `dv = pᵀ·do`, `dp = do·vᵀ`, `ds = p ⊙ (dp − rowsum(p ⊙ dp))`,
   `dq = ds·k·scale`, `dk = dsᵀ·q·scale`, and the bias gradient `Σ_windows ds`, accumulated
-  in one output block over the grid of windows (so that grid is "arbitrary": one core of a
-  megacore chip);
+  in an output block over the windows of each of two halves of the grid (the halves
+  "parallel": a megacore chip's two cores take one each);
 - the bias `[h, N, N]` is one block, read once per call; the shift mask is not read as an
   `nW×N×N` array: each window's token region labels (`[nW, N]`,
   `attention.region_labels`) come in as a column and a row and the kernel builds
@@ -86,7 +86,7 @@ def _backward_kernel(*refs, heads: int, d: int, scale: float, masked: bool):
     labels = (rest[0][...], rest[1][...]) if masked else None
     do_ref, dqkv_ref, db_ref = rest[-3:]
 
-    @pl.when(pl.program_id(0) == 0)
+    @pl.when(pl.program_id(1) == 0)  # a part's first window
     def _():
         db_ref[...] = jnp.zeros_like(db_ref)
 
@@ -105,17 +105,22 @@ def _backward_kernel(*refs, heads: int, d: int, scale: float, masked: bool):
         db_ref[h] += ds
 
 
-def _specs(n: int, heads: int, d: int, n_windows: int | None):
-    """Block specs over the grid of windows: qkv `[N, 3·h·d]`, output `[N, h·d]`, the whole
-    bias `[h, N, N]` (one block: read once), each window's labels."""
-    qkv = pl.BlockSpec((None, n, 3 * heads * d), lambda w: (w, 0, 0))
-    out = pl.BlockSpec((None, n, heads * d), lambda w: (w, 0, 0))
-    bias = pl.BlockSpec((heads, n, n), lambda w: (0, 0, 0))
+def _specs(n: int, heads: int, d: int, per_part: int, n_windows: int | None):
+    """Block specs over the grid `(part, window of the part)`: qkv `[N, 3·h·d]`, output
+    `[N, h·d]`, the whole bias `[h, N, N]` (one block: read once), each part's bias
+    gradient, each window's labels."""
+    def window(c, i):
+        return c * per_part + i
+
+    qkv = pl.BlockSpec((None, n, 3 * heads * d), lambda c, i: (window(c, i), 0, 0))
+    out = pl.BlockSpec((None, n, heads * d), lambda c, i: (window(c, i), 0, 0))
+    bias = pl.BlockSpec((heads, n, n), lambda c, i: (0, 0, 0))
+    dbias = pl.BlockSpec((None, heads, n, n), lambda c, i: (c, 0, 0, 0))
     labels = []
     if n_windows is not None:  # window w of the batch is window w % nW of its clip
-        labels = [pl.BlockSpec((None, n, 1), lambda w: (w % n_windows, 0, 0)),
-                  pl.BlockSpec((None, 1, n), lambda w: (w % n_windows, 0, 0))]
-    return qkv, out, bias, labels
+        labels = [pl.BlockSpec((None, n, 1), lambda c, i: (window(c, i) % n_windows, 0, 0)),
+                  pl.BlockSpec((None, 1, n), lambda c, i: (window(c, i) % n_windows, 0, 0))]
+    return dict(qkv=qkv, out=out, bias=bias, dbias=dbias), labels
 
 
 def _cost(bw: int, n: int, heads: int, d: int, itemsize: int, matmuls: int, widths: int,
@@ -133,19 +138,27 @@ def _label_args(labels):
     return [] if labels is None else [labels[:, :, None], labels[:, None, :]]
 
 
-def _call(kernel, qkv, bias, labels, extra, out_shape, out_specs, semantics, cost, scale,
+def _parts(bw: int) -> int:
+    """Parts of the window grid marked "parallel" (a megacore chip's two cores take one
+    each): 2 when the windows split evenly."""
+    return 2 if bw % 2 == 0 else 1
+
+
+def _call(kernel, qkv, bias, labels, extra, out_shape, out_specs, inner, cost, scale,
           interpret):
+    """`kernel` over the grid `(part, window of the part)` (`inner`: the window axis's
+    semantics)."""
     bw, n, _, heads, d = qkv.shape
-    qkv_spec, out_spec, bias_spec, label_specs = _specs(
-        n, heads, d, None if labels is None else labels.shape[0])
-    specs = {"qkv": qkv_spec, "out": out_spec, "bias": bias_spec}
+    parts = _parts(bw)
+    specs, label_specs = _specs(n, heads, d, bw // parts,
+                                None if labels is None else labels.shape[0])
     return pl.pallas_call(
         functools.partial(kernel, heads=heads, d=d, scale=scale, masked=labels is not None),
-        grid=(bw,),
-        in_specs=[qkv_spec, bias_spec, *label_specs, *(out_spec for _ in extra)],
+        grid=(parts, bw // parts),
+        in_specs=[specs["qkv"], specs["bias"], *label_specs, *(specs["out"] for _ in extra)],
         out_specs=[specs[k] for k in out_specs],
         out_shape=out_shape,
-        compiler_params=pltpu.CompilerParams(dimension_semantics=(semantics,)),
+        compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", inner)),
         cost_estimate=_cost(bw, n, heads, d, qkv.dtype.itemsize, *cost),
         interpret=interpret,
     )(qkv.reshape(bw, n, -1), bias, *_label_args(labels), *(e.reshape(bw, n, -1) for e in extra))
@@ -161,12 +174,12 @@ def _forward(qkv, bias, labels, scale, interpret):
 
 def _backward(qkv, bias, labels, do, scale, interpret):
     bw, n = qkv.shape[:2]
-    # the bias gradient accumulates in one block over all windows: an "arbitrary" grid
+    # each part's bias gradient accumulates in one block over its windows: "arbitrary"
     dqkv, dbias = _call(_backward_kernel, qkv, bias, labels, (do,),
                         [jax.ShapeDtypeStruct((bw, n, qkv[0].size // n), qkv.dtype),
-                         jax.ShapeDtypeStruct(bias.shape, jnp.float32)], ["qkv", "bias"],
-                        "arbitrary", (5, 7, 2), scale, interpret)
-    return dqkv.reshape(qkv.shape), dbias
+                         jax.ShapeDtypeStruct((_parts(bw), *bias.shape), jnp.float32)],
+                        ["qkv", "dbias"], "arbitrary", (5, 7, 2), scale, interpret)
+    return dqkv.reshape(qkv.shape), dbias.sum(axis=0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
