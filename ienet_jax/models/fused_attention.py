@@ -39,6 +39,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
@@ -201,6 +202,12 @@ def _attention_bwd(scale, interpret, res, do):
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+@functools.cache
+def _warn_interpreted() -> None:
+    logging.warning("model.attention='fused' compiled for the CPU runs Pallas's interpreter, "
+                    "for tests: orders of magnitude slower than model.attention='einsum'")
+
+
 def window_attention(qkv: jnp.ndarray, table: jnp.ndarray, index: np.ndarray,
                      labels: np.ndarray | None, scale: float, platform: str) -> jnp.ndarray:
     """Attention within windows, fused: `qkv` `[B·nW, N, 3, h, d]` (the qkv projection of
@@ -213,6 +220,8 @@ def window_attention(qkv: jnp.ndarray, table: jnp.ndarray, index: np.ndarray,
                          f"{platform!r} use model.attention='einsum'")
     n = qkv.shape[1]
     interpret = platform == "cpu"
+    if interpret:
+        _warn_interpreted()
     labels_arg = None if labels is None else jnp.asarray(labels, jnp.int32)
 
     def local(qkv, table, labels):
