@@ -237,6 +237,13 @@ class HloModule:
         return 0.0
 
 
+def kernel_flops(module: HloModule) -> float:
+    """FLOPs of one step's custom-call kernels that state them (Pallas kernels' cost
+    estimates), per device, each once per loop trip."""
+    return sum(module.flops(i["name"]) * module.executions(i["name"])
+               for i in module.top_level() if i["opcode"] == "custom-call")
+
+
 def classify(op_name: str) -> tuple[str, str]:
     """`(class, "forward"|"backward"|"")` of an op from its metadata op_name."""
     if not op_name:

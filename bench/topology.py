@@ -218,6 +218,7 @@ def analyse(config: ml_collections.ConfigDict, name: str,
     coll = hlo.collectives(text)
     cost = _cost(compiled) if target.chip.platform == "tpu" else {}
     loops = hlo.while_loops(text)
+    module = profile.HloModule(text)
     if "flops" in cost and not loops:
         flops, flops_source = float(cost["flops"]), "compiled step (per device)"
         bytes_accessed = float(cost.get("bytes accessed", 0.0))
@@ -226,6 +227,10 @@ def analyse(config: ml_collections.ConfigDict, name: str,
         flops = float(whole.get("flops", 0.0)) / n
         bytes_accessed = float(whole.get("bytes accessed", 0.0)) / n
         flops_source = f"unpartitioned step / {n} devices"
+        kernels = profile.kernel_flops(module)  # which the CPU's count sees as 0
+        if kernels:
+            flops += kernels
+            flops_source += f" + {kernels / 1e9:.1f} GFLOP of Pallas kernels (their estimates)"
         if "flops" in cost:  # the compiled count misses all but one trip of each loop
             flops_source += (f" (the compiled step's {loops} while loops count once in "
                              f"XLA's cost analysis: {float(cost['flops']) / 1e9:.1f} GFLOP)")
@@ -259,7 +264,7 @@ def analyse(config: ml_collections.ConfigDict, name: str,
         "clips_per_s": low.global_batch / step_s if step_s > 0 else float("inf"),
         "mfu": flops / (step_s * peak) if step_s > 0 else 0.0,
         "peak_flops": peak, "chip_source": target.chip.source,
-        "classes": profile.hlo_classes(profile.HloModule(text)),
+        "classes": profile.hlo_classes(module),
     }
     return row, text
 

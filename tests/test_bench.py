@@ -132,6 +132,52 @@ def test_profile_counts_dot_flops_and_classes_ops():
                             "transpose")[0] == "window partition/shift"
 
 
+# a TPU step's shape, by hand: a Pallas kernel (a custom call stating its cost estimate)
+# in a loop body run 3 times, and a cuDNN-like custom call that states none
+KERNEL_HLO = """HloModule step
+
+%body (p: (s32[], f32[8])) -> (s32[], f32[8]) {
+  %p = (s32[], f32[8]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%p), index=0
+  %x = f32[8]{0} get-tuple-element(%p), index=1
+  %k = f32[8]{0} custom-call(%x), custom_call_target="tpu_custom_call", metadata={op_name=\
+"jit(s)/jvp(IENet)/rgb/stage_0/block_0/attn/attn.attend/fused/shard_map/pallas_call"}, \
+backend_config={"custom_call_config":{"body":"AA","cost_estimate":{"flops":"1000",\
+"transcendentals":"8","bytes_accessed":"64"}}}
+  ROOT %t = (s32[], f32[8]{0}) tuple(%i, %k)
+}
+
+%cond (q: (s32[], f32[8])) -> pred[] {
+  %q = (s32[], f32[8]{0}) parameter(0)
+  ROOT %c = pred[] constant(true)
+}
+
+ENTRY %main (a: f32[8]) -> f32[8] {
+  %a = f32[8]{0} parameter(0)
+  %z = s32[] constant(0)
+  %init = (s32[], f32[8]{0}) tuple(%z, %a)
+  %w = (s32[], f32[8]{0}) while(%init), condition=%cond, body=%body, \
+backend_config={"known_trip_count":{"n":"3"}}
+  %y = f32[8]{0} get-tuple-element(%w), index=1
+  ROOT %g = f32[8]{0} custom-call(%y), custom_call_target="__cudnn$conv"
+}
+"""
+
+
+def test_profile_counts_kernels_by_their_cost_estimates():
+    """A Pallas kernel's FLOPs are its stated estimate, once per loop trip (XLA's CPU cost
+    analysis of the unpartitioned step sees it as 0: `bench.topology` adds these); a custom
+    call without an estimate counts 0."""
+    from bench import profile
+
+    module = profile.HloModule(KERNEL_HLO)
+    assert profile.kernel_flops(module) == 3 * 1000
+    rows = {(r["cls"], r["direction"]): r for r in profile.hlo_classes(module)}
+    kernel = rows["attention fused kernel", "forward"]
+    assert kernel["flops"] == 3000 and kernel["bytes"] == 3 * 2 * 4 * 8
+    assert module.flops("g") == 0
+
+
 def test_convert_bench_runs_all_three_modes(tmp_path):
     """`python -m bench.convert` at a tiny size: convert (reduced / full decode) and the
     toolbox re-implementation each produce times, CPU seconds and sizes."""

@@ -181,14 +181,15 @@ def test_tpu_step_by_op_class(compiled):
 
 @needs_aot
 def test_tpu_fused_attention_is_one_kernel_per_pass(compiled):
-    """`model.attention=fused` compiled for a TPU: each block's window attention is one
-    Mosaic kernel forward and one backward (run per device in a shard_map: the step's batch
-    is split over 4 chips), no softmax of materialised logits is left, and the kernels'
-    FLOPs come from their cost estimates: the step's FLOPs are the einsum step's within
-    10 % (the backward kernel recomputes q·kᵀ; the estimates count the matmuls only, XLA
-    also the softmax)."""
-    row, text, _ = compiled(TPU, "dp", "fused")
-    plain, _, _ = compiled(TPU, "dp")
+    """`model.attention=fused` compiled for a TPU (under `fsdp`: the batch split over the 4
+    chips): each block's window attention is one Mosaic kernel forward and one backward,
+    run per device in a shard_map, no softmax of materialised logits is left, and the
+    kernels' FLOPs come from their cost estimates (in `classes` and in XLA's count; the
+    unpartitioned count adds them: tests/test_bench.py): the step's FLOPs are the einsum
+    step's within 10 % (the backward kernel recomputes q·kᵀ; the estimates count the
+    matmuls only, XLA also the softmax)."""
+    row, text, _ = compiled(TPU, "fsdp", "fused")
+    plain, _, _ = compiled(TPU, "fsdp")
     blocks = 2 * sum(MICRO["depths"])  # RGB and NIR
     assert text.count('custom_call_target="tpu_custom_call"') == 2 * blocks
     classes = {(r["cls"], r["direction"]): r for r in row["classes"]}
@@ -196,6 +197,7 @@ def test_tpu_fused_attention_is_one_kernel_per_pass(compiled):
         kernel = classes["attention fused kernel", direction]
         assert kernel["ops"] >= blocks and kernel["flops"] > 0 and kernel["bytes"] > 0
         assert ("attention softmax (+bias, mask)", direction) not in classes
+    assert row["flops_source"] == plain["flops_source"] == "compiled step (per device)"
     flops, plain_flops = row["flops_per_device"], plain["flops_per_device"]
     assert abs(flops - plain_flops) < 0.1 * plain_flops
 
