@@ -6,7 +6,7 @@ backward, as Pallas kernels (Mosaic on TPU). The unfused formulation
 window and head to main memory and reads them back, forward and backward: compiled for
 TPU v5e, the softmax alone was 16 % of the reference step's kernel I/O
 (`python -m bench.topology --classes`), on a step bound by memory traffic. Here a window's
-`N×N` blocks (N ≤ 8·7·7 = 392 tokens: ≤ 600 KiB in float32) live in on-chip memory only:
+`N×N` blocks (N = its tokens, the reference's 2·7·7 = 98: 38 KiB in float32) stay on chip:
 
 - the kernels read the qkv projection of a window's tokens as the projection writes it,
   `[N, 3·h·d]` (q, k, v, each head-major), and write the output `[N, h·d]` as the output
