@@ -117,6 +117,17 @@ class Lowered:
 
 def lower_train_step(config: ml_collections.ConfigDict, devices,
                      frozen: bool = False) -> Lowered:
+    """The trainer's train step for `config` lowered on a mesh over `devices` (see
+    `_lower_train_step`), the model traced for their platform throughout (its
+    initialisation too, which the trainer traces on the accelerator itself)."""
+    from ienet_jax.models import platform
+
+    with platform.target(devices[0].platform):
+        return _lower_train_step(config, devices, frozen)
+
+
+def _lower_train_step(config: ml_collections.ConfigDict, devices,
+                      frozen: bool = False) -> Lowered:
     """The trainer's train step for `config` lowered on a mesh over `devices` (any platform:
     compile-only devices too), without allocating anything. `frozen`: the step of the
     frozen phase instead (stage 2's first `train.freeze_steps` steps: only what
