@@ -187,6 +187,12 @@ COMMANDS: dict[str, Chain | Check] = {
         "compiles the reference IENet for 32 TPU and 16 GPU devices (tens of minutes here); "
         "tests/test_topology.py compiles the tiny config. Here: the flags and config parse.",
         parses("bench.topology", ("--only_check_args",))),
+    "python -m bench.topology --config=configs/ienet.py:reference "
+    "--config.model.attention=fused --topology v5e:4x4 --classes": Check(
+        "compiles the reference IENet with the fused attention for 16 TPU chips (5-10 min "
+        "here); tests/test_topology.py compiles a micro IENet with it. Here: the flags, the "
+        "config and the override parse.",
+        parses("bench.topology", ("--only_check_args",))),
     "python -m bench.topology_grid --config=configs/ienet.py:reference --topology v5e:4x4 "
     "--strategy dp --strategy fsdp --strategy dp_tp --dtype float32 --dtype bfloat16 "
     "--largest --out runs/grid": Check(
