@@ -74,12 +74,12 @@ def _forward_kernel(*refs, heads: int, d: int, scale: float, masked: bool):
     qkv_ref, b_ref, *rest = refs
     labels = (rest[0][...], rest[1][...]) if masked else None
     o_ref = rest[-1]
-    for h, (q, k, v, o) in enumerate(zip(*(_heads(qkv_ref, i, heads, d) for i in range(3)),
-                                         _heads(o_ref, 0, heads, d), strict=True)):
-        v = qkv_ref[v]
-        p = _probs(qkv_ref[q], qkv_ref[k], b_ref[h], labels, scale)
-        o_ref[o] = jax.lax.dot_general(p.astype(v.dtype), v, _NN,
-                                       preferred_element_type=jnp.float32).astype(o_ref.dtype)
+    for h, (qs, ks, vs, os) in enumerate(zip(*(_heads(qkv_ref, i, heads, d) for i in range(3)),
+                                             _heads(o_ref, 0, heads, d), strict=True)):
+        v = qkv_ref[vs]
+        p = _probs(qkv_ref[qs], qkv_ref[ks], b_ref[h], labels, scale)
+        o_ref[os] = jax.lax.dot_general(p.astype(v.dtype), v, _NN,
+                                        preferred_element_type=jnp.float32).astype(o_ref.dtype)
 
 
 def _backward_kernel(*refs, heads: int, d: int, scale: float, masked: bool):
