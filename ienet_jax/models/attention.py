@@ -281,8 +281,10 @@ class WindowAttention(nn.Module):
         (rng collection "dropout").
       impl: "einsum" (batched einsum → f32 softmax → einsum; fastest on CPU) or
         "dot_product" (`jax.nn.dot_product_attention` with bias + mask as `bias`), or
-        "fused" (TPU: one kernel per window and head that keeps the logits on chip,
-        `ienet_jax.models.fused_attention`; no attention dropout).
+        "fused" (TPU: one kernel program per window, all its heads, that keeps the
+        logits on chip, `ienet_jax.models.fused_attention`; no attention dropout; it
+        always takes the accelerator order above: it reads the projection of the
+        partitioned tokens as the projection writes it).
     """
 
     dim: int
@@ -370,7 +372,7 @@ class WindowAttention(nn.Module):
         scale = hd**-0.5
         mask = None if mask is None else shift_mask(*mask)
         with jax.named_scope("bias"):  # scopes name the ops for bench.profile
-            bias = jnp.asarray(table)[index.reshape(-1)].reshape(n, n, self.heads)
+            bias = table[index.reshape(-1)].reshape(n, n, self.heads)
             bias = bias.transpose(2, 0, 1).astype(jnp.float32)  # [h, N, N]
 
         if self.impl == "einsum":
