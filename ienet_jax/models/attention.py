@@ -372,8 +372,7 @@ class WindowAttention(nn.Module):
         scale = hd**-0.5
         mask = None if mask is None else shift_mask(*mask)
         with jax.named_scope("bias"):  # scopes name the ops for bench.profile
-            bias = table[index.reshape(-1)].reshape(n, n, self.heads)
-            bias = bias.transpose(2, 0, 1).astype(jnp.float32)  # [h, N, N]
+            bias = fused_attention.relative_position_bias(table, index)  # [h, N, N]
 
         if self.impl == "einsum":
             with jax.named_scope("qk"):

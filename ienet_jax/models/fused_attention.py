@@ -35,6 +35,7 @@ the kernels run in Pallas's interpreter (tests; slow); a GPU has no such kernel
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -177,7 +178,7 @@ def _backward(qkv, bias, labels, do, scale, interpret):
     bw, n = qkv.shape[:2]
     # each part's bias gradient accumulates in one block over its windows: "arbitrary"
     dqkv, dbias = _call(_backward_kernel, qkv, bias, labels, (do,),
-                        [jax.ShapeDtypeStruct((bw, n, qkv[0].size // n), qkv.dtype),
+                        [jax.ShapeDtypeStruct((bw, n, math.prod(qkv.shape[2:])), qkv.dtype),
                          jax.ShapeDtypeStruct((_parts(bw), *bias.shape), jnp.float32)],
                         ["qkv", "dbias"], "arbitrary", (5, 7, 2), scale, interpret)
     return dqkv.reshape(qkv.shape), dbias.sum(axis=0)
@@ -202,6 +203,14 @@ def _attention_bwd(scale, interpret, res, do):
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+def relative_position_bias(table: jnp.ndarray, index: np.ndarray) -> jnp.ndarray:
+    """The float32 bias `[h, N, N]` of a relative-position `table` `[T, h]` gathered by
+    `index` `[N, N]` (the einsum formulation's too)."""
+    n = index.shape[0]
+    bias = table[index.reshape(-1)].reshape(n, n, table.shape[-1])
+    return bias.transpose(2, 0, 1).astype(jnp.float32)
+
+
 @functools.cache
 def _warn_interpreted() -> None:
     logging.warning("model.attention='fused' compiled for the CPU runs Pallas's interpreter, "
@@ -218,24 +227,21 @@ def window_attention(qkv: jnp.ndarray, table: jnp.ndarray, index: np.ndarray,
     if platform not in ("tpu", "cpu"):
         raise ValueError(f"config key model.attention='fused' is a TPU kernel; compiled for "
                          f"{platform!r} use model.attention='einsum'")
-    n = qkv.shape[1]
     interpret = platform == "cpu"
     if interpret:
         _warn_interpreted()
-    labels_arg = None if labels is None else jnp.asarray(labels, jnp.int32)
+    # the labels, when there is a mask, as a third (replicated) operand
+    operands = (qkv, table) + (() if labels is None else (jnp.asarray(labels, jnp.int32),))
 
-    def local(qkv, table, labels):
-        bias = table[index.reshape(-1)].reshape(n, n, -1).transpose(2, 0, 1)
-        return _attention(qkv, bias.astype(jnp.float32), labels, scale, interpret)
+    def local(qkv, table, labels=None):
+        bias = relative_position_bias(table, index)
+        return _attention(qkv, bias, labels, scale, interpret)
 
     mesh = jax.sharding.get_abstract_mesh()
     if not mesh.shape:
-        return local(qkv, table, labels_arg)
+        return local(*operands)
     spec = axes.spec(axes.WINDOW_TOKENS_QKV, qkv.shape, whole=(axes.TOKENS, axes.KV))
     out_spec = jax.sharding.PartitionSpec(*spec[:2], *spec[3:])
-    table_spec = jax.sharding.PartitionSpec(None, spec[3])
-    if labels_arg is None:
-        return jax.shard_map(lambda qkv, t: local(qkv, t, None), in_specs=(spec, table_spec),
-                             out_specs=out_spec, check_vma=False)(qkv, table)
-    return jax.shard_map(local, in_specs=(spec, table_spec, jax.sharding.PartitionSpec()),
-                         out_specs=out_spec, check_vma=False)(qkv, table, labels_arg)
+    specs = (spec, jax.sharding.PartitionSpec(None, spec[3]), jax.sharding.PartitionSpec())
+    return jax.shard_map(local, in_specs=specs[:len(operands)], out_specs=out_spec,
+                         check_vma=False)(*operands)
